@@ -1,0 +1,1 @@
+"""One module per `bert-jax` subcommand: flags + main(argv), no library logic."""

@@ -1,0 +1,119 @@
+"""The shape of every bert-jax configuration, as data (ml_collections).
+
+`configs/*.py` files start from `pretrain_config()` and set sizes; command-line
+overrides (`--config.total_steps=40`) do the rest. `model_config(config)` turns
+the `model` section into the hashable `ModelConfig` the Flax modules take.
+No JAX, TensorFlow or file I/O here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from bert_jax.model import ModelConfig
+
+# (num_layers, hidden_size, num_heads) of the standard sizes (Turc et al. 2019
+# for the small ones); intermediate is 4 * hidden.
+SIZES = {
+    "tiny": (2, 128, 2),
+    "mini": (4, 256, 4),
+    "small": (4, 512, 8),
+    "medium": (8, 512, 8),
+    "base": (12, 768, 12),
+    "large": (24, 1024, 16),
+}
+
+
+def model_section(size: str = "base", **overrides) -> ml_collections.ConfigDict:
+    """The `model` section for a named size, every ModelConfig field present."""
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; known sizes: {', '.join(SIZES)}")
+    layers, hidden, heads = SIZES[size]
+    fields = dataclasses.asdict(ModelConfig())
+    fields.update(
+        num_layers=layers, hidden_size=hidden, num_heads=heads, intermediate_size=4 * hidden
+    )
+    fields.update(overrides)
+    return ml_collections.ConfigDict(fields)
+
+
+def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
+    """Every field a pre-training run reads, with BERT's published defaults."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 1_000_000
+    c.log_every_steps = 100
+    c.checkpoint_every_steps = 10_000
+    c.eval_every_steps = 10_000
+    c.eval_steps = 100
+    c.keep_checkpoints = 3
+    c.keep_best_eval = False
+    c.on_nan = "stop"  # or "skip": drop the update of a step with a non-finite loss
+    c.batch_size = 256  # global examples per optimizer step
+
+    c.model = model_section(size)
+
+    c.data = ml_collections.ConfigDict()
+    # Created shards (TFRecord glob, comma-separated globs allowed) and a held-out set.
+    c.data.train_files = ""
+    c.data.eval_files = ""
+    # Or: a corpus to build vocab + shards from in the workdir before training
+    # ("builtin:stdlib-docs", a glob of text files, or "tfds:NAME:FEATURE").
+    c.data.corpus = ""
+    c.data.eval_corpus = ""
+    c.data.vocab_file = ""
+    c.data.vocab_size = 0  # when building a vocab from the corpus
+    c.data.do_lower_case = True
+    c.data.mode = "nsp"  # nsp | sop | mlm_packed
+    c.data.masking = "static"  # static (masks in the shards) | dynamic (masked in tf.data)
+    c.data.max_seq_length = 128
+    c.data.max_predictions_per_seq = 20
+    c.data.masked_lm_prob = 0.15
+    c.data.do_whole_word_mask = False
+    c.data.dupe_factor = 10
+    c.data.short_seq_prob = 0.1
+    c.data.shuffle_buffer = 10_000
+    c.data.prefetch = 2
+
+    # BERT's recipe: 90% of steps at seq 128, then 512. Empty = one phase with
+    # the data section's lengths. Each phase: fraction (of total_steps),
+    # max_seq_length, max_predictions_per_seq, and optional train_files/eval_files.
+    c.phases = []
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adamw"  # adamw | lamb
+    c.optimizer.learning_rate = 1e-4
+    c.optimizer.warmup_steps = 10_000
+    c.optimizer.schedule = "linear"  # linear | polynomial | cosine | constant (after warmup)
+    c.optimizer.end_learning_rate = 0.0
+    c.optimizer.power = 1.0  # polynomial decay power
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.999
+    c.optimizer.eps = 1e-6
+    c.optimizer.weight_decay = 0.01
+    c.optimizer.max_grad_norm = 1.0
+    c.optimizer.grad_accum_steps = 1
+
+    # Device mesh: sizes of the named axes; -1 takes the remaining devices.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+
+    # Probe: fine-tune a copy on a small downstream set every N steps (0 = off).
+    c.probe = ml_collections.ConfigDict()
+    c.probe.every_steps = 0
+    c.probe.task = "sst2"
+    c.probe.data_dir = ""
+    c.probe.train_examples = 2000
+    c.probe.steps = 200
+
+    c.init_checkpoint = ""  # start from another run's checkpoint or an HF folder
+    return c
+
+
+def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
+    """The `model` section as a ModelConfig, with a clear error for bad keys."""
+    return ModelConfig.from_dict(config.model.to_dict())

@@ -1,0 +1,547 @@
+"""The BERT encoder family in Flax Linen, and its task heads.
+
+One encoder serves BERT, RoBERTa and ALBERT by configuration (`ModelConfig`):
+position-id offset, factorised embeddings, cross-layer sharing, head types.
+
+Layering: this module knows nothing of meshes, files, logging or TensorFlow.
+Every parameter carries logical axis names (`vocab`, `embed`, `mlp`, `heads`,
+`kv`, `position`, `type`, `layers`, `classes`); a rule table elsewhere maps them
+to mesh axes. Activations carry `batch`, `length`, `act_embed`, ... names
+through `nn.with_logical_constraint`, which is a no-op outside a rules context.
+
+dtype policy: parameters in `param_dtype` (float32), matmuls in `dtype`
+(bfloat16 on accelerators), softmax and LayerNorm statistics in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bert_jax.errors import ConfigError
+
+Array = jax.Array
+Dtype = Any
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots_all": jax.checkpoint_policies.dots_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one encoder of the BERT family (hashable: a jit static).
+
+    Sizes follow the original `bert_config.json` names where it has them.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"  # exact erf GELU, as BERT
+    # ALBERT: factorised embeddings (0 means embedding_size == hidden_size) and
+    # one layer's parameters applied num_layers times.
+    embedding_size: int = 0
+    share_layers: bool = False
+    # RoBERTa: position ids start at pad_token_id + 1 and skip padding.
+    position_offset: int = 0
+    pad_token_id: int = 0
+    # Pre-training sentence-pair head: "nsp", "sop" (same shape) or "none".
+    pair_head: str = "nsp"
+    num_labels: int = 2
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    remat_policy: str = "none"
+    scan_layers: bool = False
+    # "auto": jax.nn.dot_product_attention (fusable) whenever attention dropout
+    # is inactive, the explicit softmax-dropout path otherwise.
+    attention_impl: str = "auto"
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.hidden_size={self.hidden_size} is not divisible by "
+                f"model.num_heads={self.num_heads}; pick sizes with hidden_size % num_heads == 0"
+            )
+        if self.embedding_size > self.hidden_size:
+            raise ConfigError(
+                f"model.embedding_size={self.embedding_size} is larger than "
+                f"model.hidden_size={self.hidden_size}; ALBERT factorisation needs E <= H"
+            )
+        if self.pair_head not in ("nsp", "sop", "none"):
+            raise ConfigError(f"model.pair_head={self.pair_head!r}; expected 'nsp', 'sop' or 'none'")
+        if self.remat_policy not in REMAT_POLICIES:
+            raise ConfigError(
+                f"model.remat_policy={self.remat_policy!r}; expected one of {sorted(REMAT_POLICIES)}"
+            )
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in _DTYPES:
+                raise ConfigError(
+                    f"model.{name}={getattr(self, name)!r}; expected one of {sorted(_DTYPES)}"
+                )
+        if self.attention_impl not in ("auto", "explicit", "xla", "cudnn"):
+            raise ConfigError(
+                f"model.attention_impl={self.attention_impl!r}; expected auto, explicit, xla or cudnn"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"model.hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the token embedding table (ALBERT's E, else H)."""
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def compute_dtype(self) -> Dtype:
+        return _DTYPES[self.dtype]
+
+    @property
+    def weight_dtype(self) -> Dtype:
+        return _DTYPES[self.param_dtype]
+
+    @classmethod
+    def from_dict(cls, d) -> ModelConfig:
+        """Builds from a mapping (e.g. a ConfigDict), naming any unknown key."""
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **kw) -> ModelConfig:
+        return dataclasses.replace(self, **kw)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": functools.partial(nn.gelu, approximate=False),
+    "gelu_new": functools.partial(nn.gelu, approximate=True),
+    "relu": nn.relu,
+}
+
+
+def _init(cfg: ModelConfig, axes: tuple[str, ...]):
+    return nn.with_logical_partitioning(nn.initializers.normal(stddev=cfg.initializer_range), axes)
+
+
+def _zeros(axes: tuple[str, ...]):
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+def _ones(axes: tuple[str, ...]):
+    return nn.with_logical_partitioning(nn.initializers.ones_init(), axes)
+
+
+def _layer_norm(cfg: ModelConfig, name: str, axis_name: str = "embed") -> nn.LayerNorm:
+    # Flax LayerNorm promotes its statistics to float32 whatever the input dtype.
+    return nn.LayerNorm(
+        epsilon=cfg.layer_norm_eps,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+        scale_init=_ones((axis_name,)),
+        bias_init=_zeros((axis_name,)),
+        name=name,
+    )
+
+
+def _dense(cfg: ModelConfig, features: int, axes: tuple[str, str], name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+        kernel_init=_init(cfg, axes),
+        bias_init=_zeros((axes[1],)),
+        name=name,
+    )
+
+
+def position_ids_for(input_ids: Array, cfg: ModelConfig) -> Array:
+    """Position ids `[batch, seq]`: 0..L-1 for BERT/ALBERT; for RoBERTa
+    (`position_offset > 0`) the cumulative count of non-pad tokens plus the pad
+    index, pads at the pad index (HF `create_position_ids_from_input_ids`)."""
+    if cfg.position_offset == 0:
+        return jnp.broadcast_to(jnp.arange(input_ids.shape[-1]), input_ids.shape)
+    not_pad = (input_ids != cfg.pad_token_id).astype(jnp.int32)
+    return jnp.cumsum(not_pad, axis=-1) * not_pad + cfg.pad_token_id
+
+
+class Embeddings(nn.Module):
+    """Word + position + token-type embeddings, LayerNorm, dropout.
+
+    Returns `[batch, seq, hidden]` in the compute dtype. With ALBERT's
+    factorisation the sum is `[batch, seq, E]`, projected to H.
+    """
+
+    cfg: ModelConfig
+
+    def setup(self):
+        cfg = self.cfg
+        self.word_embeddings = nn.Embed(
+            cfg.vocab_size,
+            cfg.embed_dim,
+            dtype=cfg.compute_dtype,
+            param_dtype=cfg.weight_dtype,
+            embedding_init=_init(cfg, ("vocab", "embed")),
+        )
+        self.position_embeddings = nn.Embed(
+            cfg.max_position_embeddings,
+            cfg.embed_dim,
+            dtype=cfg.compute_dtype,
+            param_dtype=cfg.weight_dtype,
+            embedding_init=_init(cfg, ("position", "embed")),
+        )
+        self.token_type_embeddings = nn.Embed(
+            cfg.type_vocab_size,
+            cfg.embed_dim,
+            dtype=cfg.compute_dtype,
+            param_dtype=cfg.weight_dtype,
+            embedding_init=_init(cfg, ("type", "embed")),
+        )
+        self.layer_norm = _layer_norm(cfg, "LayerNorm")
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+        if cfg.embedding_size:
+            self.projection = _dense(cfg, cfg.hidden_size, ("embed", "mlp"), "projection")
+
+    def __call__(self, input_ids, token_type_ids, deterministic: bool):
+        cfg = self.cfg
+        positions = position_ids_for(input_ids, cfg)
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(positions)
+            + self.token_type_embeddings(token_type_ids)
+        )
+        x = self.dropout(self.layer_norm(x), deterministic=deterministic)
+        if cfg.embedding_size:
+            x = self.projection(x)
+        return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+
+    def attend(self, x: Array) -> Array:
+        """Tied decoder: `[..., E] -> [..., vocab]` logits against the table."""
+        return self.word_embeddings.attend(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a padding mask and attention dropout.
+
+    `x [batch, seq, hidden]`, `mask [batch, 1, 1, seq]` (True = attend).
+    """
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool):
+        cfg = self.cfg
+        proj = functools.partial(
+            nn.DenseGeneral,
+            features=(cfg.num_heads, cfg.head_dim),
+            dtype=cfg.compute_dtype,
+            param_dtype=cfg.weight_dtype,
+            kernel_init=_init(cfg, ("embed", "heads", "kv")),
+            bias_init=_zeros(("heads", "kv")),
+        )
+        q = proj(name="query")(x)
+        k = proj(name="key")(x)
+        v = proj(name="value")(x)
+        q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "act_kv"))
+        k = nn.with_logical_constraint(k, ("batch", "length", "act_heads", "act_kv"))
+        v = nn.with_logical_constraint(v, ("batch", "length", "act_heads", "act_kv"))
+        dropout_active = cfg.attention_dropout > 0.0 and not deterministic
+        if cfg.attention_impl == "explicit" or (cfg.attention_impl == "auto" and dropout_active):
+            ctx = self._explicit(q, k, v, mask, deterministic)
+        else:
+            if dropout_active:
+                raise ConfigError(
+                    f"model.attention_impl={cfg.attention_impl!r} has no attention dropout; "
+                    "use 'auto' or set model.attention_dropout=0"
+                )
+            impl = None if cfg.attention_impl == "auto" else cfg.attention_impl
+            ctx = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+        out = nn.DenseGeneral(
+            cfg.hidden_size,
+            axis=(-2, -1),
+            dtype=cfg.compute_dtype,
+            param_dtype=cfg.weight_dtype,
+            kernel_init=_init(cfg, ("heads", "kv", "embed")),
+            bias_init=_zeros(("embed",)),
+            name="output",
+        )(ctx)
+        return out
+
+    def _explicit(self, q, k, v, mask, deterministic):
+        cfg = self.cfg
+        scale = 1.0 / jnp.sqrt(cfg.head_dim).astype(q.dtype)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q * scale, k)
+        # Softmax in float32 whatever the compute dtype.
+        logits = jnp.where(mask, logits.astype(jnp.float32), jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(logits, axis=-1)
+        probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=deterministic)
+        return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+
+
+class EncoderLayer(nn.Module):
+    """One post-LayerNorm Transformer layer: `[batch, seq, hidden]` in and out."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool):
+        cfg = self.cfg
+        drop = nn.Dropout(cfg.hidden_dropout)
+        attn = SelfAttention(cfg, name="attention")(x, mask, deterministic)
+        x = _layer_norm(cfg, "attention_LayerNorm")(x + drop(attn, deterministic=deterministic))
+        h = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate")(x)
+        h = ACTIVATIONS[cfg.hidden_act](h)
+        h = nn.with_logical_constraint(h, ("batch", "length", "act_mlp"))
+        h = _dense(cfg, cfg.hidden_size, ("mlp", "embed"), "output")(h)
+        x = _layer_norm(cfg, "output_LayerNorm")(x + drop(h, deterministic=deterministic))
+        return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+
+
+class _ScanLayer(nn.Module):
+    """Adapter giving EncoderLayer the (carry, x) -> (carry, y) form nn.scan
+    needs; y is the layer output only when every layer's output is wanted."""
+
+    cfg: ModelConfig
+    emit_hidden: bool = False
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool):
+        y = EncoderLayer(self.cfg, name="layer")(x, mask, deterministic)
+        return y, (y if self.emit_hidden else None)
+
+
+class Encoder(nn.Module):
+    """`num_layers` encoder layers; unrolled, scanned, or one shared layer.
+
+    Parameter trees: unrolled `layer_0 .. layer_{N-1}`; scanned `layers/layer`
+    with a leading `layers` axis of size N; shared (ALBERT) `shared_layer`.
+    Returns the final hidden states and, if asked, every layer's output
+    (embeddings first), each `[batch, seq, hidden]`.
+    """
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic: bool, return_all: bool = False):
+        cfg = self.cfg
+        policy = REMAT_POLICIES[cfg.remat_policy]
+        layer_cls = EncoderLayer
+        if cfg.remat_policy != "none":
+            layer_cls = nn.remat(EncoderLayer, policy=policy, static_argnums=(3,))
+        hidden = [x]
+        if cfg.share_layers:
+            layer = layer_cls(cfg, name="shared_layer")
+            for _ in range(cfg.num_layers):
+                x = layer(x, mask, deterministic)
+                hidden.append(x)
+        elif cfg.scan_layers:
+            scan_cls = _ScanLayer
+            if cfg.remat_policy != "none":
+                scan_cls = nn.remat(_ScanLayer, policy=policy, static_argnums=(3,))
+            stack = nn.scan(
+                scan_cls,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast, nn.broadcast),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            x, ys = stack(cfg, emit_hidden=return_all, name="layers")(x, mask, deterministic)
+            if return_all:
+                hidden.extend(ys[i] for i in range(cfg.num_layers))
+            else:
+                hidden.append(x)
+        else:
+            for i in range(cfg.num_layers):
+                x = layer_cls(cfg, name=f"layer_{i}")(x, mask, deterministic)
+                hidden.append(x)
+        return x, hidden
+
+
+class Pooler(nn.Module):
+    """tanh(Dense([CLS])): `[batch, seq, hidden] -> [batch, hidden]`."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x):
+        return jnp.tanh(_dense(self.cfg, self.cfg.hidden_size, ("embed", "mlp"), "dense")(x[:, 0]))
+
+
+class BertModel(nn.Module):
+    """Embeddings, encoder and pooler.
+
+    Inputs `[batch, seq]` int32: `input_ids`, `input_mask` (1 = real token),
+    `segment_ids`. Returns a dict with `sequence_output [batch, seq, hidden]`,
+    `pooled_output [batch, hidden]` and, with `return_all_hidden`,
+    `hidden_states`: a list of num_layers + 1 arrays `[batch, seq, hidden]`.
+    """
+
+    cfg: ModelConfig
+    add_pooler: bool = True
+
+    def setup(self):
+        self.embeddings = Embeddings(self.cfg)
+        self.encoder = Encoder(self.cfg)
+        if self.add_pooler:
+            self.pooler = Pooler(self.cfg)
+
+    def __call__(
+        self,
+        input_ids,
+        input_mask=None,
+        segment_ids=None,
+        *,
+        deterministic: bool = True,
+        return_all_hidden: bool = False,
+    ):
+        if input_mask is None:
+            input_mask = jnp.ones_like(input_ids)
+        if segment_ids is None:
+            segment_ids = jnp.zeros_like(input_ids)
+        mask = attention_mask(input_mask)
+        x = self.embeddings(input_ids, segment_ids, deterministic)
+        x, hidden = self.encoder(x, mask, deterministic, return_all_hidden)
+        out = {"sequence_output": x}
+        if self.add_pooler:
+            out["pooled_output"] = self.pooler(x)
+        if return_all_hidden:
+            out["hidden_states"] = hidden
+        return out
+
+    def attend(self, x):
+        return self.embeddings.attend(x)
+
+
+def attention_mask(input_mask: Array) -> Array:
+    """`[batch, seq]` 0/1 padding mask -> `[batch, 1, 1, seq]` bool key mask."""
+    return (input_mask > 0)[:, None, None, :]
+
+
+def gather_positions(x: Array, positions: Array) -> Array:
+    """`x [batch, seq, hidden]`, `positions [batch, P]` -> `[batch, P, hidden]`."""
+    return jnp.take_along_axis(x, positions[..., None].astype(jnp.int32), axis=1)
+
+
+class MaskedLMHead(nn.Module):
+    """Transform (Dense, activation, LayerNorm) then the tied decoder + bias.
+
+    `x [batch, P, hidden] -> logits [batch, P, vocab]` in float32.
+    """
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, decoder: Callable[[Array], Array]):
+        cfg = self.cfg
+        h = _dense(cfg, cfg.embed_dim, ("mlp", "embed"), "dense")(x)
+        h = ACTIVATIONS[cfg.hidden_act](h)
+        h = _layer_norm(cfg, "LayerNorm")(h)
+        logits = decoder(h)
+        bias = self.param("bias", _zeros(("vocab",)), (cfg.vocab_size,), cfg.weight_dtype)
+        return logits.astype(jnp.float32) + bias
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with the MLM head (at `masked_lm_positions` only) and a pair head.
+
+    Returns `mlm_logits [batch, P, vocab]` and, unless `pair_head == "none"`,
+    `pair_logits [batch, 2]` (NSP or SOP), both float32.
+    """
+
+    cfg: ModelConfig
+
+    def setup(self):
+        self.bert = BertModel(self.cfg, add_pooler=self.cfg.pair_head != "none")
+        self.mlm = MaskedLMHead(self.cfg)
+        if self.cfg.pair_head != "none":
+            self.pair = _dense(self.cfg, 2, ("embed", "classes"), "pair")
+
+    def __call__(self, input_ids, input_mask, segment_ids, masked_lm_positions, *, deterministic=True):
+        out = self.bert(input_ids, input_mask, segment_ids, deterministic=deterministic)
+        masked = gather_positions(out["sequence_output"], masked_lm_positions)
+        result = {"mlm_logits": self.mlm(masked, self.bert.attend)}
+        if self.cfg.pair_head != "none":
+            result["pair_logits"] = self.pair(out["pooled_output"]).astype(jnp.float32)
+        return result
+
+
+class BertForSequenceClassification(nn.Module):
+    """Pooled [CLS] -> dropout -> `logits [batch, num_labels]` (1 = regression)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True):
+        out = BertModel(self.cfg, name="bert")(input_ids, input_mask, segment_ids, deterministic=deterministic)
+        x = nn.Dropout(self.cfg.hidden_dropout)(out["pooled_output"], deterministic=deterministic)
+        return _dense(self.cfg, self.cfg.num_labels, ("embed", "classes"), "classifier")(x).astype(jnp.float32)
+
+
+class BertForTokenClassification(nn.Module):
+    """Every token -> dropout -> `logits [batch, seq, num_labels]`."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True):
+        out = BertModel(self.cfg, add_pooler=False, name="bert")(
+            input_ids, input_mask, segment_ids, deterministic=deterministic
+        )
+        x = nn.Dropout(self.cfg.hidden_dropout)(out["sequence_output"], deterministic=deterministic)
+        return _dense(self.cfg, self.cfg.num_labels, ("embed", "classes"), "classifier")(x).astype(jnp.float32)
+
+
+class BertForQuestionAnswering(nn.Module):
+    """Span extraction: `start_logits, end_logits`, each `[batch, seq]`."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True):
+        out = BertModel(self.cfg, add_pooler=False, name="bert")(
+            input_ids, input_mask, segment_ids, deterministic=deterministic
+        )
+        logits = _dense(self.cfg, 2, ("embed", "classes"), "qa_outputs")(out["sequence_output"])
+        logits = logits.astype(jnp.float32)
+        return logits[..., 0], logits[..., 1]
+
+
+def dummy_pretraining_inputs(batch: int, seq_len: int, max_predictions: int) -> dict[str, Array]:
+    """Zero inputs of the pre-training shapes, for `init` and shape tracing."""
+    ids = jnp.zeros((batch, seq_len), jnp.int32)
+    return {
+        "input_ids": ids,
+        "input_mask": jnp.ones_like(ids),
+        "segment_ids": ids,
+        "masked_lm_positions": jnp.zeros((batch, max_predictions), jnp.int32),
+    }
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a parameter tree (boxed or not)."""
+    return sum(x.size for x in jax.tree_util.tree_leaves(nn.meta.unbox(params)))
+

@@ -1,0 +1,7 @@
+"""BERT-large (L24/H1024) pre-training, BERT's recipe: AdamW, linear warmup and decay."""
+
+from bert_jax.config import pretrain_config
+
+
+def get_config():
+    return pretrain_config("large")

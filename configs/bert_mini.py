@@ -1,0 +1,7 @@
+"""BERT-mini (L4/H256) pre-training, BERT's recipe: AdamW, linear warmup and decay."""
+
+from bert_jax.config import pretrain_config
+
+
+def get_config():
+    return pretrain_config("mini")

@@ -1,0 +1,47 @@
+"""bert-jax: BERT pre-training, fine-tuning and compression in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+# Core: everything the model, train step and bench need (no TensorFlow),
+# plus the tf.data / tokenizer stack for the data path. tensorflow-cpu, never
+# the CUDA build: tf.data runs on host CPUs only.
+INSTALL_REQUIRES = [
+    "jax>=0.10,<0.12",
+    "flax>=0.12,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12,<0.13",
+    "ml-collections>=1.1,<2",
+    "absl-py>=2.1",
+    "numpy>=1.26",
+    "safetensors>=0.4",
+    "tensorflow-cpu>=2.21,<2.22",
+    "tensorflow-text>=2.21,<2.22",
+    "tensorflow-datasets>=4.9.10,<5",
+    "sentencepiece>=0.2,<0.3",
+    "blingfire>=0.1.8,<0.2",
+    "tqdm>=4.66",
+]
+
+EXTRAS = {
+    # Reference implementations the tests compare against; never imported by
+    # the package at run time. torch pinned to the CPU build.
+    "test": [
+        "pytest>=8",
+        "pytest-xdist>=3.5",
+        "ruff>=0.6",
+        "import-linter>=2.1",
+        "torch==2.13.0",
+        "transformers>=4.40,<5",
+    ],
+}
+
+setup(
+    name="bert-jax",
+    version="0.1.0",
+    description="BERT pre-training, fine-tuning and compression in JAX/Flax",
+    packages=find_packages(include=["bert_jax", "bert_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["bert-jax=bert_jax.cli:run"]},
+)
