@@ -3,8 +3,10 @@
 from setuptools import find_packages, setup
 
 # Core: everything the model, train step and bench need (no TensorFlow),
-# plus the tf.data / tokenizer stack for the data path. tensorflow-cpu, never
-# the CUDA build: tf.data runs on host CPUs only.
+# plus the tf.data / tokenizer stack for the data path. Plain `tensorflow`
+# (what tensorflow-text itself requires; on Linux it brings no CUDA libraries
+# unless asked for with [and-cuda]): tf.data runs on host CPUs only, and a
+# second tensorflow-cpu wheel would install the same files twice.
 INSTALL_REQUIRES = [
     "jax>=0.10,<0.12",
     "flax>=0.12,<0.13",
@@ -14,7 +16,7 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "numpy>=1.26",
     "safetensors>=0.4",
-    "tensorflow-cpu>=2.21,<2.22",
+    "tensorflow>=2.21,<2.22",
     "tensorflow-text>=2.21,<2.22",
     "tensorflow-datasets>=4.9.10,<5",
     "sentencepiece>=0.2,<0.3",
