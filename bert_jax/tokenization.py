@@ -1,0 +1,354 @@
+"""WordPiece tokenization with the reference BERT tokenizer's exact rules, in-graph.
+
+`WordPieceTokenizer` reproduces Hugging Face `BertTokenizerFast` (the `tokenizers`
+BertNormalizer + BertPreTokenizer + WordPiece, which implement google-research
+BERT's `tokenization.py` rules) with TensorFlow string ops and tensorflow-text's
+`FastWordpieceTokenizer`, so the same ids come from `encode` (Python) and from
+`tf_encode` inside `tf.data`. The steps (docs/tokenizer.md has the details):
+
+1. bytes that are not UTF-8 become U+FFFD, which the next step drops;
+2. drop NUL, U+FFFD and "control" characters; whitespace becomes " ";
+3. uncased only: NFD, drop nonspacing marks (Mn), lowercase;
+4. split on spaces; punctuation and CJK ideographs become words of their own;
+5. WordPiece each word (longest match first, "##" continuations); a word of
+   more than 100 characters, or one that cannot be covered, is [UNK].
+
+The character classes below are the reference's own, not the current Unicode
+database's: `tokenizers` takes General_Category from an old Unicode version
+(e.g. it keeps unassigned code points, knows no punctuation added since
+Unicode 10) and skips CJK U+2B820..U+2B91F. They were read off
+`tokenizers` 0.22 code point by code point; tests/test_tokenization.py checks
+them against the installed `tokenizers` over every code point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from bert_jax.errors import DataError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# BERT's max_input_chars_per_word: a longer word (in characters, after
+# normalization) is one [UNK].
+MAX_CHARS_PER_WORD = 100
+_MAX_UTF8_BYTES_PER_CHAR = 4
+# Lines per tf.function call in `encode`: large enough to amortize the call,
+# small enough to keep memory flat on millions of lines.
+_ENCODE_CHUNK = 8192
+
+# Code point tables, hexadecimal, "a-b" an inclusive range.
+# Removed by the cleaning step: Cc, Cf, Co of the reference's Unicode version
+# (not \t \n \r), NUL and U+FFFD.
+_DROP = (
+    "0-8 b-c e-1f 7f-9f ad 600-605 61c 6dd 70f 180e 200b-200f 202a-202e 2060-2064 2066-206f e000-f8ff "
+    "feff fff9-fffb fffd 110bd 1bca0-1bca3 1d173-1d17a e0001 e0020-e007f f0000-ffffd 100000-10fffd "
+)
+# Mapped to " ": \t \n \r and Rust's char::is_whitespace (White_Space, hence U+2028/9).
+_WHITESPACE = "9-a d 20 a0 1680 2000-200a 2028-2029 202f 205f 3000 "
+# BERT's CJK ideograph blocks as the reference has them (U+2B820..U+2B91F missing).
+_CJK = "3400-4dbf 4e00-9fff f900-faff 20000-2a6df 2a700-2b81f 2b920-2ceaf 2f800-2fa1f "
+# ASCII 33-47, 58-64, 91-96, 123-126 and General_Category P* (reference's version).
+_PUNCTUATION = (
+    "21-2f 3a-40 5b-60 7b-7e a1 a7 ab b6-b7 bb bf 37e 387 55a-55f 589-58a 5be 5c0 5c3 5c6 5f3-5f4 "
+    "609-60a 60c-60d 61b 61e-61f 66a-66d 6d4 700-70d 7f7-7f9 830-83e 85e 964-965 970 af0 df4 e4f "
+    "e5a-e5b f04-f12 f14 f3a-f3d f85 fd0-fd4 fd9-fda 104a-104f 10fb 1360-1368 1400 166d-166e "
+    "169b-169c 16eb-16ed 1735-1736 17d4-17d6 17d8-17da 1800-180a 1944-1945 1a1e-1a1f 1aa0-1aa6 "
+    "1aa8-1aad 1b5a-1b60 1bfc-1bff 1c3b-1c3f 1c7e-1c7f 1cc0-1cc7 1cd3 2010-2027 2030-2043 2045-2051 "
+    "2053-205e 207d-207e 208d-208e 2308-230b 2329-232a 2768-2775 27c5-27c6 27e6-27ef 2983-2998 "
+    "29d8-29db 29fc-29fd 2cf9-2cfc 2cfe-2cff 2d70 2e00-2e2e 2e30-2e42 3001-3003 3008-3011 3014-301f "
+    "3030 303d 30a0 30fb a4fe-a4ff a60d-a60f a673 a67e a6f2-a6f7 a874-a877 a8ce-a8cf a8f8-a8fa a8fc "
+    "a92e-a92f a95f a9c1-a9cd a9de-a9df aa5c-aa5f aade-aadf aaf0-aaf1 abeb fd3e-fd3f fe10-fe19 "
+    "fe30-fe52 fe54-fe61 fe63 fe68 fe6a-fe6b ff01-ff03 ff05-ff0a ff0c-ff0f ff1a-ff1b ff1f-ff20 "
+    "ff3b-ff3d ff3f ff5b ff5d ff5f-ff65 10100-10102 1039f 103d0 1056f 10857 1091f 1093f 10a50-10a58 "
+    "10a7f 10af0-10af6 10b39-10b3f 10b99-10b9c 11047-1104d 110bb-110bc 110be-110c1 11140-11143 "
+    "11174-11175 111c5-111c9 111cd 111db 111dd-111df 11238-1123d 112a9 114c6 115c1-115d7 11641-11643 "
+    "1173c-1173e 12470-12474 16a6e-16a6f 16af5 16b37-16b3b 16b44 1bc9f 1da87-1da8b "
+)
+# General_Category Mn (reference's version): dropped after NFD when uncased.
+_NONSPACING_MARKS = (
+    "300-36f 483-487 591-5bd 5bf 5c1-5c2 5c4-5c5 5c7 610-61a 64b-65f 670 6d6-6dc 6df-6e4 6e7-6e8 "
+    "6ea-6ed 711 730-74a 7a6-7b0 7eb-7f3 816-819 81b-823 825-827 829-82d 859-85b 8e3-902 93a 93c "
+    "941-948 94d 951-957 962-963 981 9bc 9c1-9c4 9cd 9e2-9e3 a01-a02 a3c a41-a42 a47-a48 a4b-a4d a51 "
+    "a70-a71 a75 a81-a82 abc ac1-ac5 ac7-ac8 acd ae2-ae3 b01 b3c b3f b41-b44 b4d b56 b62-b63 b82 bc0 "
+    "bcd c00 c3e-c40 c46-c48 c4a-c4d c55-c56 c62-c63 c81 cbc cbf cc6 ccc-ccd ce2-ce3 d01 d41-d44 d4d "
+    "d62-d63 dca dd2-dd4 dd6 e31 e34-e3a e47-e4e eb1 eb4-eb9 ebb-ebc ec8-ecd f18-f19 f35 f37 f39 "
+    "f71-f7e f80-f84 f86-f87 f8d-f97 f99-fbc fc6 102d-1030 1032-1037 1039-103a 103d-103e 1058-1059 "
+    "105e-1060 1071-1074 1082 1085-1086 108d 109d 135d-135f 1712-1714 1732-1734 1752-1753 1772-1773 "
+    "17b4-17b5 17b7-17bd 17c6 17c9-17d3 17dd 180b-180d 18a9 1920-1922 1927-1928 1932 1939-193b "
+    "1a17-1a18 1a1b 1a56 1a58-1a5e 1a60 1a62 1a65-1a6c 1a73-1a7c 1a7f 1ab0-1abd 1b00-1b03 1b34 "
+    "1b36-1b3a 1b3c 1b42 1b6b-1b73 1b80-1b81 1ba2-1ba5 1ba8-1ba9 1bab-1bad 1be6 1be8-1be9 1bed "
+    "1bef-1bf1 1c2c-1c33 1c36-1c37 1cd0-1cd2 1cd4-1ce0 1ce2-1ce8 1ced 1cf4 1cf8-1cf9 1dc0-1df5 "
+    "1dfc-1dff 20d0-20dc 20e1 20e5-20f0 2cef-2cf1 2d7f 2de0-2dff 302a-302d 3099-309a a66f a674-a67d "
+    "a69e-a69f a6f0-a6f1 a802 a806 a80b a825-a826 a8c4 a8e0-a8f1 a926-a92d a947-a951 a980-a982 a9b3 "
+    "a9b6-a9b9 a9bc a9e5 aa29-aa2e aa31-aa32 aa35-aa36 aa43 aa4c aa7c aab0 aab2-aab4 aab7-aab8 "
+    "aabe-aabf aac1 aaec-aaed aaf6 abe5 abe8 abed fb1e fe00-fe0f fe20-fe2f 101fd 102e0 10376-1037a "
+    "10a01-10a03 10a05-10a06 10a0c-10a0f 10a38-10a3a 10a3f 10ae5-10ae6 11001 11038-11046 1107f-11081 "
+    "110b3-110b6 110b9-110ba 11100-11102 11127-1112b 1112d-11134 11173 11180-11181 111b6-111be "
+    "111ca-111cc 1122f-11231 11234 11236-11237 112df 112e3-112ea 11300-11301 1133c 11340 11366-1136c "
+    "11370-11374 114b3-114b8 114ba 114bf-114c0 114c2-114c3 115b2-115b5 115bc-115bd 115bf-115c0 "
+    "115dc-115dd 11633-1163a 1163d 1163f-11640 116ab 116ad 116b0-116b5 116b7 1171d-1171f 11722-11725 "
+    "11727-1172b 16af0-16af4 16b30-16b36 16f8f-16f92 1bc9d-1bc9e 1d167-1d169 1d17b-1d182 1d185-1d18b "
+    "1d1aa-1d1ad 1d242-1d244 1da00-1da36 1da3b-1da6c 1da75 1da84 1da9b-1da9f 1daa1-1daaf 1e8d0-1e8d6 "
+    "e0100-e01ef "
+)
+# Uncased only: characters (all added in Unicode 14-16) whose NFD/Mn/lowercase
+# result in TensorFlow's ICU differs from the reference's; "cp:out,out" is the
+# reference's result for that character alone.
+_LOWERCASE_FIXES = (
+    "1c89:1c8a 2c2f:2c5f a7c0:a7c1 a7cb:264 a7cc:a7cd a7ce:a7cf a7d0:a7d1 a7d2:a7d3 a7d4:a7d5 "
+    "a7d6:a7d7 a7d8:a7d9 a7da:a7db a7dc:19b 10570:10597 10571:10598 10572:10599 10573:1059a "
+    "10574:1059b 10575:1059c 10576:1059d 10577:1059e 10578:1059f 10579:105a0 1057a:105a1 1057c:105a3 "
+    "1057d:105a4 1057e:105a5 1057f:105a6 10580:105a7 10581:105a8 10582:105a9 10583:105aa 10584:105ab "
+    "10585:105ac 10586:105ad 10587:105ae 10588:105af 10589:105b0 1058a:105b1 1058c:105b3 1058d:105b4 "
+    "1058e:105b5 1058f:105b6 10590:105b7 10591:105b8 10592:105b9 10594:105bb 10595:105bc 105c9:105c9 "
+    "105e4:105e4 10d50:10d70 10d51:10d71 10d52:10d72 10d53:10d73 10d54:10d74 10d55:10d75 10d56:10d76 "
+    "10d57:10d77 10d58:10d78 10d59:10d79 10d5a:10d7a 10d5b:10d7b 10d5c:10d7c 10d5d:10d7d 10d5e:10d7e "
+    "10d5f:10d7f 10d60:10d80 10d61:10d81 10d62:10d82 10d63:10d83 10d64:10d84 10d65:10d85 11383:11383 "
+    "11385:11385 1138e:1138e 11391:11391 113c5:113c5 113c7:113c7 113c8:113c8 11938:11938 16121:16121 "
+    "16122:16122 16123:16123 16124:16124 16125:16125 16126:16126 16127:16127 16128:16128 16d68:16d68 "
+    "16d69:16d69 16d6a:16d6a 16ea0:16ebb 16ea1:16ebc 16ea2:16ebd 16ea3:16ebe 16ea4:16ebf 16ea5:16ec0 "
+    "16ea6:16ec1 16ea7:16ec2 16ea8:16ec3 16ea9:16ec4 16eaa:16ec5 16eab:16ec6 16eac:16ec7 16ead:16ec8 "
+    "16eae:16ec9 16eaf:16eca 16eb0:16ecb 16eb1:16ecc 16eb2:16ecd 16eb3:16ece 16eb4:16ecf 16eb5:16ed0 "
+    "16eb6:16ed1 16eb7:16ed2 16eb8:16ed3 "
+)
+
+
+def _code_point_ranges(table: str) -> list[tuple[int, int]]:
+    """Parse a table: "9-a d 20" -> [(9, 10), (13, 13), (32, 32)]."""
+    ranges = []
+    for item in table.split():
+        first, _, last = item.partition("-")
+        ranges.append((int(first, 16), int(last or first, 16)))
+    return ranges
+
+
+def _regex_class(table: str) -> str:
+    """An RE2 character class matching exactly the code points of `table`."""
+    parts = [
+        f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in _code_point_ranges(table)
+    ]
+    return "[" + "".join(parts) + "]"
+
+
+def _lowercase_fixes() -> dict[str, str]:
+    """_LOWERCASE_FIXES as {character: the reference's uncased result}."""
+    fixes = {}
+    for item in _LOWERCASE_FIXES.split():
+        key, _, value = item.partition(":")
+        fixes[chr(int(key, 16))] = "".join(chr(int(v, 16)) for v in value.split(","))
+    return fixes
+
+
+_DROP_RE = _regex_class(_DROP)
+_WHITESPACE_RE = _regex_class(_WHITESPACE)
+_NONSPACING_MARK_RE = _regex_class(_NONSPACING_MARKS)
+_OWN_WORD_RE = _regex_class(_PUNCTUATION) + "|" + _regex_class(_CJK)
+_FIXES = _lowercase_fixes()
+_FIX_ROW_RE = "(?s).*[" + "".join(f"\\x{{{ord(c):x}}}" for c in _FIXES) + "].*"
+
+
+def load_vocab(path: str) -> list[str]:
+    """Tokens of a BERT vocab.txt (UTF-8, one per line), index = id.
+
+    Raises DataError, naming the file, if it cannot be read, is not UTF-8, has
+    an empty or repeated token, or lacks any of SPECIAL_TOKENS.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError(
+            f"vocab {path}: cannot read it ({e.strerror}); pass the path of a BERT vocab.txt"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"vocab {path}: line {line} is not UTF-8; re-save the file as UTF-8") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    tokens = [line.rstrip("\r") for line in lines]
+    seen: dict[str, int] = {}
+    for number, token in enumerate(tokens, start=1):
+        if not token:
+            raise DataError(f"vocab {path}: line {number} is empty; remove it (one token per line)")
+        if token in seen:
+            raise DataError(
+                f"vocab {path}: token {token!r} on lines {seen[token]} and {number}; keep one of them"
+            )
+        seen[token] = number
+    missing = [t for t in SPECIAL_TOKENS if t not in seen]
+    if missing:
+        raise DataError(
+            f"vocab {path}: lacks the special token(s) {' '.join(missing)}; add them, one per line"
+        )
+    return tokens
+
+
+def _matchable_tokens(vocab: list[str]) -> list[str]:
+    """The vocab for FastWordpieceTokenizer, whose trie cannot hold a NUL.
+
+    Text never contains NUL (cleaning drops it), so such a token can never
+    match; a placeholder with "[" (always split off) keeps the ids in place.
+    """
+    return [f"[nul-token-{i}]" if "\x00" in t else t for i, t in enumerate(vocab)]
+
+
+def _as_utf8_bytes(text: str | bytes) -> bytes:
+    # A lone surrogate (str from surrogateescape) becomes invalid UTF-8, hence
+    # U+FFFD in-graph and then dropped, like any other undecodable byte.
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+
+
+class WordPieceTokenizer:
+    """BERT WordPiece with `BertTokenizerFast`'s ids, in TF graph ops.
+
+    Ids never include [CLS]/[SEP]; text that spells a special token ("[MASK]")
+    is ordinary text (split as punctuation), as in google-research BERT.
+    """
+
+    def __init__(self, vocab_file: str, lower_case: bool = True):
+        self.vocab_file = vocab_file
+        self.lower_case = lower_case
+        self.vocab = load_vocab(vocab_file)
+        self.vocab_size = len(self.vocab)
+        with open(vocab_file, "rb") as f:
+            self.vocab_sha256 = hashlib.sha256(f.read()).hexdigest()
+        self._ids = {token: i for i, token in enumerate(self.vocab)}
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            self._ids[t] for t in SPECIAL_TOKENS
+        )
+        self.unk_token = "[UNK]"
+        self.is_continuation_id = np.array([t.startswith("##") for t in self.vocab], dtype=bool)
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
+            vocab=_matchable_tokens(self.vocab),
+            suffix_indicator="##",
+            # The 100-character limit is applied before, in characters.
+            max_bytes_per_word=MAX_CHARS_PER_WORD * _MAX_UTF8_BYTES_PER_CHAR,
+            token_out_type=tf.int64,
+            unknown_token=self.unk_token,
+            no_pretokenization=True,
+        )
+        self._fixes = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(_FIXES), tf.string), tf.constant(list(_FIXES.values()), tf.string)
+            ),
+            default_value="",
+        )
+        self._encode_flat = tf.function(
+            self._tf_encode_flat, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
+
+    # ---- in-graph (usable inside tf.data.Dataset.map) ----
+
+    def tf_normalize(self, texts: tf.Tensor) -> tf.Tensor:
+        """BERT's text normalization: tf.string [n] (any bytes) -> tf.string [n] (UTF-8)."""
+        texts = tf.strings.unicode_transcode(
+            texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+        )
+        texts = tf.strings.regex_replace(texts, _DROP_RE, "")
+        texts = tf.strings.regex_replace(texts, _WHITESPACE_RE, " ")
+        return self._uncase(texts) if self.lower_case else texts
+
+    def tf_split_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Normalized words: tf.string [n] -> RaggedTensor[string, [n, words]]."""
+        return tf_text.regex_split(self.tf_normalize(texts), " +|" + _OWN_WORD_RE, _OWN_WORD_RE)
+
+    def tf_encode_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """WordPiece ids per word: tf.string [n] -> RaggedTensor[int64, [n, words, pieces]]."""
+        words = self.tf_split_words(texts)
+        flat = words.flat_values
+        too_long = tf.strings.length(flat, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
+        # "[UNK]" is a vocab entry, so it WordPieces to exactly [unk_id]; no
+        # real word can equal it because "[" and "]" are split off.
+        flat = tf.where(too_long, tf.constant(self.unk_token), flat)
+        return words.with_flat_values(self._wordpiece.tokenize(flat))
+
+    def tf_encode(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """WordPiece ids: tf.string [n] -> RaggedTensor[int64, [n, pieces]]; a scalar gives [pieces]."""
+        texts = tf.convert_to_tensor(texts, tf.string)
+        if texts.shape.rank == 0:
+            return self.tf_encode(texts[tf.newaxis])[0]
+        return self.tf_encode_words(texts).merge_dims(1, 2)
+
+    def _uncase(self, texts: tf.Tensor) -> tf.Tensor:
+        """NFD, drop Mn, lowercase, [n] -> [n]; rows with a _LOWERCASE_FIXES char go char by char."""
+        needs_fix = tf.cast(tf.strings.regex_full_match(texts, _FIX_ROW_RE), tf.int32)
+        rows = tf.range(tf.size(texts))
+        plain, special = tf.dynamic_partition(texts, needs_fix, 2)
+        plain_rows, special_rows = tf.dynamic_partition(rows, needs_fix, 2)
+        return tf.dynamic_stitch(
+            [plain_rows, special_rows], [self._uncase_icu(plain), self._uncase_by_char(special)]
+        )
+
+    @staticmethod
+    def _uncase_icu(texts: tf.Tensor) -> tf.Tensor:
+        texts = tf_text.normalize_utf8(texts, "NFD")
+        texts = tf.strings.regex_replace(texts, _NONSPACING_MARK_RE, "")
+        # ICU lowercases a word-final capital sigma to "ς"; the reference maps
+        # each character on its own, always to "σ".
+        texts = tf.strings.regex_replace(texts, "Σ", "σ")
+        return tf.strings.lower(texts, encoding="utf-8")
+
+    def _uncase_by_char(self, texts: tf.Tensor) -> tf.Tensor:
+        chars = tf.strings.unicode_split(texts, "UTF-8")
+        folded = self._uncase_icu(chars.flat_values)
+        fixed = self._fixes.lookup(chars.flat_values)
+        folded = tf.where(tf.equal(fixed, ""), folded, fixed)
+        return tf.strings.reduce_join(chars.with_flat_values(folded), axis=1)
+
+    def _tf_encode_flat(self, texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        ids = self.tf_encode(texts)
+        return ids.flat_values, ids.row_splits
+
+    # ---- Python ----
+
+    def encode_flat(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """All lines' ids at once: (ids int64 [total pieces], row_splits int64 [n + 1])."""
+        all_ids, all_splits, offset = [], [np.zeros(1, np.int64)], 0
+        for start in range(0, len(texts), _ENCODE_CHUNK):
+            chunk = [_as_utf8_bytes(t) for t in texts[start : start + _ENCODE_CHUNK]]
+            ids, splits = self._encode_flat(tf.constant(chunk, tf.string, shape=[len(chunk)]))
+            all_ids.append(ids.numpy())
+            all_splits.append(splits.numpy()[1:] + offset)
+            offset += int(splits[-1])
+        ids = np.concatenate(all_ids) if all_ids else np.zeros(0, np.int64)
+        return ids, np.concatenate(all_splits)
+
+    def encode(self, texts: Sequence[str | bytes]) -> list[list[int]]:
+        """WordPiece ids per line (no [CLS]/[SEP]); bytes that are not UTF-8 are dropped."""
+        ids, splits = self.encode_flat(texts)
+        return [row.tolist() for row in np.split(ids, splits[1:-1])] if len(texts) else []
+
+    def tokenize(self, texts: Sequence[str | bytes]) -> list[list[str]]:
+        """WordPiece tokens per line (no [CLS]/[SEP])."""
+        return [self.convert_ids_to_tokens(row) for row in self.encode(texts)]
+
+    def iter_encode(
+        self, lines: Iterable[str | bytes], batch_size: int = 1024
+    ) -> Iterator[tuple[list[str], list[int]]]:
+        """(tokens, ids) per line, in order, encoding `batch_size` lines per call."""
+        batch: list[str | bytes] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) == batch_size:
+                yield from self._tokens_and_ids(batch)
+                batch = []
+        yield from self._tokens_and_ids(batch)
+
+    def _tokens_and_ids(self, batch: Sequence[str | bytes]) -> Iterator[tuple[list[str], list[int]]]:
+        for ids in self.encode(batch):
+            yield self.convert_ids_to_tokens(ids), ids
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        return [self.vocab[int(i)] for i in ids]
+
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+        """Vocab ids; a token not in the vocab gives unk_id."""
+        return [self._ids.get(t, self.unk_id) for t in tokens]
