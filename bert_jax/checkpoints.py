@@ -1,0 +1,703 @@
+"""Every checkpoint format bert-jax reads, and the one it writes.
+
+`load_model(path) -> (ModelConfig, params, meta)` is the one entry point the
+consumers (extract-features, finetune, evaluate, init_checkpoint, convert) use.
+It takes
+
+* a model checkpoint (what `save_model` / `bert-jax convert` writes):
+  `model_config.json`, `params/` (orbax StandardCheckpointer), and when known
+  `vocab.txt` and `tokenizer_config.json` (`{"do_lower_case": bool}`);
+* a training workdir (`WORKDIR/config.json` + `WORKDIR/checkpoints/<step>/state`)
+  or one of its step directories; only `params` is restored;
+* a Hugging Face BERT folder (`config.json` + `model.safetensors` or
+  `pytorch_model.bin`);
+* an original Google TF checkpoint (`bert_model.ckpt` prefix, or the folder
+  holding it and `bert_config.json`).
+
+`params` is always the plain (unboxed) tree `module.init(...)["params"]` of
+`bert_jax.model`: `bert/...` plus whichever heads exist (`mlm`, `pair`,
+`classifier`), as NumPy float32 arrays; the layer layout (unrolled, scanned,
+shared) is the one `ModelConfig.scan_layers/share_layers` says.
+`meta` is a dict: `format`, `path`, `vocab_file` and `lower_case` (None when
+unknown) and, for workdirs, `step`.
+
+The Hugging Face name table (`hf_table`) serves both directions; the export
+lives in `bert_jax.convert`. TensorFlow and torch are imported only inside the
+functions that read their files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from bert_jax.errors import CheckpointError, ConfigError
+from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs
+
+MODEL_CONFIG = "model_config.json"
+PARAMS_DIR = "params"
+VOCAB_FILE = "vocab.txt"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+HF_CONFIG = "config.json"
+HF_SAFETENSORS = "model.safetensors"
+HF_TORCH_BIN = "pytorch_model.bin"
+GOOGLE_CONFIG = "bert_config.json"
+
+HF_ARCHITECTURES = ("BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification")
+
+Params = dict[str, Any]
+
+
+# --------------------------------------------------------------------------
+# Atomic directories
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
+    """Yields a fresh temp directory beside `path`, renamed to `path` only
+    when the block finishes; an error leaves no directory at `path`."""
+    path = pathlib.Path(path).absolute()
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path} already exists; pick another output or pass --overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# Parameter trees
+
+
+def numpy_params(params: Any) -> Params:
+    """Unboxed tree of NumPy float32 arrays; drops a `{"params": ...}` wrapper."""
+    params = nn.meta.unbox(params)
+    if set(params) == {"params"}:
+        params = params["params"]
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), params)
+
+
+def flatten_params(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(flatten_params(v, prefix + (k,)))
+        else:
+            out[prefix + (k,)] = v
+    return out
+
+
+def unflatten_params(flat: Mapping[tuple[str, ...], Any]) -> Params:
+    tree: Params = {}
+    for path, v in flat.items():
+        node = tree
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = v
+    return tree
+
+
+def _layers_of(encoder: Mapping, num_layers: int) -> list[Params]:
+    """One subtree per layer from any layout: unrolled, scanned or shared."""
+    if "layer_0" in encoder:
+        return [encoder[f"layer_{i}"] for i in range(num_layers)]
+    if "layers" in encoder:
+        stacked = encoder["layers"]["layer"]
+        return [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(num_layers)]
+    if "shared_layer" in encoder:
+        return [encoder["shared_layer"]] * num_layers
+    raise CheckpointError(f"encoder parameters have none of layer_0, layers, shared_layer: {sorted(encoder)}")
+
+
+def with_layer_layout(params: Params, cfg: ModelConfig) -> Params:
+    """`params` with `bert/encoder` in the layout `cfg` asks for (unrolled
+    `layer_{i}`, or scanned `layers/layer` with a leading `[num_layers]` axis),
+    from any layout. One shared ALBERT layer expands to identical layers; the
+    reverse is refused."""
+    encoder = params["bert"]["encoder"]
+    layers = _layers_of(encoder, cfg.num_layers)
+    if cfg.share_layers:
+        if "shared_layer" not in encoder:
+            raise CheckpointError("cannot turn separate encoder layers into one shared (ALBERT) layer")
+        new_encoder = encoder
+    elif cfg.scan_layers:
+        new_encoder = {"layers": {"layer": jax.tree.map(lambda *xs: np.stack(xs), *layers)}}
+    else:
+        new_encoder = {f"layer_{i}": layer for i, layer in enumerate(layers)}
+    bert = {**params["bert"], "encoder": new_encoder}
+    return {**params, "bert": bert}
+
+
+def expected_shapes(cfg: ModelConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """Every parameter `BertForPreTraining` (with NSP) and a sequence
+    classifier would have under `cfg`, as flat path -> shape."""
+    model = BertForPreTraining(cfg.replace(pair_head="nsp" if cfg.pair_head == "none" else cfg.pair_head))
+    inputs = dummy_pretraining_inputs(1, 1, 1)
+    tree = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), **inputs))["params"])
+    shapes = {path: tuple(x.shape) for path, x in flatten_params(tree).items()}
+    shapes[("classifier", "kernel")] = (cfg.hidden_size, cfg.num_labels)
+    shapes[("classifier", "bias")] = (cfg.num_labels,)
+    return shapes
+
+
+def check_shapes(params: Params, cfg: ModelConfig, source: str) -> None:
+    """Raises CheckpointError naming the first parameter whose shape differs
+    from what `cfg` needs, or that the model does not have."""
+    expected = expected_shapes(cfg)
+    for path, x in sorted(flatten_params(params).items()):
+        name = "/".join(path)
+        if path[0] not in ("bert", "mlm", "pair", "classifier"):
+            continue  # task heads of other models (qa_outputs, ...) are not ours to check
+        if path not in expected:
+            raise CheckpointError(f"{source}: parameter {name} does not exist in a model of this config")
+        if tuple(x.shape) != expected[path]:
+            raise CheckpointError(
+                f"{source}: parameter {name} has shape {tuple(x.shape)} but the config needs "
+                f"{expected[path]}; the checkpoint and its config do not match"
+            )
+    flat = flatten_params(params)
+    missing = [p for p in expected if p[0] == "bert" and p[1] != "pooler" and p not in flat]
+    if missing:
+        raise CheckpointError(f"{source}: parameter {'/'.join(missing[0])} is missing")
+
+
+# --------------------------------------------------------------------------
+# Our model checkpoint
+
+
+def save_model(
+    path: str | os.PathLike,
+    model_cfg: ModelConfig,
+    params: Any,
+    vocab_file: str | os.PathLike | None = None,
+    lower_case: bool | None = None,
+    overwrite: bool = False,
+) -> pathlib.Path:
+    """Writes a model checkpoint directory atomically (temp dir, then rename):
+    `model_config.json`, `params/`, and `vocab.txt` / `tokenizer_config.json`
+    when given. `params` may be boxed or wrapped in `{"params": ...}`."""
+    params = numpy_params(params)
+    check_shapes(params, model_cfg, str(path))
+    if vocab_file and not os.path.isfile(vocab_file):
+        raise CheckpointError(f"vocab file {vocab_file} does not exist; pass an existing vocab.txt")
+    with atomic_directory(path, overwrite) as tmp:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(tmp / PARAMS_DIR, params)
+        checkpointer.wait_until_finished()
+        _write_json(tmp / MODEL_CONFIG, dataclasses.asdict(model_cfg))
+        if vocab_file:
+            shutil.copyfile(vocab_file, tmp / VOCAB_FILE)
+        if lower_case is not None:
+            _write_json(tmp / TOKENIZER_CONFIG, {"do_lower_case": bool(lower_case)})
+    return pathlib.Path(path)
+
+
+def _write_json(path: pathlib.Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not readable JSON ({e}); re-create it") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds {type(data).__name__}, expected a JSON object")
+    return data
+
+
+def _model_config_from_fields(fields: Mapping, source: pathlib.Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(fields)
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{source}: {e}") from None
+
+
+def _restore_tree(path: pathlib.Path, subtree: str | None = None) -> Params:
+    """Restores an orbax pytree (only `subtree` of it, when given) as NumPy."""
+    try:
+        return _strip_box_values(_orbax_restore(path, subtree))
+    except CheckpointError:
+        raise
+    except (OSError, ValueError) as e:  # orbax reports a missing/corrupt tree as these
+        raise CheckpointError(f"{path} is not a readable orbax checkpoint ({e})") from None
+
+
+def _orbax_restore(path: pathlib.Path, subtree: str | None) -> Params:
+    checkpointer = ocp.PyTreeCheckpointer()
+    metadata = checkpointer.metadata(path).item_metadata
+    tree = getattr(metadata, "tree", metadata)
+    if subtree is not None:
+        if not isinstance(tree, Mapping) or subtree not in tree:
+            raise CheckpointError(f"{path} holds no {subtree!r} entry; found {sorted(tree or {})}")
+        tree = {subtree: tree[subtree]}
+    item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree)
+    restore_args = jax.tree.map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    args = ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=subtree is not None)
+    restored = checkpointer.restore(path, args=args)
+    return restored[subtree] if subtree is not None else restored
+
+
+def _strip_box_values(tree: Any) -> Any:
+    """A boxed parameter (`nn.Partitioned`) saves as `{"value": array}`."""
+    if isinstance(tree, Mapping):
+        if set(tree) == {"value"} and not isinstance(tree["value"], Mapping):
+            return np.asarray(tree["value"], np.float32)
+        return {k: _strip_box_values(v) for k, v in tree.items()}
+    return np.asarray(tree, np.float32)
+
+
+def _tokenizer_meta(folder: pathlib.Path) -> tuple[str | None, bool | None]:
+    vocab = folder / VOCAB_FILE
+    lower_case = None
+    if (folder / TOKENIZER_CONFIG).is_file():
+        lower_case = _read_json(folder / TOKENIZER_CONFIG).get("do_lower_case")
+    return (str(vocab) if vocab.is_file() else None), lower_case
+
+
+def _load_ours(folder: pathlib.Path) -> tuple[ModelConfig, Params, dict]:
+    cfg = _model_config_from_fields(_read_json(folder / MODEL_CONFIG), folder / MODEL_CONFIG)
+    if not (folder / PARAMS_DIR).is_dir():
+        raise CheckpointError(f"{folder / PARAMS_DIR} is missing; the checkpoint is incomplete")
+    params = _restore_tree(folder / PARAMS_DIR)
+    check_shapes(params, cfg, str(folder))
+    vocab, lower_case = _tokenizer_meta(folder)
+    return cfg, params, _meta("bert-jax", folder, vocab, lower_case)
+
+
+def _meta(fmt: str, path: pathlib.Path, vocab: str | None, lower_case: bool | None, **extra) -> dict:
+    return {"format": fmt, "path": str(path), "vocab_file": vocab, "lower_case": lower_case, **extra}
+
+
+# --------------------------------------------------------------------------
+# Training workdirs
+
+
+def _steps(checkpoints_dir: pathlib.Path) -> list[int]:
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(
+        int(p.name) for p in checkpoints_dir.iterdir() if p.name.isdigit() and (p / "state").is_dir()
+    )
+
+
+def _load_workdir(workdir: pathlib.Path, step: int | None) -> tuple[ModelConfig, Params, dict]:
+    config = _read_json(workdir / HF_CONFIG)
+    if not isinstance(config.get("model"), Mapping):
+        raise CheckpointError(f"{workdir / HF_CONFIG} has no 'model' section; is this a bert-jax workdir?")
+    cfg = _model_config_from_fields(config["model"], workdir / HF_CONFIG)
+    steps = _steps(workdir / "checkpoints")
+    if not steps:
+        raise CheckpointError(
+            f"{workdir / 'checkpoints'} holds no saved step yet; train longer or pick another"
+        )
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise CheckpointError(f"{workdir / 'checkpoints'} has no step {step}; saved steps: {steps}")
+    state_dir = workdir / "checkpoints" / str(step) / "state"
+    params = _restore_tree(state_dir, subtree="params")
+    check_shapes(params, cfg, str(state_dir))
+    data = config.get("data") if isinstance(config.get("data"), Mapping) else {}
+    vocab = data.get("vocab_file") or None
+    if not (vocab and pathlib.Path(vocab).is_file()):
+        vocab = str(workdir / VOCAB_FILE) if (workdir / VOCAB_FILE).is_file() else None
+    return cfg, params, _meta("workdir", workdir, vocab, data.get("do_lower_case"), step=step)
+
+
+# --------------------------------------------------------------------------
+# Hugging Face / Google name table
+
+
+@dataclasses.dataclass(frozen=True)
+class HFEntry:
+    """One tensor: its Hugging Face name (no `bert.` prefix on encoder names),
+    our flat path, the transform kind and its shape in the HF layout."""
+
+    hf_name: str
+    path: tuple[str, ...]
+    kind: str  # copy | T | qkv_kernel | qkv_bias | out_kernel
+    hf_shape: tuple[int, ...]
+    group: str  # encoder | pooler | mlm | pair | classifier
+
+
+def hf_table(cfg: ModelConfig) -> list[HFEntry]:
+    """Every BERT tensor of every head, in Hugging Face order."""
+    H, inter, V = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    table: list[HFEntry] = []
+
+    def dense(hf, path, n_in, n_out, group, kernel="T", bias="copy"):
+        table.append(HFEntry(f"{hf}.weight", path + ("kernel",), kernel, (n_out, n_in), group))
+        table.append(HFEntry(f"{hf}.bias", path + ("bias",), bias, (n_out,), group))
+
+    def layer_norm(hf, path, group):
+        table.append(HFEntry(f"{hf}.weight", path + ("scale",), "copy", (H,), group))
+        table.append(HFEntry(f"{hf}.bias", path + ("bias",), "copy", (H,), group))
+
+    emb = ("bert", "embeddings")
+    for name, rows in (
+        ("word", V),
+        ("position", cfg.max_position_embeddings),
+        ("token_type", cfg.type_vocab_size),
+    ):
+        table.append(
+            HFEntry(
+                f"embeddings.{name}_embeddings.weight",
+                emb + (f"{name}_embeddings", "embedding"),
+                "copy",
+                (rows, H),
+                "encoder",
+            )
+        )
+    layer_norm("embeddings.LayerNorm", emb + ("LayerNorm",), "encoder")
+    for i in range(cfg.num_layers):
+        hf, ours = f"encoder.layer.{i}", ("bert", "encoder", f"layer_{i}")
+        for proj in ("query", "key", "value"):
+            dense(
+                f"{hf}.attention.self.{proj}",
+                ours + ("attention", proj),
+                H,
+                H,
+                "encoder",
+                "qkv_kernel",
+                "qkv_bias",
+            )
+        dense(f"{hf}.attention.output.dense", ours + ("attention", "output"), H, H, "encoder", "out_kernel")
+        layer_norm(f"{hf}.attention.output.LayerNorm", ours + ("attention_LayerNorm",), "encoder")
+        dense(f"{hf}.intermediate.dense", ours + ("intermediate",), H, inter, "encoder")
+        dense(f"{hf}.output.dense", ours + ("output",), inter, H, "encoder")
+        layer_norm(f"{hf}.output.LayerNorm", ours + ("output_LayerNorm",), "encoder")
+    dense("pooler.dense", ("bert", "pooler", "dense"), H, H, "pooler")
+    dense("cls.predictions.transform.dense", ("mlm", "dense"), H, H, "mlm")
+    layer_norm("cls.predictions.transform.LayerNorm", ("mlm", "LayerNorm"), "mlm")
+    table.append(HFEntry("cls.predictions.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
+    dense("cls.seq_relationship", ("pair",), H, 2, "pair")
+    dense("classifier", ("classifier",), H, cfg.num_labels, "classifier")
+    return table
+
+
+def hf_to_ours(kind: str, x: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """One tensor from the HF (PyTorch `[out, in]`) layout to ours."""
+    H, heads, hd = cfg.hidden_size, cfg.num_heads, cfg.head_dim
+    x = np.asarray(x, np.float32)
+    if kind == "T":
+        x = x.T
+    elif kind == "qkv_kernel":
+        x = x.T.reshape(H, heads, hd)
+    elif kind == "qkv_bias":
+        x = x.reshape(heads, hd)
+    elif kind == "out_kernel":
+        x = x.T.reshape(heads, hd, H)
+    return np.ascontiguousarray(x)
+
+
+def ours_to_hf(kind: str, x: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """Inverse of `hf_to_ours`."""
+    H = cfg.hidden_size
+    x = np.asarray(x, np.float32)
+    if kind == "T":
+        x = x.T
+    elif kind in ("qkv_kernel", "out_kernel"):
+        x = x.reshape(H, H).T
+    elif kind == "qkv_bias":
+        x = x.reshape(H)
+    return np.ascontiguousarray(x)
+
+
+_HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+    "gelu_new": "gelu_new",
+    "gelu_pytorch_tanh": "gelu_new",
+    "relu": "relu",
+}
+_REQUIRED_HF_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
+
+
+def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
+    """A Hugging Face `config.json` or Google `bert_config.json` as ModelConfig.
+    Refuses any architecture but absolute-position BERT, naming what it found."""
+    model_type = hf.get("model_type", "bert")
+    archs = [a for a in hf.get("architectures") or [] if a not in HF_ARCHITECTURES]
+    if model_type != "bert" or archs:
+        found = f"model_type={model_type!r}" + (f", architectures={archs}" if archs else "")
+        raise CheckpointError(
+            f"{source}: {found} is not supported; supported: model_type 'bert' with architectures "
+            f"{', '.join(HF_ARCHITECTURES)}"
+        )
+    missing = [k for k in _REQUIRED_HF_KEYS if k not in hf]
+    if missing:
+        raise CheckpointError(
+            f"{source}: missing key(s) {missing}; a BERT config needs {list(_REQUIRED_HF_KEYS)}"
+        )
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise CheckpointError(
+            f"{source}: position_embedding_type={hf['position_embedding_type']!r}; only 'absolute' is supported"
+        )
+    act = hf.get("hidden_act", "gelu")
+    if act not in _HF_ACTIVATIONS:
+        raise CheckpointError(f"{source}: hidden_act={act!r}; supported: {sorted(_HF_ACTIVATIONS)}")
+    num_labels = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2)
+    fields = dict(
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=hf["num_attention_heads"],
+        intermediate_size=hf["intermediate_size"],
+        hidden_act=_HF_ACTIVATIONS[act],
+        max_position_embeddings=hf.get("max_position_embeddings", 512),
+        type_vocab_size=hf.get("type_vocab_size", 2),
+        layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+        hidden_dropout=hf.get("hidden_dropout_prob", 0.1),
+        attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+        initializer_range=hf.get("initializer_range", 0.02),
+        pad_token_id=hf.get("pad_token_id") or 0,
+        num_labels=num_labels,
+    )
+    try:
+        return ModelConfig(**fields)
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+
+
+def _canonical_hf_name(name: str) -> str:
+    """`bert.` prefix off, old `gamma/beta` LayerNorm names to `weight/bias`."""
+    name = name.removeprefix("bert.")
+    name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
+    return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
+
+
+# Tensors Hugging Face stores that carry no weights of their own.
+_IGNORED_HF = re.compile(r"^(embeddings\.position_ids|cls\.predictions\.decoder\.(weight|bias))$")
+
+
+def params_from_hf_state(
+    state: Mapping[str, np.ndarray], cfg: ModelConfig, source: str
+) -> tuple[ModelConfig, Params]:
+    """Hugging Face state dict (any BERT head, prefixed or not) -> (config with
+    `pair_head` set to what exists, our unrolled params)."""
+    state = {_canonical_hf_name(k): v for k, v in state.items()}
+    table = hf_table(cfg)
+    present = {e.group for e in table if e.hf_name in state}
+    if "encoder" not in present:
+        raise CheckpointError(
+            f"{source}: no BERT encoder tensors (e.g. embeddings.word_embeddings.weight) among "
+            f"{sorted(state)[:5]}...; is this a BERT checkpoint?"
+        )
+    flat = {}
+    for entry in table:
+        if entry.group not in present:
+            continue
+        if entry.hf_name not in state:
+            raise CheckpointError(f"{source}: tensor {entry.hf_name} is missing")
+        x = state[entry.hf_name]
+        if tuple(x.shape) != entry.hf_shape:
+            raise CheckpointError(
+                f"{source}: tensor {entry.hf_name} has shape {tuple(x.shape)} but the config needs "
+                f"{entry.hf_shape}; the weights and config.json do not match"
+            )
+        flat[entry.path] = hf_to_ours(entry.kind, x, cfg)
+    _check_leftovers(state, {e.hf_name for e in table}, flat, source)
+    cfg = cfg.replace(pair_head="nsp" if "pooler" in present else "none")
+    return cfg, unflatten_params(flat)
+
+
+def _check_leftovers(state: Mapping, known: set[str], flat: Mapping, source: str) -> None:
+    word = flat[("bert", "embeddings", "word_embeddings", "embedding")]
+    decoder = state.get("cls.predictions.decoder.weight")
+    if decoder is not None and not np.array_equal(np.asarray(decoder, np.float32), word):
+        raise CheckpointError(
+            f"{source}: cls.predictions.decoder.weight differs from the word embeddings; "
+            "bert-jax ties them (untied MLM decoders are not supported)"
+        )
+    unknown = sorted(k for k in state if k not in known and not _IGNORED_HF.match(k))
+    if unknown:
+        raise CheckpointError(
+            f"{source}: tensor {unknown[0]} is not a BERT weight this importer knows "
+            f"({len(unknown)} unknown in all)"
+        )
+
+
+def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for a bad header
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({e}); re-download or re-save it"
+        ) from None
+
+
+def _read_torch_bin(path: pathlib.Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(
+            f"{path} needs PyTorch to read; pip install torch==2.13.0, or save the model as model.safetensors"
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch wraps pickle/zip errors in several types
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({e})") from None
+    return {k: v.float().numpy() for k, v in state.items()}
+
+
+def load_hf(folder: str | os.PathLike) -> tuple[ModelConfig, Params, dict]:
+    """A Hugging Face BERT folder -> (ModelConfig, params, meta)."""
+    folder = pathlib.Path(folder)
+    if not (folder / HF_CONFIG).is_file():
+        raise CheckpointError(f"{folder / HF_CONFIG} is missing; a Hugging Face folder needs config.json")
+    cfg = model_config_from_hf(_read_json(folder / HF_CONFIG), folder / HF_CONFIG)
+    if (folder / HF_SAFETENSORS).is_file():
+        weights = folder / HF_SAFETENSORS
+        state = _read_safetensors(weights)
+    elif (folder / HF_TORCH_BIN).is_file():
+        weights = folder / HF_TORCH_BIN
+        state = _read_torch_bin(weights)
+    else:
+        raise CheckpointError(f"{folder} has config.json but neither {HF_SAFETENSORS} nor {HF_TORCH_BIN}")
+    cfg, params = params_from_hf_state(state, cfg, str(weights))
+    vocab, lower_case = _tokenizer_meta(folder)
+    return cfg, params, _meta("hf", folder, vocab, lower_case)
+
+
+def _google_to_hf_name(name: str) -> str | None:
+    """`bert/encoder/layer_0/attention/self/query/kernel` ->
+    `encoder.layer.0.attention.self.query.weight`; None for optimizer slots."""
+    if name == "global_step" or re.search(r"(adam_[mv]|Adam|Momentum)", name):
+        return None
+    name = name.removeprefix("bert/")
+    name = re.sub(r"layer_(\d+)", r"layer.\1", name)
+    name = {
+        "cls/predictions/output_bias": "cls/predictions/bias",
+        "cls/seq_relationship/output_weights": "cls/seq_relationship/weight",
+        "cls/seq_relationship/output_bias": "cls/seq_relationship/bias",
+    }.get(name, name)
+    name = re.sub(r"_embeddings$", "_embeddings/weight", name)
+    name = re.sub(r"/(kernel|gamma)$", "/weight", name)
+    name = re.sub(r"/beta$", "/bias", name)
+    return name.replace("/", ".")
+
+
+def _find_google_prefix(path: pathlib.Path) -> pathlib.Path:
+    if path.is_dir():
+        indexes = sorted(path.glob("*.ckpt*.index")) or sorted(path.glob("*.index"))
+        if not indexes:
+            raise CheckpointError(f"{path} holds no TF checkpoint (*.ckpt*.index)")
+        return indexes[-1].with_suffix("")
+    return path
+
+
+def load_google_tf(path: str | os.PathLike) -> tuple[ModelConfig, Params, dict]:
+    """An original Google BERT TF checkpoint (prefix like `.../bert_model.ckpt`,
+    or the folder holding it) with `bert_config.json` beside it."""
+    path = pathlib.Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / GOOGLE_CONFIG).is_file():
+        raise CheckpointError(
+            f"{folder / GOOGLE_CONFIG} is missing; the original BERT release ships it beside the checkpoint"
+        )
+    cfg = model_config_from_hf(_read_json(folder / GOOGLE_CONFIG), folder / GOOGLE_CONFIG)
+    prefix = _find_google_prefix(path)
+    import tensorflow as tf  # only here: the rest of bert-jax runs without TensorFlow
+
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+    except Exception as e:  # TF raises NotFoundError / DataLossError / ValueError
+        raise CheckpointError(f"{prefix} is not a readable TF checkpoint ({type(e).__name__})") from None
+    state = {}
+    for name in reader.get_variable_to_shape_map():
+        hf_name = _google_to_hf_name(name)
+        if hf_name is not None:
+            x = reader.get_tensor(name)
+            state[hf_name] = x.T if name.endswith("/kernel") else x
+    cfg, params = params_from_hf_state(state, cfg, str(prefix))
+    vocab = folder / VOCAB_FILE
+    # The original infers casing from the release's folder name (uncased_L-12_H-768_A-12).
+    lower_case = True if "uncased" in folder.name else (False if "cased" in folder.name else None)
+    return cfg, params, _meta("google-tf", prefix, str(vocab) if vocab.is_file() else None, lower_case)
+
+
+# --------------------------------------------------------------------------
+# The one entry point
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """One of bert-jax, workdir, step, hf, google-tf; CheckpointError when
+    `path` is none of them, saying what was looked for."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        if (path / MODEL_CONFIG).is_file():
+            return "bert-jax"
+        if (path / "checkpoints").is_dir() and (path / HF_CONFIG).is_file():
+            return "workdir"
+        if (path / "state").is_dir() and path.parent.name == "checkpoints" and path.name.isdigit():
+            return "step"
+        if (path / GOOGLE_CONFIG).is_file():
+            return "google-tf"
+        if (path / HF_CONFIG).is_file():
+            return "hf"
+        if list(path.glob("*.index")):
+            raise CheckpointError(
+                f"{path} holds a TF checkpoint but no {GOOGLE_CONFIG}; put the model's bert_config.json beside it"
+            )
+        if any((path / w).is_file() for w in (HF_SAFETENSORS, HF_TORCH_BIN)):
+            raise CheckpointError(
+                f"{path} holds model weights but no config.json; add the model's config.json"
+            )
+    elif pathlib.Path(f"{path}.index").is_file():
+        return "google-tf"
+    raise CheckpointError(
+        f"{path} is not a checkpoint: expected a bert-jax model dir ({MODEL_CONFIG}), a training workdir "
+        f"(config.json + checkpoints/), a Hugging Face folder (config.json + {HF_SAFETENSORS}) or a Google "
+        f"TF checkpoint ({GOOGLE_CONFIG} + bert_model.ckpt)"
+    )
+
+
+def load_model(path: str | os.PathLike, step: int | None = None) -> tuple[ModelConfig, Params, dict]:
+    """Any checkpoint bert-jax reads -> (ModelConfig, NumPy params, meta).
+
+    `step` picks a workdir's step (default: the latest)."""
+    path = pathlib.Path(path)
+    fmt = detect_format(path)
+    if fmt == "bert-jax":
+        return _load_ours(path)
+    if fmt == "workdir":
+        return _load_workdir(path, step)
+    if fmt == "step":
+        return _load_workdir(path.parent.parent, int(path.name))
+    if fmt == "hf":
+        return load_hf(path)
+    return load_google_tf(path)

@@ -1,0 +1,227 @@
+"""`bert-jax extract-features` against the original's output format and against
+`transformers` (tokens from BertTokenizer, values from BertModel's hidden states)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenization = pytest.importorskip("bert_jax.tokenization")
+
+from bert_jax import checkpoints, features  # noqa: E402
+from bert_jax.errors import UserError  # noqa: E402
+
+WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "a", ".", ",", "##s", "play", "##ed", "and"]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+LINES = ["The cat sat on the mat.", "the dogs ran ||| a cat played", "Cats, dogs and a MAT", "zebra"]
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    """A random 3-layer HF BertModel with its vocab and do_lower_case=true."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+    )
+    folder = tmp_path_factory.mktemp("features") / "hf"
+    transformers.BertModel(config).eval().save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(hf_folder):
+    return tokenization.WordPieceTokenizer(str(hf_folder / "vocab.txt"), lower_case=True)
+
+
+@pytest.fixture(scope="module")
+def loaded(hf_folder):
+    return checkpoints.load_model(hf_folder)
+
+
+@pytest.fixture(scope="module")
+def extractor(loaded):
+    cfg, params, _ = loaded
+    return features.FeatureExtractor(cfg, params, [-1, -2, 0], max_seq_length=16, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def outputs(tokenizer, extractor):
+    return list(features.extract_features(LINES, tokenizer, extractor))
+
+
+def _reference(hf_folder, line):
+    """transformers' tokens and hidden states (embeddings first) for one line."""
+    tok = transformers.BertTokenizer(str(hf_folder / "vocab.txt"), do_lower_case=True)
+    model = transformers.BertModel.from_pretrained(hf_folder).eval()
+    parts = line.split(" ||| ")
+    enc = tok(*parts, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc, output_hidden_states=True).hidden_states
+    tokens = tok.convert_ids_to_tokens(enc["input_ids"][0])
+    return tokens, [h[0].numpy() for h in hidden]
+
+
+def test_one_object_per_line_in_the_original_format(outputs):
+    assert [o["linex_index"] for o in outputs] == [0, 1, 2, 3]
+    first = outputs[0]
+    assert sorted(first) == ["features", "linex_index"]
+    assert [f["token"] for f in first["features"]] == [
+        "[CLS]",
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "the",
+        "mat",
+        ".",
+        "[SEP]",
+    ]
+    for feature in first["features"]:
+        assert sorted(feature) == ["layers", "token"]
+        assert [layer["index"] for layer in feature["layers"]] == [-1, -2, 0]
+        for layer in feature["layers"]:
+            assert sorted(layer) == ["index", "values"]
+            assert len(layer["values"]) == 32
+            assert all(round(v, 6) == v for v in layer["values"])
+
+
+def test_pair_line_has_both_segments_and_two_seps(outputs):
+    assert [f["token"] for f in outputs[1]["features"]] == [
+        "[CLS]",
+        "the",
+        "dog",
+        "##s",
+        "ran",
+        "[SEP]",
+        "a",
+        "cat",
+        "play",
+        "##ed",
+        "[SEP]",
+    ]
+
+
+def test_unknown_word_is_unk(outputs):
+    assert [f["token"] for f in outputs[3]["features"]] == ["[CLS]", "[UNK]", "[SEP]"]
+
+
+@pytest.mark.parametrize("line_index", range(len(LINES)))
+def test_tokens_and_values_match_transformers(outputs, hf_folder, line_index):
+    tokens, hidden = _reference(hf_folder, LINES[line_index])
+    ours = outputs[line_index]["features"]
+    assert [f["token"] for f in ours] == tokens
+    # index -1 is the last encoder layer, 0 the first; hidden[0] is the embeddings.
+    for j, layer_hidden in enumerate((hidden[-1], hidden[-2], hidden[1])):
+        values = np.array([f["layers"][j]["values"] for f in ours])
+        np.testing.assert_allclose(values, layer_hidden, atol=1e-5, rtol=0)
+
+
+def test_batching_keeps_order_values_and_compiles_once(tokenizer, loaded, outputs):
+    cfg, params, _ = loaded
+    small = features.FeatureExtractor(cfg, params, [-1, -2, 0], max_seq_length=16, batch_size=2)
+    again = list(features.extract_features(LINES, tokenizer, small))
+    assert [o["linex_index"] for o in again] == [0, 1, 2, 3]
+    for a, b in zip(again, outputs, strict=True):
+        assert [f["token"] for f in a["features"]] == [f["token"] for f in b["features"]]
+        va = np.array([[layer["values"] for layer in f["layers"]] for f in a["features"]])
+        vb = np.array([[layer["values"] for layer in f["layers"]] for f in b["features"]])
+        np.testing.assert_allclose(va, vb, atol=2e-6, rtol=0)
+    assert small._fn._cache_size() == 1  # two batches, one compiled shape
+
+
+def test_read_examples_splits_pairs_on_triple_bar():
+    examples = list(features.read_examples(["a b ||| c\n", "no pair here\n", "x|||y\n"]))
+    assert examples == [
+        features.Example(0, "a b", "c"),
+        features.Example(1, "no pair here", None),
+        features.Example(2, "x|||y", None),
+    ]
+
+
+def test_long_inputs_are_truncated_to_max_seq_length(tokenizer):
+    examples = [features.Example(0, "the cat " * 10), features.Example(1, "the cat sat on", "a dog")]
+    single, pair = features.convert_examples(examples, tokenizer, max_seq_length=6)
+    assert single.tokens == ["[CLS]", "the", "cat", "the", "cat", "[SEP]"]
+    assert pair.tokens == ["[CLS]", "the", "cat", "[SEP]", "a", "[SEP]"]
+    assert pair.segment_ids.tolist() == [0, 0, 0, 0, 1, 1]
+    assert pair.input_mask.tolist() == [1] * 6
+
+
+def test_truncate_pair_pops_from_the_longer():
+    a, b = ["a1", "a2", "a3", "a4"], ["b1", "b2"]
+    features.truncate_pair(a, b, 4)
+    assert (a, b) == (["a1", "a2"], ["b1", "b2"])
+
+
+def test_layer_index_out_of_range():
+    with pytest.raises(
+        UserError, match=r"--layers='-1,-4': the model has 3 layers, so indexes must lie in \[-3, 2\]"
+    ):
+        features.parse_layers("-1,-4", 3)
+
+
+def test_layer_spec_not_integers():
+    with pytest.raises(UserError, match="expected comma-separated integers"):
+        features.parse_layers("last", 3)
+
+
+def test_max_seq_length_beyond_position_embeddings(loaded):
+    cfg, params, _ = loaded
+    with pytest.raises(UserError, match="--max_seq_length=17 exceeds the model's max_position_embeddings=16"):
+        features.FeatureExtractor(cfg, params, [-1], max_seq_length=17)
+
+
+def _cli(args, stdin):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "bert_jax.cli", "extract-features", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+def test_command_reads_hf_folder_directly(hf_folder, outputs):
+    result = _cli(
+        [f"--checkpoint={hf_folder}", "--layers=-1,-2,0", "--max_seq_length=16", "--batch_size=3"],
+        "\n".join(LINES) + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == outputs
+
+
+def test_vocab_and_case_come_from_flags_first_then_the_checkpoint(hf_folder, loaded):
+    _, _, meta = loaded
+    vocab = str(hf_folder / "vocab.txt")
+    assert features.tokenizer_settings("ckpt", meta, None, None) == (vocab, True)
+    assert features.tokenizer_settings("ckpt", meta, "/other/vocab.txt", False) == ("/other/vocab.txt", False)
+    assert features.tokenizer_settings("ckpt", {"vocab_file": None, "lower_case": None}, vocab, None) == (
+        vocab,
+        True,
+    )
+
+
+def test_checkpoint_without_vocab_says_pass_vocab():
+    with pytest.raises(UserError, match=r"^ckpt carries no vocab.txt; pass --vocab$"):
+        features.tokenizer_settings("ckpt", {"vocab_file": None, "lower_case": None}, None, None)
+
+
+def test_our_checkpoint_gives_the_same_features(tokenizer, loaded, outputs, tmp_path):
+    cfg, params, _ = loaded
+    checkpoints.save_model(tmp_path / "ours", cfg, params)
+    cfg2, params2, _ = checkpoints.load_model(tmp_path / "ours")
+    extractor = features.FeatureExtractor(cfg2, params2, [-1, -2, 0], max_seq_length=16, batch_size=3)
+    assert list(features.extract_features(LINES, tokenizer, extractor)) == outputs
