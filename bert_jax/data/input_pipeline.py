@@ -1,0 +1,535 @@
+"""The pre-training input pipeline: TFRecord shards -> per-process NumPy batches, resumable exactly.
+
+Per epoch `e` each process reads its part of the shards, shuffles with seeds
+derived from (seed, e) only, batches with drop_remainder (batches never cross
+an epoch) and, in dynamic mode, masks every example as a pure function of
+(seed, example id, e). So the batch stream is a pure function of (files, seed,
+process_index, process_count, batch size): resuming skips the raw records
+already consumed without parsing or masking them.
+
+Example ids are `file_index << 32 | record_index` with files in canonical order
+(metadata.json's shard list, else the sorted glob matches): they do not depend
+on the number of processes.
+
+Splitting: with at least as many files as processes, process p reads files
+p, p + P, ...; otherwise every process reads all files and keeps records
+p, p + P, ... of the (per-epoch, process-independent) record order. Either
+way each example is seen once per epoch across processes (less the
+drop_remainder tail of each process). With a file split processes may have
+different epoch lengths; they stay in step because the stream repeats
+(`num_epochs=None`), and the state is the global batch count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from bert_jax.data import records
+from bert_jax.data.dynamic_masking import DynamicMasker, MaskingOptions, example_uniforms
+from bert_jax.errors import ConfigError, DataError
+
+ID_SHIFT = 32  # example id = file_index << ID_SHIFT | record_index
+READ_CHUNK = 64  # records read from one file before the interleave moves to the next
+STATE_FORMAT = "bert-jax-input/1"
+INT32_KEYS = records.INT_FEATURES + records.MLM_FEATURES[:2]
+
+
+@dataclasses.dataclass
+class ShardSet:
+    """The shards of a dataset in canonical order, their record counts and the record features."""
+
+    paths: list[str]
+    features: dict[str, dict]  # {name: {"dtype", "length"}}, as records.feature_lengths
+    metadata: dict | None
+    counts: list[int] | None = None  # records per file, when known without reading
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.features["input_ids"]["length"]
+
+    @property
+    def masked(self) -> bool:
+        return "masked_lm_ids" in self.features
+
+
+def resolve_shards(spec: str) -> ShardSet:
+    """A dataset directory (with metadata.json), a shard glob or comma-separated globs -> ShardSet."""
+    spec = spec.strip()
+    if not spec:
+        raise DataError("no training files given; pass a dataset directory or a shard glob")
+    if os.path.isdir(spec):
+        if not os.path.exists(os.path.join(spec, records.METADATA_FILE)):
+            raise DataError(
+                f"{spec}: directory without {records.METADATA_FILE}; make it with `bert-jax create-data` "
+                "or pass a glob of the shards"
+            )
+        metadata = records.read_metadata(spec)
+        paths = metadata["shard_paths"]
+        if not paths:
+            raise DataError(f"{metadata['path']}: lists no shards; re-create the dataset")
+        for path in paths:
+            if not os.path.exists(path):
+                raise DataError(f"{path}: listed in {metadata['path']} but missing; re-create the dataset")
+    else:
+        paths = _glob_shards(spec)
+        has_metadata = os.path.exists(records.metadata_path(spec))
+        metadata = records.read_metadata(spec) if has_metadata else None
+    if metadata is None:
+        return ShardSet(paths, _features_of_first_record(paths[0]), None)
+    listed = {
+        os.path.abspath(p): s["instances"]
+        for p, s in zip(metadata["shard_paths"], metadata["shards"], strict=True)
+    }
+    counts = [listed.get(os.path.abspath(p)) for p in paths]
+    return ShardSet(paths, metadata["features"], metadata, None if None in counts else counts)
+
+
+def _glob_shards(spec: str) -> list[str]:
+    paths: list[str] = []
+    for pattern in (p.strip() for p in spec.split(",")):
+        if not pattern:
+            continue
+        matches = [
+            m
+            for m in sorted(glob.glob(pattern))
+            if os.path.isfile(m)
+            and os.path.basename(m) != records.METADATA_FILE
+            and records.TEMP_MARK not in m
+        ]
+        if not matches:
+            raise DataError(f"{pattern}: matches no shard files; check the path or glob")
+        paths.extend(m for m in matches if m not in paths)
+    return paths
+
+
+def _features_of_first_record(path: str) -> dict[str, dict]:
+    """Feature lengths of shards without metadata (the original BERT's), from their first record."""
+    first = next(records.iter_records(path), None)
+    if first is None:
+        raise DataError(f"{path}: holds no records; remove it from the glob or re-create it")
+    try:
+        example = tf.train.Example.FromString(first)
+    except Exception:  # protobuf's DecodeError has no stable import path
+        raise DataError(
+            f"{path}: record 0 is not a tf.train.Example; is this a pre-training shard?"
+        ) from None
+    features = {}
+    for name, feature in example.features.feature.items():
+        if name in records.INT_FEATURES + records.MLM_FEATURES + (records.NSP_FEATURE,):
+            kind = feature.WhichOneof("kind")
+            values = getattr(feature, kind).value
+            features[name] = {"dtype": "float32" if kind == "float_list" else "int64", "length": len(values)}
+    missing = [n for n in records.INT_FEATURES + (records.NSP_FEATURE,) if n not in features]
+    if missing:
+        raise DataError(f"{path}: record 0 lacks {', '.join(missing)}; is this a BERT pre-training shard?")
+    return features
+
+
+def count_records(path: str) -> int:
+    """Records in one TFRecord file, reading (not parsing) it; DataError naming the file if corrupt."""
+    try:
+        return int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+    except tf.errors.OpError as e:
+        raise DataError(
+            f"{path}: unreadable ({_first_line(e)}); the shard is corrupt or truncated, re-create it"
+        ) from None
+
+
+def _first_line(error: tf.errors.OpError) -> str:
+    return (error.message or type(error).__name__).strip().splitlines()[0]
+
+
+class PretrainingPipeline:
+    """An iterator of per-process pre-training batches: dict[str, np.ndarray] (docs/design.md).
+
+    files: dataset directory, shard glob or comma-separated globs.
+    batch_size: examples per batch on this process (global batch / process_count).
+    masking: "static" (masks stored in the shards) or "dynamic" (needs `dynamic`,
+    shards without masks, i.e. create-data with masking "none").
+    max_seq_length, max_predictions_per_seq, vocab_sha256: what the caller expects;
+    DataError when the shards differ (vocab_sha256 is checked only with metadata).
+    state: a `state()` of an earlier pipeline on the same data to resume from.
+    with_example_ids: add "example_id" int64 [batch] to each batch.
+    threads: size of a private tf.data thread pool (None: TF's default, every core).
+    """
+
+    def __init__(
+        self,
+        files: str,
+        batch_size: int,
+        *,
+        masking: str = "static",
+        dynamic: MaskingOptions | None = None,
+        seed: int = 0,
+        process_index: int = 0,
+        process_count: int = 1,
+        shuffle_buffer: int = 10_000,
+        prefetch: int = 2,
+        num_epochs: int | None = None,
+        max_seq_length: int | None = None,
+        max_predictions_per_seq: int | None = None,
+        vocab_sha256: str | None = None,
+        state: dict | None = None,
+        with_example_ids: bool = False,
+        cycle_length: int = 8,
+        threads: int | None = None,
+    ):
+        _check_arguments(batch_size, masking, dynamic, process_index, process_count, shuffle_buffer)
+        self.batch_size = batch_size
+        self.masking = masking
+        self.seed = int(seed)
+        self.process_index, self.process_count = process_index, process_count
+        self.shuffle_buffer, self.prefetch, self.num_epochs = shuffle_buffer, prefetch, num_epochs
+        self.with_example_ids, self.cycle_length, self.threads = with_example_ids, cycle_length, threads
+        self.shards = resolve_shards(files)
+        self._check_shards(max_seq_length, max_predictions_per_seq, vocab_sha256, dynamic)
+        self._masker = DynamicMasker(dynamic) if masking == "dynamic" else None
+        self._spec = records.parse_spec(self._parsed_features())
+        self._split_by_file = len(self.shards.paths) >= process_count
+        self._file_ids = self._my_file_ids()
+        self.examples_per_epoch = self._count_my_examples()
+        self.batches_per_epoch = self.examples_per_epoch // batch_size
+        if self.batches_per_epoch == 0:
+            raise DataError(
+                f"{files}: process {process_index} of {process_count} gets {self.examples_per_epoch} "
+                f"examples per epoch, fewer than one batch of {batch_size}; use more data or a smaller batch"
+            )
+        self._batches = self._start_batches(state)
+        self._iterator = None
+
+    # -- the public surface ------------------------------------------------------------------
+
+    def __iter__(self) -> PretrainingPipeline:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._iterator is None:
+            epoch, in_epoch = divmod(self._batches, self.batches_per_epoch)
+            self._iterator = iter(self._dataset(epoch, in_epoch * self.batch_size))
+        try:
+            batch = next(self._iterator)
+        except tf.errors.OpError as e:
+            raise self._diagnose(e) from None
+        self._batches += 1
+        return {k: v.numpy() for k, v in batch.items()}
+
+    def state(self) -> dict:
+        """JSON-serialisable position: construct with `state=` to continue with the next batch.
+
+        "batches" (the global step, equal on all processes) decides the resume point;
+        "epoch"/"batches_in_epoch" are this process's view, used only when
+        resuming with another process_count or batch size.
+        """
+        epoch, in_epoch = divmod(self._batches, self.batches_per_epoch)
+        return {
+            "format": STATE_FORMAT,
+            "batches": self._batches,
+            "epoch": epoch,
+            "batches_in_epoch": in_epoch,
+            "batches_per_epoch": self.batches_per_epoch,
+            "seed": self.seed,
+            "process_count": self.process_count,
+            "batch_size": self.batch_size,
+        }
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _check_shards(self, max_seq_length, max_predictions_per_seq, vocab_sha256, dynamic) -> None:
+        shards, where = self.shards, (self.shards.metadata or {}).get("path", self.shards.paths[0])
+        if shards.metadata is not None:
+            records.check_metadata(
+                shards.metadata,
+                max_seq_length=max_seq_length,
+                max_predictions_per_seq=max_predictions_per_seq if self.masking == "static" else None,
+                vocab_sha256=vocab_sha256,
+                vocab_size=dynamic.vocab_size if dynamic is not None else None,
+            )
+        elif max_seq_length is not None and shards.max_seq_length != max_seq_length:
+            raise DataError(
+                f"{where}: records have max_seq_length {shards.max_seq_length} but {max_seq_length} is wanted; "
+                "re-create the data or change the config"
+            )
+        if self.masking == "static":
+            if not shards.masked:
+                raise DataError(
+                    f"{where}: the shards hold no masks (masked_lm_*); use masking 'dynamic' "
+                    "or create the data with static masking"
+                )
+            stored = shards.features["masked_lm_ids"]["length"]
+            if max_predictions_per_seq is not None and stored != max_predictions_per_seq:
+                raise DataError(
+                    f"{where}: records have max_predictions_per_seq {stored} but "
+                    f"{max_predictions_per_seq} is wanted; re-create the data or change the config"
+                )
+        elif shards.masked:
+            raise DataError(
+                f"{where}: the shards are already masked (masked_lm_* present, input_ids hold [MASK]); "
+                "dynamic masking needs create-data with masking 'none', or use masking 'static'"
+            )
+
+    def _parsed_features(self) -> dict[str, dict]:
+        wanted = records.INT_FEATURES + (records.NSP_FEATURE,)
+        if self.masking == "static":
+            wanted += records.MLM_FEATURES
+        return {name: self.shards.features[name] for name in wanted}
+
+    def _my_file_ids(self) -> list[int]:
+        everything = range(len(self.shards.paths))
+        if self._split_by_file:
+            return list(everything[self.process_index :: self.process_count])
+        return list(everything)
+
+    def _count_my_examples(self) -> int:
+        counts = self.shards.counts
+        total = sum(counts[i] if counts else count_records(self.shards.paths[i]) for i in self._file_ids)
+        if self._split_by_file:
+            return total
+        # Records p, p + P, ... of the whole: ceil((total - p) / P).
+        return max(0, -(-(total - self.process_index) // self.process_count))
+
+    def _start_batches(self, state: dict | None) -> int:
+        if state is None:
+            return 0
+        try:
+            if state["format"] != STATE_FORMAT:
+                raise KeyError("format")
+            if state["seed"] != self.seed:
+                raise ConfigError(
+                    f"input state has seed {state['seed']} but the pipeline seed is {self.seed}; "
+                    "resume with the seed the run started with"
+                )
+            if state["process_count"] == self.process_count and state["batch_size"] == self.batch_size:
+                return int(state["batches"])
+            # Rescaled: same epoch, same fraction of it (the examples differ, the masks of each do not).
+            fraction = int(state["batches_in_epoch"]) / int(state["batches_per_epoch"])
+            return int(state["epoch"]) * self.batches_per_epoch + int(fraction * self.batches_per_epoch)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            raise ConfigError(
+                f"input pipeline state {state!r} is not one this pipeline wrote ({e}); "
+                "pass the dict from PretrainingPipeline.state()"
+            ) from None
+
+    # -- the tf.data graph ---------------------------------------------------------------------
+
+    def _dataset(self, epoch: int, skip_records: int) -> tf.data.Dataset:
+        """Batches from `epoch`, after skipping `skip_records` of its records; then later epochs."""
+        first = self._epoch_batches(tf.constant(epoch, tf.int64), skip_records)
+        if self.num_epochs is not None and epoch >= self.num_epochs:
+            first = first.take(0)
+        end = self.num_epochs if self.num_epochs is not None else np.iinfo(np.int64).max
+        later = tf.data.Dataset.range(epoch + 1, max(end, epoch + 1)).flat_map(self._epoch_batches)
+        dataset = first.concatenate(later)
+        dataset = dataset.map(self._decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if self.threads is not None:
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = self.threads
+            options.threading.max_intra_op_parallelism = 1
+            dataset = dataset.with_options(options)
+        return dataset.prefetch(self.prefetch)
+
+    # Autograph would only re-trace plain TF code, at seconds per pipeline.
+    @tf.autograph.experimental.do_not_convert
+    def _epoch_batches(self, epoch: tf.Tensor, skip_records: int = 0) -> tf.data.Dataset:
+        """(example_id [B], serialized [B][, uniforms [B, 3, seq]]) batches of one epoch."""
+        dataset = self._epoch_records(epoch, skip_records)
+        if self._masker is not None:
+            seq = self.shards.max_seq_length
+
+            @tf.autograph.experimental.do_not_convert
+            def draw(example_id, serialized):
+                return example_id, serialized, example_uniforms(self.seed, epoch, example_id, seq)
+
+            dataset = dataset.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset.batch(self.batch_size, drop_remainder=True)
+
+    def _epoch_records(self, epoch: tf.Tensor, skip_records: int = 0) -> tf.data.Dataset:
+        """(example_id, serialized) of this process in `epoch`'s shuffled order, from record `skip_records`."""
+        file_ids = tf.constant(self._file_ids, tf.int64)
+        paths = tf.constant([self.shards.paths[i] for i in self._file_ids])
+        order = tf.argsort(tf.random.stateless_uniform([len(self._file_ids)], self._key(1, epoch)))
+        files = tf.data.Dataset.from_tensor_slices((tf.gather(file_ids, order), tf.gather(paths, order)))
+
+        @tf.autograph.experimental.do_not_convert
+        def read(file_id, path):
+            # Chunks of records, so per-element tf.data overhead (the map, the interleave) is paid per chunk.
+            chunks = tf.data.TFRecordDataset(path).batch(READ_CHUNK).enumerate()
+            return chunks.map(
+                tf.autograph.experimental.do_not_convert(
+                    lambda chunk, serialized: (
+                        tf.bitwise.left_shift(file_id, ID_SHIFT)
+                        + chunk * READ_CHUNK
+                        + tf.range(tf.shape(serialized, out_type=tf.int64)[0]),
+                        serialized,
+                    )
+                )
+            )
+
+        dataset = files.interleave(
+            read,
+            cycle_length=min(self.cycle_length, len(self._file_ids)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        ).unbatch()
+        if not self._split_by_file:
+            dataset = dataset.shard(self.process_count, self.process_index)
+        return self._window_shuffle(dataset, epoch, skip_records)
+
+    def _window_shuffle(
+        self, dataset: tf.data.Dataset, epoch: tf.Tensor, skip_records: int
+    ) -> tf.data.Dataset:
+        """Permute each window of `shuffle_buffer` records with a stateless seed from (seed, epoch, window).
+
+        Unlike Dataset.shuffle, the order depends on no TF global seed, so it is a
+        pure function of the arguments. Skipped whole windows are never permuted.
+        """
+        if self.shuffle_buffer <= 1:
+            return dataset.skip(skip_records)
+        skipped_windows, skip_in_window = divmod(skip_records, self.shuffle_buffer)
+
+        @tf.autograph.experimental.do_not_convert
+        def permute(window, records_of_window):
+            example_ids, serialized = records_of_window
+            key = tf.random.experimental.stateless_fold_in(self._key(2, epoch), window)
+            order = tf.argsort(tf.random.stateless_uniform(tf.shape(example_ids), key))
+            return tf.gather(example_ids, order), tf.gather(serialized, order)
+
+        dataset = dataset.skip(skipped_windows * self.shuffle_buffer)
+        windows = dataset.batch(self.shuffle_buffer).enumerate(start=skipped_windows)
+        windows = windows.map(permute, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return windows.unbatch().skip(skip_in_window)
+
+    def _key(self, purpose: int, epoch: tf.Tensor) -> tf.Tensor:
+        return tf.random.experimental.stateless_fold_in(tf.constant([self.seed, purpose], tf.int64), epoch)
+
+    @tf.autograph.experimental.do_not_convert
+    def _decode(self, example_ids, serialized, uniforms=None) -> dict[str, tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, self._spec)
+        batch = {k: tf.cast(v, tf.int32) for k, v in parsed.items() if k in INT32_KEYS}
+        batch[records.NSP_FEATURE] = tf.cast(parsed[records.NSP_FEATURE][:, 0], tf.int32)
+        if "masked_lm_weights" in parsed:
+            batch["masked_lm_weights"] = tf.cast(parsed["masked_lm_weights"], tf.float32)
+        if self._masker is not None:
+            batch.update(self._masker(batch["input_ids"], batch["input_mask"], uniforms))
+        if self.with_example_ids:
+            batch["example_id"] = example_ids
+        return batch
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _diagnose(self, error: tf.errors.OpError) -> DataError:
+        """Find the file and record behind a tf.data failure (reads this process's shards again)."""
+        for file_id in self._file_ids:
+            path = self.shards.paths[file_id]
+            for index, record in enumerate(records.iter_records(path)):  # raises for unreadable records
+                try:
+                    tf.io.parse_single_example(record, self._spec)
+                except tf.errors.InvalidArgumentError as e:
+                    return DataError(
+                        f"{path}: record {index} does not match the expected features "
+                        f"{_lengths(self._parsed_features())} ({_first_line(e)}); re-create the shard"
+                    )
+        return DataError(f"{', '.join(self.shards.paths[:3])}...: reading failed ({_first_line(error)})")
+
+
+def _lengths(features: dict[str, dict]) -> str:
+    return ", ".join(f"{name}[{spec['length']}]" for name, spec in features.items())
+
+
+def _check_arguments(batch_size, masking, dynamic, process_index, process_count, shuffle_buffer) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size is {batch_size}; use at least 1 example per process")
+    if masking not in ("static", "dynamic"):
+        raise ConfigError(f"masking is {masking!r}; use 'static' or 'dynamic'")
+    if masking == "dynamic" and dynamic is None:
+        raise ConfigError(
+            "masking 'dynamic' needs MaskingOptions (MaskingOptions.from_tokens(load_vocab(vocab_file)))"
+        )
+    if not 0 <= process_index < process_count:
+        raise ConfigError(f"process_index {process_index} is not in [0, process_count={process_count})")
+    if shuffle_buffer < 0:
+        raise ConfigError(f"shuffle_buffer is {shuffle_buffer}; use 0 (no shuffle) or more")
+
+
+# -- benchmark (docs/input_pipeline.md) ----------------------------------------------------------
+
+
+def write_random_shards(
+    directory: str,
+    *,
+    num_files: int,
+    records_per_file: int,
+    max_seq_length: int,
+    max_predictions_per_seq: int,
+    masking: str,
+    vocab_size: int = 30522,
+    seed: int = 0,
+) -> None:
+    """Shards of random token ids (all positions real) + metadata.json, for benchmarks."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    encoder = records.ExampleEncoder(masking)
+    shards = []
+    for f in range(num_files):
+        name = f"random-{f:05d}-of-{num_files:05d}.tfrecord"
+        writer = records.ShardWriter(os.path.join(directory, name))
+        for _ in range(records_per_file):
+            ids = rng.integers(1000, vocab_size, max_seq_length).tolist()
+            ints = [ids, [1] * max_seq_length, [0] * max_seq_length]
+            weights = None
+            if masking != "none":
+                ints += [sorted(rng.choice(max_seq_length, max_predictions_per_seq, replace=False).tolist())]
+                ints += [rng.integers(1000, vocab_size, max_predictions_per_seq).tolist()]
+                weights = [1.0] * max_predictions_per_seq
+            writer.write(encoder.encode(ints, weights, int(rng.integers(2))))
+        writer.commit()
+        shards.append({"file": name, "instances": records_per_file})
+    settings = {
+        "max_seq_length": max_seq_length,
+        "max_predictions_per_seq": max_predictions_per_seq,
+        "masking": masking,
+    }
+    records.write_metadata(
+        directory,
+        {
+            "format": records.FORMAT,
+            "vocab": {"file": "", "sha256": "", "size": vocab_size, "do_lower_case": True},
+            "settings": settings,
+            "features": records.feature_lengths(max_seq_length, max_predictions_per_seq, masking),
+            "counts": {"instances": num_files * records_per_file},
+            "shards": shards,
+        },
+    )
+
+
+def benchmark(pipeline: PretrainingPipeline, *, warmup_batches: int = 20, seconds: float = 10.0) -> dict:
+    """Examples/s of `pipeline` after warm-up, and examples/s per core it may use.
+
+    Cores: `pipeline.threads` when set (a private pool, one op thread), else this process's CPUs.
+    """
+    for _ in range(warmup_batches):
+        next(pipeline)
+    batches, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        next(pipeline)
+        batches += 1
+    elapsed = time.perf_counter() - start
+    cores = pipeline.threads or len(os.sched_getaffinity(0))
+    rate = batches * pipeline.batch_size / elapsed
+    return {"examples_per_s": rate, "cores": cores, "examples_per_s_per_core": rate / cores}
+
+
+def synthetic_masking_options(
+    vocab_size: int, max_predictions_per_seq: int, whole_word: bool
+) -> MaskingOptions:
+    """MaskingOptions for `write_random_shards` data: ids 0..4 special, every 4th id a "##" piece."""
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += [f"##t{i}" if i % 4 == 0 else f"t{i}" for i in range(len(tokens), vocab_size)]
+    return MaskingOptions.from_tokens(
+        tokens, max_predictions_per_seq=max_predictions_per_seq, whole_word_mask=whole_word
+    )
