@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "numpy>=1.26",
     "safetensors>=0.4",
+    "tokenizers>=0.19",  # byte-level BPE (RoBERTa) tokenization
     "tensorflow>=2.21,<2.22",
     "tensorflow-text>=2.21,<2.22",
     "tensorflow-datasets>=4.9.10,<5",
@@ -34,6 +35,14 @@ EXTRAS = {
         "import-linter>=2.1",
         "torch==2.13.0",
         "transformers>=4.40,<5",
+    ],
+    # `bert-jax compile` for TPU and NVIDIA GPU topologies without the devices:
+    # libtpu and the CUDA PJRT plugin compile deviceless. Both must match the
+    # installed jax exactly (jax[tpu] pins libtpu); no CUDA libraries come with them.
+    "tpu": [
+        "jax[tpu]==0.10.2",
+        "jax-cuda12-plugin==0.10.2",
+        "jax-cuda12-pjrt==0.10.2",
     ],
 }
 

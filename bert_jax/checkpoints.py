@@ -9,8 +9,9 @@ It takes
   `vocab.txt` and `tokenizer_config.json` (`{"do_lower_case": bool}`);
 * a training workdir (`WORKDIR/config.json` + `WORKDIR/checkpoints/<step>/state`)
   or one of its step directories; only `params` is restored;
-* a Hugging Face BERT folder (`config.json` + `model.safetensors` or
-  `pytorch_model.bin`);
+* a Hugging Face folder of BERT, RoBERTa, XLM-R, CamemBERT or ALBERT
+  (`config.json` + `model.safetensors` or `pytorch_model.bin`; the family
+  from `model_type`, docs/family.md);
 * an original Google TF checkpoint (`bert_model.ckpt` prefix, or the folder
   holding it and `bert_config.json`).
 
@@ -55,7 +56,6 @@ HF_SAFETENSORS = "model.safetensors"
 HF_TORCH_BIN = "pytorch_model.bin"
 GOOGLE_CONFIG = "bert_config.json"
 
-HF_ARCHITECTURES = ("BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification")
 
 Params = dict[str, Any]
 
@@ -196,22 +196,55 @@ def save_model(
     overwrite: bool = False,
 ) -> pathlib.Path:
     """Writes a model checkpoint directory atomically (temp dir, then rename):
-    `model_config.json`, `params/`, and `vocab.txt` / `tokenizer_config.json`
-    when given. `params` may be boxed or wrapped in `{"params": ...}`."""
+    `model_config.json`, `params/`, and the tokenizer's files (`vocab.txt`;
+    `vocab.json` + `merges.txt`; a SentencePiece `*.model`) and
+    `tokenizer_config.json` when given. `params` may be boxed or wrapped in `{"params": ...}`."""
     params = numpy_params(params)
     check_shapes(params, model_cfg, str(path))
     if vocab_file and not os.path.isfile(vocab_file):
         raise CheckpointError(f"vocab file {vocab_file} does not exist; pass an existing vocab.txt")
+    if vocab_file:
+        tokenizer_files(vocab_file)
     with atomic_directory(path, overwrite) as tmp:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(tmp / PARAMS_DIR, params)
         checkpointer.wait_until_finished()
         _write_json(tmp / MODEL_CONFIG, dataclasses.asdict(model_cfg))
         if vocab_file:
-            shutil.copyfile(vocab_file, tmp / VOCAB_FILE)
+            copy_tokenizer_files(vocab_file, tmp)
         if lower_case is not None:
             _write_json(tmp / TOKENIZER_CONFIG, {"do_lower_case": bool(lower_case)})
     return pathlib.Path(path)
+
+
+def tokenizer_files(vocab_file: str | os.PathLike) -> list[pathlib.Path]:
+    """The files one tokenizer is made of: a WordPiece `vocab.txt`, a
+    byte-level BPE `vocab.json` with `merges.txt` beside it, or a
+    SentencePiece `*.model`."""
+    vocab_file = pathlib.Path(vocab_file)
+    files = [vocab_file]
+    if vocab_file.suffix == ".json":
+        files.append(vocab_file.parent / "merges.txt")
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointError(f"tokenizer file {missing[0]} does not exist; pass an existing vocab file")
+    return files
+
+
+def copy_tokenizer_files(
+    vocab_file: str | os.PathLike, folder: pathlib.Path, spm_name: str | None = None
+) -> None:
+    """Copies `tokenizer_files(vocab_file)` into `folder` as vocab.txt,
+    vocab.json + merges.txt, or the SentencePiece model under `spm_name`
+    (default its own name)."""
+    for f in tokenizer_files(vocab_file):
+        if f.suffix == ".model":
+            name = spm_name or f.name
+        elif f.name == "merges.txt":
+            name = f.name
+        else:
+            name = "vocab.json" if f.suffix == ".json" else VOCAB_FILE
+        shutil.copyfile(f, folder / name)
 
 
 def _write_json(path: pathlib.Path, obj: Any) -> None:
@@ -273,11 +306,13 @@ def _strip_box_values(tree: Any) -> Any:
 
 
 def _tokenizer_meta(folder: pathlib.Path) -> tuple[str | None, bool | None]:
-    vocab = folder / VOCAB_FILE
+    """(the tokenizer's main file: vocab.txt, vocab.json or a *.model; casing)."""
+    candidates = [folder / VOCAB_FILE, folder / "vocab.json", *sorted(folder.glob("*.model"))]
+    vocab = next((c for c in candidates if c.is_file()), None)
     lower_case = None
     if (folder / TOKENIZER_CONFIG).is_file():
         lower_case = _read_json(folder / TOKENIZER_CONFIG).get("do_lower_case")
-    return (str(vocab) if vocab.is_file() else None), lower_case
+    return (str(vocab) if vocab else None), lower_case
 
 
 def _load_ours(folder: pathlib.Path) -> tuple[ModelConfig, Params, dict]:
@@ -346,59 +381,161 @@ class HFEntry:
     group: str  # encoder | pooler | mlm | pair | classifier
 
 
-def hf_table(cfg: ModelConfig) -> list[HFEntry]:
-    """Every BERT tensor of every head, in Hugging Face order."""
-    H, inter, V = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    table: list[HFEntry] = []
+@dataclasses.dataclass(frozen=True)
+class HFFamily:
+    """How one family of the BERT family looks in Hugging Face `transformers`."""
 
-    def dense(hf, path, n_in, n_out, group, kernel="T", bias="copy"):
-        table.append(HFEntry(f"{hf}.weight", path + ("kernel",), kernel, (n_out, n_in), group))
-        table.append(HFEntry(f"{hf}.bias", path + ("bias",), bias, (n_out,), group))
+    model_type: str  # config.json's model_type
+    stem: str  # class-name stem: Bert -> BertModel, BertForMaskedLM, ...
+    prefix: str  # the encoder's prefix in state dicts of models with heads
+    decoder: str  # the tied MLM decoder (left out of the table; checked equal)
+    pretraining: bool  # has a *ForPreTraining class (MLM + NSP/SOP)
 
-    def layer_norm(hf, path, group):
-        table.append(HFEntry(f"{hf}.weight", path + ("scale",), "copy", (H,), group))
-        table.append(HFEntry(f"{hf}.bias", path + ("bias",), "copy", (H,), group))
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        heads = ("Model", "ForPreTraining", "ForMaskedLM", "ForSequenceClassification")
+        return tuple(self.stem + h for h in heads if self.pretraining or h != "ForPreTraining")
 
-    emb = ("bert", "embeddings")
-    for name, rows in (
-        ("word", V),
-        ("position", cfg.max_position_embeddings),
-        ("token_type", cfg.type_vocab_size),
-    ):
-        table.append(
-            HFEntry(
-                f"embeddings.{name}_embeddings.weight",
-                emb + (f"{name}_embeddings", "embedding"),
-                "copy",
-                (rows, H),
-                "encoder",
+
+# ModelConfig.family -> its Hugging Face form. XLM-R and CamemBERT are RoBERTa
+# with a SentencePiece vocabulary: the same tensors under other class names.
+HF_FAMILIES = {
+    "bert": HFFamily("bert", "Bert", "bert.", "cls.predictions.decoder", True),
+    "roberta": HFFamily("roberta", "Roberta", "roberta.", "lm_head.decoder", False),
+    "xlmr": HFFamily("xlm-roberta", "XLMRoberta", "roberta.", "lm_head.decoder", False),
+    "camembert": HFFamily("camembert", "Camembert", "roberta.", "lm_head.decoder", False),
+    "albert": HFFamily("albert", "Albert", "albert.", "predictions.decoder", True),
+}
+_FAMILY_OF_MODEL_TYPE = {f.model_type: name for name, f in HF_FAMILIES.items()}
+
+
+class _Table:
+    """Builds a name table: `dense`, `layer_norm`, `embedding` append entries."""
+
+    def __init__(self):
+        self.entries: list[HFEntry] = []
+
+    def dense(self, hf, path, n_in, n_out, group, kernel="T", bias="copy"):
+        self.entries.append(HFEntry(f"{hf}.weight", path + ("kernel",), kernel, (n_out, n_in), group))
+        self.entries.append(HFEntry(f"{hf}.bias", path + ("bias",), bias, (n_out,), group))
+
+    def layer_norm(self, hf, path, width, group):
+        self.entries.append(HFEntry(f"{hf}.weight", path + ("scale",), "copy", (width,), group))
+        self.entries.append(HFEntry(f"{hf}.bias", path + ("bias",), "copy", (width,), group))
+
+    def embeddings(self, cfg: ModelConfig):
+        emb = ("bert", "embeddings")
+        for name, rows in (
+            ("word", cfg.vocab_size),
+            ("position", cfg.max_position_embeddings),
+            ("token_type", cfg.type_vocab_size),
+        ):
+            self.entries.append(
+                HFEntry(
+                    f"embeddings.{name}_embeddings.weight",
+                    emb + (f"{name}_embeddings", "embedding"),
+                    "copy",
+                    (rows, cfg.embed_dim),
+                    "encoder",
+                )
             )
-        )
-    layer_norm("embeddings.LayerNorm", emb + ("LayerNorm",), "encoder")
-    for i in range(cfg.num_layers):
-        hf, ours = f"encoder.layer.{i}", ("bert", "encoder", f"layer_{i}")
+        self.layer_norm("embeddings.LayerNorm", emb + ("LayerNorm",), cfg.embed_dim, "encoder")
+
+    def layer(self, cfg: ModelConfig, ours: tuple[str, ...], names: Mapping[str, str]):
+        """One encoder layer; `names` gives the HF name of each of our parts."""
+        H, inter = cfg.hidden_size, cfg.intermediate_size
         for proj in ("query", "key", "value"):
-            dense(
-                f"{hf}.attention.self.{proj}",
-                ours + ("attention", proj),
-                H,
-                H,
-                "encoder",
-                "qkv_kernel",
-                "qkv_bias",
+            self.dense(names[proj], ours + ("attention", proj), H, H, "encoder", "qkv_kernel", "qkv_bias")
+        self.dense(names["output"], ours + ("attention", "output"), H, H, "encoder", "out_kernel")
+        self.layer_norm(names["attention_LayerNorm"], ours + ("attention_LayerNorm",), H, "encoder")
+        self.dense(names["intermediate"], ours + ("intermediate",), H, inter, "encoder")
+        self.dense(names["ffn_output"], ours + ("output",), inter, H, "encoder")
+        self.layer_norm(names["output_LayerNorm"], ours + ("output_LayerNorm",), H, "encoder")
+
+
+def _bert_layers(table: _Table, cfg: ModelConfig) -> None:
+    for i in range(cfg.num_layers):
+        hf = f"encoder.layer.{i}"
+        names = {p: f"{hf}.attention.self.{p}" for p in ("query", "key", "value")}
+        names.update(
+            output=f"{hf}.attention.output.dense",
+            attention_LayerNorm=f"{hf}.attention.output.LayerNorm",
+            intermediate=f"{hf}.intermediate.dense",
+            ffn_output=f"{hf}.output.dense",
+            output_LayerNorm=f"{hf}.output.LayerNorm",
+        )
+        table.layer(cfg, ("bert", "encoder", f"layer_{i}"), names)
+
+
+def _bert_table(cfg: ModelConfig) -> list[HFEntry]:
+    H, V = cfg.hidden_size, cfg.vocab_size
+    table = _Table()
+    table.embeddings(cfg)
+    _bert_layers(table, cfg)
+    table.dense("pooler.dense", ("bert", "pooler", "dense"), H, H, "pooler")
+    table.dense("cls.predictions.transform.dense", ("mlm", "dense"), H, H, "mlm")
+    table.layer_norm("cls.predictions.transform.LayerNorm", ("mlm", "LayerNorm"), H, "mlm")
+    table.entries.append(HFEntry("cls.predictions.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
+    table.dense("cls.seq_relationship", ("pair",), H, 2, "pair")
+    table.dense("classifier", ("classifier",), H, cfg.num_labels, "classifier")
+    return table.entries
+
+
+def _roberta_table(cfg: ModelConfig) -> list[HFEntry]:
+    """RoBERTa / XLM-R / CamemBERT. The classification head (dense, tanh,
+    out_proj on <s>) is our pooler + classifier, so `classifier.dense` is our
+    pooler in a sequence classifier (which has no `pooler.dense`)."""
+    H, V = cfg.hidden_size, cfg.vocab_size
+    table = _Table()
+    table.embeddings(cfg)
+    _bert_layers(table, cfg)
+    table.dense("pooler.dense", ("bert", "pooler", "dense"), H, H, "pooler")
+    table.dense("lm_head.dense", ("mlm", "dense"), H, H, "mlm")
+    table.layer_norm("lm_head.layer_norm", ("mlm", "LayerNorm"), H, "mlm")
+    table.entries.append(HFEntry("lm_head.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
+    table.dense("classifier.dense", ("bert", "pooler", "dense"), H, H, "classifier")
+    table.dense("classifier.out_proj", ("classifier",), H, cfg.num_labels, "classifier")
+    return table.entries
+
+
+def _albert_table(cfg: ModelConfig) -> list[HFEntry]:
+    """ALBERT with one layer group of one layer (every released ALBERT)."""
+    H, E, V = cfg.hidden_size, cfg.embed_dim, cfg.vocab_size
+    table = _Table()
+    table.embeddings(cfg)
+    table.dense("encoder.embedding_hidden_mapping_in", ("bert", "embeddings", "projection"), E, H, "encoder")
+    hf = "encoder.albert_layer_groups.0.albert_layers.0"
+    names = {p: f"{hf}.attention.{p}" for p in ("query", "key", "value")}
+    names.update(
+        output=f"{hf}.attention.dense",
+        attention_LayerNorm=f"{hf}.attention.LayerNorm",
+        intermediate=f"{hf}.ffn",
+        ffn_output=f"{hf}.ffn_output",
+        output_LayerNorm=f"{hf}.full_layer_layer_norm",
+    )
+    table.layer(cfg, ("bert", "encoder", "shared_layer"), names)
+    table.dense("pooler", ("bert", "pooler", "dense"), H, H, "pooler")
+    table.dense("predictions.dense", ("mlm", "dense"), H, E, "mlm")
+    table.layer_norm("predictions.LayerNorm", ("mlm", "LayerNorm"), E, "mlm")
+    table.entries.append(HFEntry("predictions.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
+    table.dense("sop_classifier.classifier", ("pair",), H, 2, "pair")
+    table.dense("classifier", ("classifier",), H, cfg.num_labels, "classifier")
+    return table.entries
+
+
+def hf_table(cfg: ModelConfig) -> list[HFEntry]:
+    """Every tensor of every head of `cfg.family`, in Hugging Face order
+    (encoder names without the family's `bert.`/`roberta.`/`albert.` prefix)."""
+    if cfg.family == "albert":
+        if not cfg.share_layers:
+            raise CheckpointError(
+                "an ALBERT without cross-layer sharing (model.share_layers=False) has no Hugging Face "
+                "layout; set share_layers=True"
             )
-        dense(f"{hf}.attention.output.dense", ours + ("attention", "output"), H, H, "encoder", "out_kernel")
-        layer_norm(f"{hf}.attention.output.LayerNorm", ours + ("attention_LayerNorm",), "encoder")
-        dense(f"{hf}.intermediate.dense", ours + ("intermediate",), H, inter, "encoder")
-        dense(f"{hf}.output.dense", ours + ("output",), inter, H, "encoder")
-        layer_norm(f"{hf}.output.LayerNorm", ours + ("output_LayerNorm",), "encoder")
-    dense("pooler.dense", ("bert", "pooler", "dense"), H, H, "pooler")
-    dense("cls.predictions.transform.dense", ("mlm", "dense"), H, H, "mlm")
-    layer_norm("cls.predictions.transform.LayerNorm", ("mlm", "LayerNorm"), "mlm")
-    table.append(HFEntry("cls.predictions.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
-    dense("cls.seq_relationship", ("pair",), H, 2, "pair")
-    dense("classifier", ("classifier",), H, cfg.num_labels, "classifier")
-    return table
+        return _albert_table(cfg)
+    if cfg.family in ("roberta", "xlmr", "camembert"):
+        return _roberta_table(cfg)
+    return _bert_table(cfg)
 
 
 def hf_to_ours(kind: str, x: np.ndarray, cfg: ModelConfig) -> np.ndarray:
@@ -445,29 +582,62 @@ _REQUIRED_HF_KEYS = (
 )
 
 
-def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
-    """A Hugging Face `config.json` or Google `bert_config.json` as ModelConfig.
-    Refuses any architecture but absolute-position BERT, naming what it found."""
-    model_type = hf.get("model_type", "bert")
-    archs = [a for a in hf.get("architectures") or [] if a not in HF_ARCHITECTURES]
-    if model_type != "bert" or archs:
-        found = f"model_type={model_type!r}" + (f", architectures={archs}" if archs else "")
-        raise CheckpointError(
-            f"{source}: {found} is not supported; supported: model_type 'bert' with architectures "
-            f"{', '.join(HF_ARCHITECTURES)}"
+def _supported_architectures() -> str:
+    return "; ".join(
+        f"model_type {f.model_type!r} with architectures {', '.join(f.architectures)}"
+        for f in HF_FAMILIES.values()
+    )
+
+
+def _family_fields(family: str, hf: Mapping, source: str | os.PathLike) -> dict[str, Any]:
+    """The ModelConfig fields a family sets beyond BERT's, with its HF defaults."""
+    if family in ("roberta", "xlmr", "camembert"):
+        pad = 1 if hf.get("pad_token_id") is None else hf["pad_token_id"]
+        return dict(
+            position_offset=pad + 1,
+            pad_token_id=pad,
+            type_vocab_size=hf.get("type_vocab_size", 1),
+            layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
+            pair_head="none",
         )
+    if family == "albert":
+        groups = (hf.get("num_hidden_groups", 1), hf.get("inner_group_num", 1))
+        if groups != (1, 1):
+            raise CheckpointError(
+                f"{source}: num_hidden_groups={groups[0]}, inner_group_num={groups[1]}; bert-jax shares "
+                "one layer across all layers (both 1), as every released ALBERT does"
+            )
+        return dict(
+            embedding_size=hf.get("embedding_size", 128),
+            share_layers=True,
+            hidden_act=hf.get("hidden_act", "gelu_new"),
+            hidden_dropout=hf.get("hidden_dropout_prob", 0.0),
+            attention_dropout=hf.get("attention_probs_dropout_prob", 0.0),
+            pair_head="sop",
+        )
+    return {}
+
+
+def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
+    """A Hugging Face `config.json` (BERT, RoBERTa, XLM-R, CamemBERT, ALBERT)
+    or Google `bert_config.json` as ModelConfig. Refuses any other
+    architecture, naming what it found and what is supported."""
+    model_type = hf.get("model_type", "bert")
+    family = _FAMILY_OF_MODEL_TYPE.get(model_type)
+    known = HF_FAMILIES[family].architectures if family else ()
+    archs = [a for a in hf.get("architectures") or [] if a not in known]
+    if family is None or archs:
+        found = f"model_type={model_type!r}" + (f", architectures={archs}" if archs else "")
+        raise CheckpointError(f"{source}: {found} is not supported; supported: {_supported_architectures()}")
     missing = [k for k in _REQUIRED_HF_KEYS if k not in hf]
     if missing:
         raise CheckpointError(
-            f"{source}: missing key(s) {missing}; a BERT config needs {list(_REQUIRED_HF_KEYS)}"
+            f"{source}: missing key(s) {missing}; a {model_type} config needs {list(_REQUIRED_HF_KEYS)}"
         )
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise CheckpointError(
             f"{source}: position_embedding_type={hf['position_embedding_type']!r}; only 'absolute' is supported"
         )
-    act = hf.get("hidden_act", "gelu")
-    if act not in _HF_ACTIVATIONS:
-        raise CheckpointError(f"{source}: hidden_act={act!r}; supported: {sorted(_HF_ACTIVATIONS)}")
     num_labels = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2)
     fields = dict(
         vocab_size=hf["vocab_size"],
@@ -475,7 +645,7 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
         num_layers=hf["num_hidden_layers"],
         num_heads=hf["num_attention_heads"],
         intermediate_size=hf["intermediate_size"],
-        hidden_act=_HF_ACTIVATIONS[act],
+        hidden_act=hf.get("hidden_act", "gelu"),
         max_position_embeddings=hf.get("max_position_embeddings", 512),
         type_vocab_size=hf.get("type_vocab_size", 2),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
@@ -484,36 +654,45 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
         initializer_range=hf.get("initializer_range", 0.02),
         pad_token_id=hf.get("pad_token_id") or 0,
         num_labels=num_labels,
+        family=family,
     )
+    fields.update(_family_fields(family, hf, source))
+    act = fields["hidden_act"]
+    if act not in _HF_ACTIVATIONS:
+        raise CheckpointError(f"{source}: hidden_act={act!r}; supported: {sorted(_HF_ACTIVATIONS)}")
+    fields["hidden_act"] = _HF_ACTIVATIONS[act]
     try:
         return ModelConfig(**fields)
     except ConfigError as e:
         raise CheckpointError(f"{source}: {e}") from None
 
 
-def _canonical_hf_name(name: str) -> str:
-    """`bert.` prefix off, old `gamma/beta` LayerNorm names to `weight/bias`."""
-    name = name.removeprefix("bert.")
+def _canonical_hf_name(name: str, family: HFFamily) -> str:
+    """The family's `bert.`/`roberta.`/`albert.` prefix off, old `gamma/beta`
+    LayerNorm names to `weight/bias`."""
+    name = name.removeprefix(family.prefix)
     name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
     return re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
 
 
-# Tensors Hugging Face stores that carry no weights of their own.
-_IGNORED_HF = re.compile(r"^(embeddings\.position_ids|cls\.predictions\.decoder\.(weight|bias))$")
+# Tensors Hugging Face stores that carry no weights of their own (buffers).
+_IGNORED_HF = re.compile(r"^embeddings\.(position_ids|token_type_ids)$")
 
 
 def params_from_hf_state(
     state: Mapping[str, np.ndarray], cfg: ModelConfig, source: str
 ) -> tuple[ModelConfig, Params]:
-    """Hugging Face state dict (any BERT head, prefixed or not) -> (config with
-    `pair_head` set to what exists, our unrolled params)."""
-    state = {_canonical_hf_name(k): v for k, v in state.items()}
+    """Hugging Face state dict (any supported head of `cfg.family`, prefixed or
+    not) -> (config with `pair_head` set to what exists, our params: unrolled,
+    or one shared layer for ALBERT)."""
+    family = HF_FAMILIES[cfg.family]
+    state = {_canonical_hf_name(k, family): v for k, v in state.items()}
     table = hf_table(cfg)
     present = {e.group for e in table if e.hf_name in state}
     if "encoder" not in present:
         raise CheckpointError(
-            f"{source}: no BERT encoder tensors (e.g. embeddings.word_embeddings.weight) among "
-            f"{sorted(state)[:5]}...; is this a BERT checkpoint?"
+            f"{source}: no {family.model_type} encoder tensors (e.g. embeddings.word_embeddings.weight) "
+            f"among {sorted(state)[:5]}...; is this a {family.stem} checkpoint?"
         )
     flat = {}
     for entry in table:
@@ -528,23 +707,30 @@ def params_from_hf_state(
                 f"{entry.hf_shape}; the weights and config.json do not match"
             )
         flat[entry.path] = hf_to_ours(entry.kind, x, cfg)
-    _check_leftovers(state, {e.hf_name for e in table}, flat, source)
-    cfg = cfg.replace(pair_head="nsp" if "pooler" in present else "none")
+    _check_leftovers(state, {e.hf_name for e in table}, flat, family, source)
+    pair_head = {"bert": "nsp", "albert": "sop"}.get(cfg.family, "none")
+    cfg = cfg.replace(pair_head=pair_head if "pooler" in present else "none")
     return cfg, unflatten_params(flat)
 
 
-def _check_leftovers(state: Mapping, known: set[str], flat: Mapping, source: str) -> None:
-    word = flat[("bert", "embeddings", "word_embeddings", "embedding")]
-    decoder = state.get("cls.predictions.decoder.weight")
-    if decoder is not None and not np.array_equal(np.asarray(decoder, np.float32), word):
-        raise CheckpointError(
-            f"{source}: cls.predictions.decoder.weight differs from the word embeddings; "
-            "bert-jax ties them (untied MLM decoders are not supported)"
-        )
-    unknown = sorted(k for k in state if k not in known and not _IGNORED_HF.match(k))
+def _check_leftovers(state: Mapping, known: set[str], flat: Mapping, family: HFFamily, source: str) -> None:
+    """The tied decoder must equal the word embeddings (and its bias the MLM
+    bias); any other tensor the table does not know is refused."""
+    tied = {
+        f"{family.decoder}.weight": flat[("bert", "embeddings", "word_embeddings", "embedding")],
+        f"{family.decoder}.bias": flat.get(("mlm", "bias")),
+    }
+    for name, ours in tied.items():
+        x = state.get(name)
+        if x is not None and ours is not None and not np.array_equal(np.asarray(x, np.float32), ours):
+            raise CheckpointError(
+                f"{source}: {name} differs from the {'word embeddings' if name.endswith('weight') else 'MLM bias'}; "
+                "bert-jax ties them (untied MLM decoders are not supported)"
+            )
+    unknown = sorted(k for k in state if k not in known and k not in tied and not _IGNORED_HF.match(k))
     if unknown:
         raise CheckpointError(
-            f"{source}: tensor {unknown[0]} is not a BERT weight this importer knows "
+            f"{source}: tensor {unknown[0]} is not a {family.stem} weight this importer knows "
             f"({len(unknown)} unknown in all)"
         )
 
@@ -575,7 +761,7 @@ def _read_torch_bin(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def load_hf(folder: str | os.PathLike) -> tuple[ModelConfig, Params, dict]:
-    """A Hugging Face BERT folder -> (ModelConfig, params, meta)."""
+    """A Hugging Face folder of any supported family -> (ModelConfig, params, meta)."""
     folder = pathlib.Path(folder)
     if not (folder / HF_CONFIG).is_file():
         raise CheckpointError(f"{folder / HF_CONFIG} is missing; a Hugging Face folder needs config.json")

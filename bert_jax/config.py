@@ -12,7 +12,8 @@ import dataclasses
 
 import ml_collections
 
-from bert_jax.model import ModelConfig
+from bert_jax.errors import ConfigError
+from bert_jax.model import FAMILIES, ModelConfig
 
 # (num_layers, hidden_size, num_heads) of the standard sizes (Turc et al. 2019
 # for the small ones); intermediate is 4 * hidden.
@@ -32,9 +33,7 @@ def model_section(size: str = "base", **overrides) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown model size {size!r}; known sizes: {', '.join(SIZES)}")
     layers, hidden, heads = SIZES[size]
     fields = dataclasses.asdict(ModelConfig())
-    fields.update(
-        num_layers=layers, hidden_size=hidden, num_heads=heads, intermediate_size=4 * hidden
-    )
+    fields.update(num_layers=layers, hidden_size=hidden, num_heads=heads, intermediate_size=4 * hidden)
     fields.update(overrides)
     return ml_collections.ConfigDict(fields)
 
@@ -72,10 +71,15 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.data.max_predictions_per_seq = 20
     c.data.masked_lm_prob = 0.15
     c.data.do_whole_word_mask = False
+    # ALBERT: mask n-grams of up to this many words (1 = single tokens, BERT).
+    # Read by configs/albert_*.py; create-data / pipeline support is pending.
+    c.data.ngram_max = 1
     c.data.dupe_factor = 10
     c.data.short_seq_prob = 0.1
     c.data.shuffle_buffer = 10_000
     c.data.prefetch = 2
+    # Random batches instead of files (tests, smoke runs): no vocab or shards needed.
+    c.data.synthetic = False
 
     # BERT's recipe: 90% of steps at seq 128, then 512. Empty = one phase with
     # the data section's lengths. Each phase: fraction (of total_steps),
@@ -110,6 +114,10 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.probe.train_examples = 2000
     c.probe.steps = 200
 
+    # Peak FLOP/s of one device (TFLOP/s, e.g. 989 for an H100 in bf16); 0 = unknown,
+    # then the log shows model FLOP/s but no MFU.
+    c.peak_tflops_per_device = 0.0
+
     c.init_checkpoint = ""  # start from another run's checkpoint or an HF folder
     return c
 
@@ -117,3 +125,86 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
 def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
     """The `model` section as a ModelConfig, with a clear error for bad keys."""
     return ModelConfig.from_dict(config.model.to_dict())
+
+
+# data.mode each pre-training pair head trains on.
+_MODE_OF_PAIR_HEAD = {"nsp": "nsp", "sop": "sop", "none": "mlm_packed"}
+
+
+def family_config(family: str, size: str = "base") -> ml_collections.ConfigDict:
+    """`pretrain_config(size)` with a family's architecture and its published
+    recipe (docs/family.md): RoBERTa / XLM-R / CamemBERT (Liu et al. 2019,
+    Conneau et al. 2020): packed MLM without NSP, dynamic masking, AdamW with
+    b2=0.98, batch 8K; ALBERT (Lan et al. 2020): factorised embeddings,
+    one shared layer, SOP, 3-gram masking, LAMB, batch 4K."""
+    c = pretrain_config(size)
+    hidden = SIZES[size][1]
+    if family in ("roberta", "xlmr", "camembert"):
+        vocab = {"roberta": 50265, "xlmr": 250002, "camembert": 32005}[family]
+        c.model = model_section(
+            size,
+            family=family,
+            vocab_size=vocab,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            pad_token_id=1,
+            position_offset=2,
+            layer_norm_eps=1e-5,
+            pair_head="none",
+        )
+        c.data.mode = "mlm_packed"
+        c.data.masking = "dynamic"
+        c.data.do_lower_case = False
+        c.data.max_seq_length = 512
+        c.data.max_predictions_per_seq = 80
+        c.batch_size = 8192
+        c.total_steps = 500_000
+        c.optimizer.name = "adamw"
+        c.optimizer.learning_rate = 6e-4 if size != "large" else 4e-4
+        c.optimizer.warmup_steps = 24_000
+        c.optimizer.b2 = 0.98
+        c.optimizer.eps = 1e-6
+        c.optimizer.weight_decay = 0.01
+    elif family == "albert":
+        c.model = model_section(
+            size,
+            family="albert",
+            vocab_size=30000,
+            embedding_size=min(128, hidden),
+            share_layers=True,
+            hidden_act="gelu_new",
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            pair_head="sop",
+        )
+        c.data.mode = "sop"
+        c.data.ngram_max = 3
+        c.data.max_seq_length = 512
+        c.data.max_predictions_per_seq = 20
+        c.batch_size = 4096
+        c.total_steps = 125_000
+        c.optimizer.name = "lamb"
+        c.optimizer.learning_rate = 0.00176
+        c.optimizer.warmup_steps = 3125
+    elif family != "bert":
+        raise ConfigError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    return c
+
+
+def validate_family(config: ml_collections.ConfigDict) -> ModelConfig:
+    """The model section as a ModelConfig (which refuses mixed family
+    settings: ALBERT sharing with RoBERTa positions, E > H, ...), checked
+    against the data section: the pair head must match data.mode."""
+    cfg = model_config(config)
+    want = _MODE_OF_PAIR_HEAD[cfg.pair_head]
+    if config.data.mode != want:
+        raise ConfigError(
+            f"model.pair_head={cfg.pair_head!r} trains on data.mode={want!r} but data.mode="
+            f"{config.data.mode!r}; set one to match the other"
+        )
+    if cfg.family in ("roberta", "xlmr", "camembert") and cfg.type_vocab_size != 1:
+        raise ConfigError(
+            f"model.family={cfg.family!r} has one token type; model.type_vocab_size="
+            f"{cfg.type_vocab_size} should be 1"
+        )
+    return cfg

@@ -1,10 +1,11 @@
-"""`bert-jax convert`: Hugging Face / Google TF checkpoints to ours, ours to
-Hugging Face.
+"""`bert-jax convert`: Hugging Face (BERT, RoBERTa, XLM-R, CamemBERT, ALBERT)
+and Google TF checkpoints to ours, ours to Hugging Face.
 
 Reading every format is `bert_jax.checkpoints`' job (it holds the one name
 table); this module adds the export to the Hugging Face layout
 (`model.safetensors` + `config.json`, loadable by
-`transformers.BertModel.from_pretrained`) and the two conversion jobs.
+`transformers.AutoModel.from_pretrained`, the class of `ModelConfig.family`)
+and the two conversion jobs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 from typing import Any
 
 import numpy as np
@@ -24,30 +24,40 @@ from bert_jax.model import ModelConfig
 IMPORT_FORMATS = {"hf": checkpoints.load_hf, "tf": checkpoints.load_google_tf}
 
 _HF_ACT = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu"}
+# What transformers' tokenizer classes of each family call their files.
+_HF_TOKENIZER = {
+    "bert": ("BertTokenizer", None),
+    "roberta": ("RobertaTokenizer", None),
+    "xlmr": ("XLMRobertaTokenizer", "sentencepiece.bpe.model"),
+    "camembert": ("CamembertTokenizer", "sentencepiece.bpe.model"),
+    "albert": ("AlbertTokenizer", "spiece.model"),
+}
 
 
-def hf_architecture(params: checkpoints.Params) -> str:
-    """The Hugging Face class matching the heads `params` has."""
+def hf_architecture(params: checkpoints.Params, family: str = "bert") -> str:
+    """The Hugging Face class of `family` matching the heads `params` has
+    (MLM + pair head -> *ForPreTraining where the family has one)."""
+    hf = checkpoints.HF_FAMILIES[family]
     if "classifier" in params:
-        return "BertForSequenceClassification"
-    if "mlm" in params and "pair" in params:
-        return "BertForPreTraining"
+        return f"{hf.stem}ForSequenceClassification"
+    if "mlm" in params and "pair" in params and hf.pretraining:
+        return f"{hf.stem}ForPreTraining"
     if "mlm" in params:
-        return "BertForMaskedLM"
-    return "BertModel"
+        return f"{hf.stem}ForMaskedLM"
+    return f"{hf.stem}Model"
 
 
 def hf_config(cfg: ModelConfig, architecture: str) -> dict[str, Any]:
-    """`config.json` for `transformers.BertConfig`."""
-    if cfg.embedding_size or cfg.share_layers or cfg.position_offset:
+    """`config.json` for the `transformers` config class of `cfg.family`."""
+    if cfg.family == "bert" and (cfg.embedding_size or cfg.share_layers or cfg.position_offset):
         raise CheckpointError(
             "only plain BERT exports to the Hugging Face BERT layout; this model has ALBERT/RoBERTa "
             f"settings (embedding_size={cfg.embedding_size}, share_layers={cfg.share_layers}, "
-            f"position_offset={cfg.position_offset})"
+            f"position_offset={cfg.position_offset}); set model.family to 'albert' or 'roberta'"
         )
     config = {
         "architectures": [architecture],
-        "model_type": "bert",
+        "model_type": checkpoints.HF_FAMILIES[cfg.family].model_type,
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.hidden_size,
         "num_hidden_layers": cfg.num_layers,
@@ -64,7 +74,9 @@ def hf_config(cfg: ModelConfig, architecture: str) -> dict[str, Any]:
         "position_embedding_type": "absolute",
         "torch_dtype": "float32",
     }
-    if architecture == "BertForSequenceClassification":
+    if cfg.family == "albert":
+        config.update(embedding_size=cfg.embed_dim, num_hidden_groups=1, inner_group_num=1)
+    if architecture.endswith("ForSequenceClassification"):
         config["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.num_labels)}
         config["label2id"] = {f"LABEL_{i}": i for i in range(cfg.num_labels)}
     return config
@@ -73,16 +85,25 @@ def hf_config(cfg: ModelConfig, architecture: str) -> dict[str, Any]:
 def hf_state(params: checkpoints.Params, cfg: ModelConfig) -> tuple[dict[str, np.ndarray], str]:
     """Our params (any layer layout) -> (Hugging Face state dict, architecture).
 
-    Encoder names get the `bert.` prefix unless the architecture is BertModel;
-    the tied MLM decoder is left out, as `save_pretrained` does."""
-    params = checkpoints.with_layer_layout(params, cfg.replace(scan_layers=False, share_layers=False))
-    architecture = hf_architecture(params)
+    Encoder names get the family's prefix (`bert.`, `roberta.`, `albert.`)
+    unless the architecture is the bare *Model; the tied MLM decoder is left
+    out, as `save_pretrained` does. A RoBERTa-family sequence classifier
+    writes our pooler as its `classifier.dense`."""
+    if cfg.family != "albert":
+        params = checkpoints.with_layer_layout(params, cfg.replace(scan_layers=False, share_layers=False))
+    family = checkpoints.HF_FAMILIES[cfg.family]
+    architecture = hf_architecture(params, cfg.family)
     flat = checkpoints.flatten_params(params)
-    prefix = "" if architecture == "BertModel" else "bert."
+    prefix = "" if architecture.endswith("Model") else family.prefix
+    classifier = architecture.endswith("ForSequenceClassification")
+    table = checkpoints.hf_table(cfg)
+    claimed = {e.path for e in table if e.group == "classifier"} if classifier else set()
     state = {}
-    for entry in checkpoints.hf_table(cfg):
-        if entry.path not in flat:
+    for entry in table:
+        if entry.path not in flat or (entry.group == "classifier" and not classifier):
             continue
+        if entry.group == "pooler" and entry.path in claimed:
+            continue  # RoBERTa: the pooler is written as the classification head's dense
         name = entry.hf_name if entry.group in ("mlm", "pair", "classifier") else prefix + entry.hf_name
         state[name] = checkpoints.ours_to_hf(entry.kind, flat[entry.path], cfg)
     return state, architecture
@@ -104,10 +125,13 @@ def export_hf(
     with checkpoints.atomic_directory(output, overwrite) as tmp:
         save_file(state, str(tmp / checkpoints.HF_SAFETENSORS), metadata={"format": "pt"})
         (tmp / checkpoints.HF_CONFIG).write_text(json.dumps(hf_config(cfg, architecture), indent=2) + "\n")
+        tokenizer_class, spm_name = _HF_TOKENIZER[cfg.family]
         if vocab_file:
-            shutil.copyfile(vocab_file, tmp / checkpoints.VOCAB_FILE)
-        if lower_case is not None:
-            tokenizer = {"do_lower_case": bool(lower_case), "tokenizer_class": "BertTokenizer"}
+            checkpoints.copy_tokenizer_files(vocab_file, tmp, spm_name)
+        if lower_case is not None or cfg.family != "bert":
+            tokenizer = {"tokenizer_class": tokenizer_class}
+            if lower_case is not None:
+                tokenizer["do_lower_case"] = bool(lower_case)
             (tmp / checkpoints.TOKENIZER_CONFIG).write_text(json.dumps(tokenizer, indent=2) + "\n")
     return {
         "output": str(output),

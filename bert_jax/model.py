@@ -39,6 +39,10 @@ REMAT_POLICIES = {
 }
 
 
+# BERT, RoBERTa, XLM-R and CamemBERT (RoBERTa with a SentencePiece vocab), ALBERT.
+FAMILIES = ("bert", "roberta", "xlmr", "camembert", "albert")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture of one encoder of the BERT family (hashable: a jit static).
@@ -67,6 +71,9 @@ class ModelConfig:
     pad_token_id: int = 0
     # Pre-training sentence-pair head: "nsp", "sop" (same shape) or "none".
     pair_head: str = "nsp"
+    # Which member of the family this is (FAMILIES): names checkpoints and
+    # tokenizers by; the architecture comes from the fields above.
+    family: str = "bert"
     num_labels: int = 2
     dtype: str = "float32"
     param_dtype: str = "float32"
@@ -87,6 +94,7 @@ class ModelConfig:
                 f"model.embedding_size={self.embedding_size} is larger than "
                 f"model.hidden_size={self.hidden_size}; ALBERT factorisation needs E <= H"
             )
+        self._check_family()
         if self.pair_head not in ("nsp", "sop", "none"):
             raise ConfigError(f"model.pair_head={self.pair_head!r}; expected 'nsp', 'sop' or 'none'")
         if self.remat_policy not in REMAT_POLICIES:
@@ -104,6 +112,29 @@ class ModelConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"model.hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
+
+    def _check_family(self) -> None:
+        """Settings of two families mixed (e.g. ALBERT sharing with RoBERTa
+        positions) -> ConfigError naming them."""
+        if self.family not in FAMILIES:
+            raise ConfigError(f"model.family={self.family!r}; expected one of {', '.join(FAMILIES)}")
+        if self.share_layers and self.position_offset:
+            raise ConfigError(
+                f"model.share_layers=True (ALBERT) with model.position_offset={self.position_offset} "
+                "(RoBERTa); ALBERT uses absolute positions: set position_offset=0"
+            )
+        roberta_like = self.family in ("roberta", "xlmr", "camembert")
+        if roberta_like and (self.share_layers or self.embedding_size or not self.position_offset):
+            raise ConfigError(
+                f"model.family={self.family!r} needs RoBERTa positions and no ALBERT settings: "
+                f"position_offset={self.position_offset} (want pad_token_id + 1), "
+                f"share_layers={self.share_layers}, embedding_size={self.embedding_size} (want False, 0)"
+            )
+        if self.family == "albert" and self.position_offset:
+            raise ConfigError(
+                f"model.family='albert' with model.position_offset={self.position_offset}; ALBERT uses "
+                "absolute positions: set position_offset=0"
+            )
 
     @property
     def head_dim(self) -> int:

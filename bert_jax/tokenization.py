@@ -1,4 +1,9 @@
-"""WordPiece tokenization with the reference BERT tokenizer's exact rules, in-graph.
+"""The family's tokenizers behind one interface: WordPiece (BERT), SentencePiece
+(XLM-R, CamemBERT, ALBERT) and byte-level BPE (RoBERTa); `load_tokenizer`
+picks the kind from the files. The SentencePiece and BPE kinds are at the end
+of this module and in docs/family.md; WordPiece first:
+
+WordPiece tokenization with the reference BERT tokenizer's exact rules, in-graph.
 
 `WordPieceTokenizer` reproduces Hugging Face `BertTokenizerFast` (the `tokenizers`
 BertNormalizer + BertPreTokenizer + WordPiece, which implement google-research
@@ -23,7 +28,11 @@ them against the installed `tokenizers` over every code point.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import pathlib
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -206,12 +215,75 @@ def _as_utf8_bytes(text: str | bytes) -> bytes:
     return text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
 
 
-class WordPieceTokenizer:
+class _TokenizerBase:
+    """The interface every tokenizer kind shares (WordPiece, SentencePiece,
+    byte-level BPE): the Python methods here, on top of a subclass's
+    `_encode_chunk` (lines -> ids, row_splits) and `vocab` list (index = id);
+    each kind adds `tf_encode`, the special ids, `vocab_size`, `vocab_sha256`
+    and `is_continuation_id`."""
+
+    kind: str
+    vocab: list[str]
+    unk_id: int
+    _ids: dict[str, int]
+
+    def _encode_chunk(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 [pieces], row_splits int64 [n + 1]) of at most _ENCODE_CHUNK lines."""
+        raise NotImplementedError
+
+    def encode_flat(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """All lines' ids at once: (ids int64 [total pieces], row_splits int64 [n + 1])."""
+        all_ids, all_splits, offset = [], [np.zeros(1, np.int64)], 0
+        for start in range(0, len(texts), _ENCODE_CHUNK):
+            ids, splits = self._encode_chunk(texts[start : start + _ENCODE_CHUNK])
+            all_ids.append(ids)
+            all_splits.append(splits[1:] + offset)
+            offset += int(splits[-1])
+        ids = np.concatenate(all_ids) if all_ids else np.zeros(0, np.int64)
+        return ids, np.concatenate(all_splits)
+
+    def encode(self, texts: Sequence[str | bytes]) -> list[list[int]]:
+        """Ids per line, no [CLS]/[SEP] (<s>/</s>); bytes that are not UTF-8
+        are dropped (WordPiece) or read as U+FFFD (the other kinds)."""
+        ids, splits = self.encode_flat(texts)
+        return [row.tolist() for row in np.split(ids, splits[1:-1])] if len(texts) else []
+
+    def tokenize(self, texts: Sequence[str | bytes]) -> list[list[str]]:
+        """Tokens (vocab strings) per line, no [CLS]/[SEP]."""
+        return [self.convert_ids_to_tokens(row) for row in self.encode(texts)]
+
+    def iter_encode(
+        self, lines: Iterable[str | bytes], batch_size: int = 1024
+    ) -> Iterator[tuple[list[str], list[int]]]:
+        """(tokens, ids) per line, in order, encoding `batch_size` lines per call."""
+        batch: list[str | bytes] = []
+        for line in lines:
+            batch.append(line)
+            if len(batch) == batch_size:
+                yield from self._tokens_and_ids(batch)
+                batch = []
+        yield from self._tokens_and_ids(batch)
+
+    def _tokens_and_ids(self, batch: Sequence[str | bytes]) -> Iterator[tuple[list[str], list[int]]]:
+        for ids in self.encode(batch):
+            yield self.convert_ids_to_tokens(ids), ids
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        return [self.vocab[int(i)] for i in ids]
+
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+        """Vocab ids; a token not in the vocab gives unk_id."""
+        return [self._ids.get(t, self.unk_id) for t in tokens]
+
+
+class WordPieceTokenizer(_TokenizerBase):
     """BERT WordPiece with `BertTokenizerFast`'s ids, in TF graph ops.
 
     Ids never include [CLS]/[SEP]; text that spells a special token ("[MASK]")
     is ordinary text (split as punctuation), as in google-research BERT.
     """
+
+    kind = "wordpiece"
 
     def __init__(self, vocab_file: str, lower_case: bool = True):
         self.vocab_file = vocab_file
@@ -307,48 +379,332 @@ class WordPieceTokenizer:
         ids = self.tf_encode(texts)
         return ids.flat_values, ids.row_splits
 
+    def _encode_chunk(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        chunk = [_as_utf8_bytes(t) for t in texts]
+        ids, splits = self._encode_flat(tf.constant(chunk, tf.string, shape=[len(chunk)]))
+        return ids.numpy(), splits.numpy()
+
+
+# --------------------------------------------------------------------------
+# The rest of the family: SentencePiece (XLM-R, CamemBERT, ALBERT) and
+# byte-level BPE (RoBERTa), behind the same interface. docs/family.md.
+
+SPIECE_WORD_START = "\u2581"  # "▁": a SentencePiece piece that starts a word
+BYTE_BPE_WORD_START = "\u0120"  # "Ġ": byte-level BPE's encoding of a leading space
+
+# Hugging Face's id layouts around a SentencePiece model (transformers'
+# XLMRobertaConverter / CamembertConverter / AlbertConverter): the ids before
+# the model's pieces, the first piece kept, and the special tokens by role.
+_SPM_FLAVORS = {
+    "xlmr": (("<s>", "<pad>", "</s>", "<unk>"), 3),
+    "camembert": (("<s>NOTUSED", "<pad>", "</s>NOTUSED", "<unk>", "<unk>NOTUSED"), 1),
+    "albert": ((), 0),
+}
+_SPECIALS_BY_FLAVOR = {  # (pad, unk, cls, sep, mask) tokens
+    "xlmr": ("<pad>", "<unk>", "<s>", "</s>", "<mask>"),
+    "camembert": ("<pad>", "<unk>", "<s>", "</s>", "<mask>"),
+    "albert": ("<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"),
+    "roberta": ("<pad>", "<unk>", "<s>", "</s>", "<mask>"),
+}
+# What Python's str.split() splits on (AlbertTokenizer collapses these to " ").
+_PY_WHITESPACE = "9-d 1c-20 85 a0 1680 2000-200a 2028-2029 202f 205f 3000 "
+
+
+@functools.cache
+def _combining_class() -> str:
+    """RE2 class of the characters Python's `unicodedata.combining` calls
+    combining (what AlbertTokenizer strips after NFKD; not the same as Mn)."""
+    code_points = [cp for cp in range(0x110000) if unicodedata.combining(chr(cp))]
+    ranges, start = [], code_points[0]
+    for prev, cp in zip(code_points, code_points[1:] + [None], strict=True):
+        if cp != prev + 1:
+            ranges.append(f"{start:x}-{prev:x}")
+            start = cp
+    return _regex_class(" ".join(ranges))
+
+
+def _sha256_of_files(*paths: str) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _as_text(text: str | bytes) -> str:
+    return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+
+
+def _ragged_to_numpy(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    splits = np.zeros(len(rows) + 1, np.int64)
+    splits[1:] = np.cumsum([len(r) for r in rows])
+    ids = np.fromiter((i for r in rows for i in r), np.int64, count=int(splits[-1]))
+    return ids, splits
+
+
+def _set_specials(tokenizer: _TokenizerBase, flavor: str, source: str) -> None:
+    """pad/unk/cls/sep/mask ids from the flavor's special tokens; DataError naming the missing."""
+    tokens = _SPECIALS_BY_FLAVOR[flavor]
+    missing = [t for t in tokens if t not in tokenizer._ids]
+    if missing:
+        raise DataError(
+            f"{source}: lacks the special token(s) {' '.join(missing)} a {flavor} vocabulary needs; "
+            "re-train it with them as user-defined symbols"
+        )
+    tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id = (
+        tokenizer._ids[t] for t in tokens
+    )
+    tokenizer.unk_token = tokens[1]
+
+
+def _load_sentencepiece(model_file: str):
+    """(SentencePieceProcessor, the model's bytes); DataError naming the file."""
+    import sentencepiece
+
+    try:
+        with open(model_file, "rb") as f:
+            data = f.read()
+        return sentencepiece.SentencePieceProcessor(model_proto=data), data
+    except (OSError, RuntimeError) as e:
+        raise DataError(
+            f"SentencePiece model {model_file}: cannot load it ({e}); pass a .model file"
+        ) from None
+
+
+class SentencePieceTokenizer(_TokenizerBase):
+    """A SentencePiece model (unigram or BPE) with Hugging Face's ids for a flavor.
+
+    `flavor`: "xlmr" (XLM-R: <s> <pad> </s> <unk>, pieces from id 3 shifted by
+    one, <mask> last), "camembert" (five reserved ids, pieces shifted by four,
+    <mask> last) or "albert" (the model's own ids; text is whitespace-collapsed,
+    NFKD + accent-stripped unless `keep_accents`, lowercased if `lower_case`).
+    `encode` runs the sentencepiece library and equals the (slow)
+    XLMRobertaTokenizer / CamembertTokenizer / AlbertTokenizer ids; `tf_encode`
+    runs tensorflow-text's SentencePiece in-graph (docs/family.md lists where
+    the two may differ: equal-score segmentations).
+    """
+
+    kind = "sentencepiece"
+
+    def __init__(
+        self, model_file: str, flavor: str = "xlmr", lower_case: bool | None = None, keep_accents=False
+    ):
+        if flavor not in _SPM_FLAVORS:
+            raise DataError(f"SentencePiece flavor {flavor!r}; expected one of {sorted(_SPM_FLAVORS)}")
+        self.model_file = self.vocab_file = model_file
+        self.flavor = flavor
+        self.lower_case = (
+            bool(lower_case) if flavor == "albert" and lower_case is not None else flavor == "albert"
+        )
+        self.keep_accents = keep_accents
+        self._sp, self._model_bytes = _load_sentencepiece(model_file)
+        self.vocab_sha256 = hashlib.sha256(self._model_bytes).hexdigest()
+        pieces = [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
+        reserved, first = _SPM_FLAVORS[flavor]
+        if flavor != "albert" and pieces[:3] != ["<unk>", "<s>", "</s>"]:
+            raise DataError(
+                f"SentencePiece model {model_file}: ids 0-2 are {pieces[:3]}, a {flavor} vocabulary needs "
+                "<unk> <s> </s> there; train with --unk_id=0 --bos_id=1 --eos_id=2"
+            )
+        self.vocab = list(reserved) + pieces[first:] + (["<mask>"] if flavor != "albert" else [])
+        self._ids = {t: i for i, t in reversed(list(enumerate(self.vocab)))}
+        _set_specials(self, flavor, f"SentencePiece model {model_file}")
+        self.vocab_size = len(self.vocab)
+        # spm id -> our id: the model's pieces shift by the reserved ids; its <unk> is ours.
+        shift = len(reserved) - first
+        self._spm_to_ours = np.arange(len(pieces), dtype=np.int64) + shift
+        self._spm_to_ours[self._sp.unk_id()] = self.unk_id
+        self.is_continuation_id = np.array(
+            [not t.startswith(SPIECE_WORD_START) for t in self.vocab], dtype=bool
+        )
+        self.is_continuation_id[[self._ids[t] for t in _SPECIALS_BY_FLAVOR[flavor]]] = False
+        # Built here, eagerly: one built while tracing a tf.data map would be
+        # tied to that graph.
+        self._tf_model = tf_text.SentencepieceTokenizer(model=self._model_bytes, out_type=tf.int32)
+
     # ---- Python ----
 
-    def encode_flat(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """All lines' ids at once: (ids int64 [total pieces], row_splits int64 [n + 1])."""
-        all_ids, all_splits, offset = [], [np.zeros(1, np.int64)], 0
-        for start in range(0, len(texts), _ENCODE_CHUNK):
-            chunk = [_as_utf8_bytes(t) for t in texts[start : start + _ENCODE_CHUNK]]
-            ids, splits = self._encode_flat(tf.constant(chunk, tf.string, shape=[len(chunk)]))
-            all_ids.append(ids.numpy())
-            all_splits.append(splits.numpy()[1:] + offset)
-            offset += int(splits[-1])
-        ids = np.concatenate(all_ids) if all_ids else np.zeros(0, np.int64)
-        return ids, np.concatenate(all_splits)
+    def _normalize(self, text: str) -> str:
+        """AlbertTokenizer.preprocess_text; identity for the other flavors."""
+        if self.flavor != "albert":
+            return text
+        text = " ".join(text.strip().split()).replace("``", '"').replace("''", '"')
+        if not self.keep_accents:
+            text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        return text.lower() if self.lower_case else text
 
-    def encode(self, texts: Sequence[str | bytes]) -> list[list[int]]:
-        """WordPiece ids per line (no [CLS]/[SEP]); bytes that are not UTF-8 are dropped."""
-        ids, splits = self.encode_flat(texts)
-        return [row.tolist() for row in np.split(ids, splits[1:-1])] if len(texts) else []
+    def _encode_chunk(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._sp.encode([self._normalize(_as_text(t)) for t in texts])
+        ids, splits = _ragged_to_numpy(rows)
+        return self._spm_to_ours[ids], splits
 
-    def tokenize(self, texts: Sequence[str | bytes]) -> list[list[str]]:
-        """WordPiece tokens per line (no [CLS]/[SEP])."""
-        return [self.convert_ids_to_tokens(row) for row in self.encode(texts)]
+    # ---- in-graph ----
 
-    def iter_encode(
-        self, lines: Iterable[str | bytes], batch_size: int = 1024
-    ) -> Iterator[tuple[list[str], list[int]]]:
-        """(tokens, ids) per line, in order, encoding `batch_size` lines per call."""
-        batch: list[str | bytes] = []
-        for line in lines:
-            batch.append(line)
-            if len(batch) == batch_size:
-                yield from self._tokens_and_ids(batch)
-                batch = []
-        yield from self._tokens_and_ids(batch)
+    def tf_normalize(self, texts: tf.Tensor) -> tf.Tensor:
+        """`_normalize` in TF ops: tf.string [n] -> [n] (ALBERT only; else as is)."""
+        texts = tf.strings.unicode_transcode(
+            texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+        )
+        if self.flavor != "albert":
+            return texts
+        texts = tf.strings.regex_replace(texts, _regex_class(_PY_WHITESPACE) + "+", " ")
+        texts = tf.strings.regex_replace(texts, "^ | $", "")
+        texts = tf.strings.regex_replace(texts, "``|''", '"')
+        if not self.keep_accents:
+            texts = tf.strings.regex_replace(tf_text.normalize_utf8(texts, "NFKD"), _combining_class(), "")
+        return tf.strings.lower(texts, encoding="utf-8") if self.lower_case else texts
 
-    def _tokens_and_ids(self, batch: Sequence[str | bytes]) -> Iterator[tuple[list[str], list[int]]]:
-        for ids in self.encode(batch):
-            yield self.convert_ids_to_tokens(ids), ids
+    def tf_encode(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Ids: tf.string [n] -> RaggedTensor[int64, [n, pieces]]; a scalar gives [pieces]."""
+        texts = tf.convert_to_tensor(texts, tf.string)
+        if texts.shape.rank == 0:
+            return self.tf_encode(texts[tf.newaxis])[0]
+        pieces = self._tf_model.tokenize(self.tf_normalize(texts))
+        return pieces.with_flat_values(tf.gather(tf.constant(self._spm_to_ours), pieces.flat_values))
 
-    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
-        return [self.vocab[int(i)] for i in ids]
 
-    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
-        """Vocab ids; a token not in the vocab gives unk_id."""
-        return [self._ids.get(t, self.unk_id) for t in tokens]
+class ByteBPETokenizer(_TokenizerBase):
+    """RoBERTa / GPT-2 byte-level BPE (`vocab.json` + `merges.txt`), run by
+    Hugging Face `tokenizers` with RobertaTokenizerFast's model and
+    pre-tokenizer, so the ids are the reference's. Text spelling a special
+    token ("<mask>") is ordinary text. `tf_encode` wraps it in
+    `tf.py_function` (runs in tf.data, but not in a serialized graph)."""
+
+    kind = "byte_bpe"
+    lower_case = False
+    flavor = "roberta"
+
+    def __init__(self, vocab_file: str, merges_file: str):
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        self.vocab_file, self.merges_file = vocab_file, merges_file
+        try:
+            with open(vocab_file, encoding="utf-8") as f:
+                token_ids = json.load(f)
+            bpe = models.BPE.from_file(
+                vocab_file, merges_file, continuing_subword_prefix="", end_of_word_suffix=""
+            )
+        except Exception as e:  # tokenizers raises a bare Exception on a bad file
+            raise DataError(
+                f"byte-level BPE {vocab_file} + {merges_file}: cannot load them ({e}); pass a GPT-2/RoBERTa "
+                "vocab.json and merges.txt"
+            ) from None
+        self.vocab = [""] * (max(token_ids.values()) + 1)
+        for token, i in token_ids.items():
+            self.vocab[i] = token
+        self._ids = {t: i for i, t in enumerate(self.vocab)}
+        _set_specials(self, "roberta", f"vocab {vocab_file}")
+        self.vocab_size = len(self.vocab)
+        self.vocab_sha256 = _sha256_of_files(vocab_file, merges_file)
+        self._tokenizer = Tokenizer(bpe)
+        self._tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        self._tokenizer.decoder = decoders.ByteLevel()
+        self.is_continuation_id = np.array(
+            [not t.startswith(BYTE_BPE_WORD_START) for t in self.vocab], dtype=bool
+        )
+        self.is_continuation_id[[self._ids[t] for t in _SPECIALS_BY_FLAVOR["roberta"]]] = False
+
+    def _encode_chunk(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        encodings = self._tokenizer.encode_batch([_as_text(t) for t in texts], add_special_tokens=False)
+        return _ragged_to_numpy([e.ids for e in encodings])
+
+    def tf_encode(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Ids: tf.string [n] -> RaggedTensor[int64, [n, pieces]]; a scalar gives [pieces]."""
+        texts = tf.convert_to_tensor(texts, tf.string)
+        if texts.shape.rank == 0:
+            return self.tf_encode(texts[tf.newaxis])[0]
+
+        def encode(batch):
+            return self._encode_chunk(batch.numpy().tolist())
+
+        ids, splits = tf.py_function(encode, [texts], [tf.int64, tf.int64])
+        return tf.RaggedTensor.from_row_splits(tf.ensure_shape(ids, [None]), tf.ensure_shape(splits, [None]))
+
+
+# --------------------------------------------------------------------------
+# One factory
+
+_TOKENIZER_CLASSES = {  # Hugging Face tokenizer_class -> SentencePiece flavor
+    "XLMRobertaTokenizer": "xlmr",
+    "CamembertTokenizer": "camembert",
+    "AlbertTokenizer": "albert",
+}
+_MODEL_TYPES = {"xlm-roberta": "xlmr", "camembert": "camembert", "albert": "albert"}
+
+
+def _folder_settings(folder: pathlib.Path) -> dict:
+    """tokenizer_config.json over config.json (HF) over model_config.json (a
+    bert-jax checkpoint) of a folder, merged; {} when none is there."""
+    settings = {}
+    for name in ("model_config.json", "config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.is_file():
+            try:
+                settings.update(json.loads(path.read_text("utf-8")))
+            except ValueError as e:
+                raise DataError(f"{path} is not readable JSON ({e}); re-create it") from None
+    return settings
+
+
+def _spm_flavor(settings: dict, model_file: str, flavor: str | None) -> str:
+    if flavor:
+        return flavor
+    cls = str(settings.get("tokenizer_class", "")).removesuffix("Fast")
+    if cls in _TOKENIZER_CLASSES:
+        return _TOKENIZER_CLASSES[cls]
+    if settings.get("model_type") in _MODEL_TYPES:
+        return _MODEL_TYPES[settings["model_type"]]
+    if settings.get("family") in _SPM_FLAVORS:  # a bert-jax model checkpoint's model_config.json
+        return settings["family"]
+    sp, _ = _load_sentencepiece(model_file)
+    return "albert" if sp.piece_to_id("[CLS]") != sp.unk_id() else "xlmr"
+
+
+def load_tokenizer(path: str, lower_case: bool | None = None, flavor: str | None = None) -> _TokenizerBase:
+    """The tokenizer a file or folder holds, its kind picked from the files:
+    `vocab.txt` (WordPiece), `vocab.json` + `merges.txt` (byte-level BPE), a
+    SentencePiece `*.model`, or a Hugging Face folder holding one of these.
+
+    `lower_case` None: the folder's tokenizer_config.json `do_lower_case`, else
+    the kind's default (WordPiece and ALBERT lowercase). `flavor` picks a
+    SentencePiece id layout ("xlmr", "camembert", "albert"); None: from the
+    folder's tokenizer_class / model_type / bert-jax model family, else
+    "albert" if the model has [CLS], else "xlmr".
+    """
+    p = pathlib.Path(path)
+    folder = p if p.is_dir() else p.parent
+    settings = _folder_settings(folder) if p.is_dir() else {}
+    if lower_case is None:
+        lower_case = settings.get("do_lower_case")
+    if p.is_dir():
+        models = sorted(p.glob("*.model"))
+        if (p / "vocab.json").is_file():
+            p = p / "vocab.json"
+        elif models:
+            p = models[0]
+        elif (p / "vocab.txt").is_file():
+            p = p / "vocab.txt"
+        elif str(settings.get("tokenizer_class", "")).removesuffix("Fast") in _TOKENIZER_CLASSES:
+            raise DataError(
+                f"{folder}: tokenizer_class {settings['tokenizer_class']} needs a SentencePiece .model file "
+                "(sentencepiece.bpe.model / spiece.model); copy it into the folder"
+            )
+        else:
+            raise DataError(
+                f"{folder} holds no tokenizer: expected vocab.txt (WordPiece), vocab.json + merges.txt "
+                "(byte-level BPE) or a SentencePiece *.model"
+            )
+    if not p.is_file():
+        raise DataError(f"tokenizer file {p} does not exist; pass a vocab.txt, vocab.json or *.model")
+    if p.name.endswith(".json"):
+        merges = p.parent / "merges.txt"
+        if not merges.is_file():
+            raise DataError(
+                f"{p.parent}: {p.name} needs merges.txt beside it for byte-level BPE; copy it there"
+            )
+        return ByteBPETokenizer(str(p), str(merges))
+    if p.suffix == ".model":
+        flavor = _spm_flavor(settings, str(p), flavor)
+        keep_accents = bool(settings.get("keep_accents", False))
+        return SentencePieceTokenizer(str(p), flavor, lower_case=lower_case, keep_accents=keep_accents)
+    return WordPieceTokenizer(str(p), lower_case=True if lower_case is None else bool(lower_case))

@@ -1,0 +1,7 @@
+"""ALBERT-base pre-training with the ALBERT recipe (bert_jax.config.family_config; docs/family.md)."""
+
+from bert_jax.config import family_config
+
+
+def get_config():
+    return family_config("albert", "base")

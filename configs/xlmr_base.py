@@ -1,0 +1,7 @@
+"""XLM-R-base pre-training with the XLM-R recipe (bert_jax.config.family_config; docs/family.md)."""
+
+from bert_jax.config import family_config
+
+
+def get_config():
+    return family_config("xlmr", "base")
