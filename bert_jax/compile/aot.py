@@ -1,0 +1,361 @@
+"""The pre-training step compiled ahead of time for a topology this machine
+does not have: per-chip memory against HBM, FLOPs, and a roofline prediction.
+
+It builds what pretrain runs (the mesh from `bert_jax.train.sharding`, the
+abstract sharded state from `bert_jax.train.state`, the jitted step from
+`bert_jax.train.step`) over the compile-only devices of the topology, lowers
+it with `jax.ShapeDtypeStruct` inputs carrying their shardings (nothing is
+allocated) and compiles it. Memory comes from `compiled.memory_analysis()`,
+FLOPs from `compiled.cost_analysis()`. XLA's GPU compiler counts no FLOPs, so
+for GPU topologies the same program is compiled for as many CPU devices and
+its count is used (`flops_source` says which).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.extend import core as jax_core
+
+from bert_jax import bench
+from bert_jax import flops as analytic_flops
+from bert_jax.compile import roofline
+from bert_jax.compile.topologies import GIB, Topology, compile_only_devices
+from bert_jax.config import model_config
+from bert_jax.train import optim, sharding, state, step
+
+# The three layouts --compare_parallelism compiles; -1 takes the rest.
+PARALLELISMS = {
+    "DP": {"data": -1, "fsdp": 1, "tensor": 1},
+    "FSDP": {"data": 1, "fsdp": -1, "tensor": 1},
+    "DPxTP": {"data": -1, "fsdp": 1, "tensor": 4},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgram:
+    """The jitted train step and its abstract arguments (with shardings)."""
+
+    train_step: Any
+    state: Any
+    batch: dict[str, jax.ShapeDtypeStruct]
+    rng: jax.ShapeDtypeStruct
+    mesh: jax.sharding.Mesh
+
+
+def resolve(config: ml_collections.ConfigDict, global_batch: int = 0, seq_len: int = 0):
+    """A copy of `config` with --global_batch / --seq_len applied as bench
+    applies its flags (BERT's masked positions for the length; phases ignored)."""
+    config, _ = bench.resolve_config(
+        config, global_batch or config.batch_size, seq_len or config.data.max_seq_length
+    )
+    return config
+
+
+def abstract_batch(config, batch_sharding) -> dict[str, jax.ShapeDtypeStruct]:
+    """The pre-training batch (docs/design.md) as shapes: `[batch, seq]` ids and
+    masks, `[batch, max_predictions]` MLM targets, `[batch]` pair labels."""
+    b, s, p = config.batch_size, config.data.max_seq_length, config.data.max_predictions_per_seq
+    shapes = {
+        "input_ids": ((b, s), jnp.int32),
+        "input_mask": ((b, s), jnp.int32),
+        "segment_ids": ((b, s), jnp.int32),
+        "masked_lm_positions": ((b, p), jnp.int32),
+        "masked_lm_ids": ((b, p), jnp.int32),
+        "masked_lm_weights": ((b, p), jnp.float32),
+        "next_sentence_labels": ((b,), jnp.int32),
+    }
+    return {k: jax.ShapeDtypeStruct(shape, dt, sharding=batch_sharding) for k, (shape, dt) in shapes.items()}
+
+
+def build_program(config, devices) -> TrainProgram:
+    """pretrain's mesh, state and step over `devices`, all abstract."""
+    mesh = sharding.make_mesh(config.mesh, devices=devices)
+    accum = config.optimizer.grad_accum_steps
+    sharding.check_batch_size(config.batch_size, mesh, accum, key="--global_batch")
+    model_cfg = model_config(config)
+    optimizer = optim.make_optimizer(config.optimizer, config.total_steps)
+    abstract, state_shardings = state.abstract_state(
+        model_cfg, optimizer, mesh, config.data.max_seq_length, config.data.max_predictions_per_seq
+    )
+    train_step = step.make_train_step(model_cfg, optimizer, mesh, state_shardings, accum_steps=accum)
+    batch = abstract_batch(config, sharding.batch_sharding(mesh))
+    # The run's base key: raw uint32[2] key data, replicated.
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding.replicated(mesh))
+    return TrainProgram(train_step, abstract, batch, rng, mesh)
+
+
+def _shard_bytes(tree) -> int:
+    """Bytes one device holds of an abstract tree (largest shard per leaf)."""
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(tree):
+        shape = leaf.sharding.shard_shape(leaf.shape) if getattr(leaf, "sharding", None) else leaf.shape
+        total += int(np.prod(shape, dtype=np.int64)) * jnp.dtype(leaf.dtype).itemsize
+    return total
+
+
+def _total_bytes(tree) -> int:
+    return sum(
+        int(np.prod(x.shape, dtype=np.int64)) * jnp.dtype(x.dtype).itemsize
+        for x in jax.tree_util.tree_leaves(tree)
+    )
+
+
+# libtpu's two wordings: "... required for HLO temporaries (71.99G) exceeds
+# available HBM (30.75G)" and "Used 40.5G of 30.75G hbm".
+_OOM_RES = (
+    re.compile(r"\(([\d.]+)([KMGT]?)\)\s+exceeds available HBM\s+\(([\d.]+)([KMGT]?)\)"),
+    re.compile(r"[Uu]sed\s+([\d.]+)([KMGT]?)\s+of\s+([\d.]+)([KMGT]?)\s+hbm"),
+)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class OutOfMemory(Exception):
+    """The compiler refused the program for lack of device memory."""
+
+    def __init__(self, needed: int | None, available: int | None, message: str):
+        super().__init__(message)
+        self.needed, self.available = needed, available
+
+
+def _compile(program: TrainProgram):
+    """Lower and compile; a compile refused for memory becomes OutOfMemory."""
+    lowered = program.train_step.lower(program.state, program.batch, program.rng)
+    try:
+        return lowered.compile()
+    except jax.errors.JaxRuntimeError as e:
+        text = str(e)
+        if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
+            raise
+        m = next((m for m in (r.search(text) for r in _OOM_RES) if m), None)
+        if not m:
+            raise OutOfMemory(None, None, text.splitlines()[0]) from e
+        needed = int(float(m.group(1)) * _UNITS[m.group(2)])
+        available = int(float(m.group(3)) * _UNITS[m.group(4)])
+        raise OutOfMemory(needed, available, text.splitlines()[0]) from e
+
+
+def _cost(compiled) -> dict:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):  # older jax: one dict per program
+        cost = cost[0] if cost else None
+    return cost or {}
+
+
+def _cpu_cost(config, num_devices: int) -> dict | None:
+    """cost_analysis of the same program compiled for `num_devices` CPU devices,
+    or None when this process has fewer."""
+    cpus = jax.devices("cpu")
+    if len(cpus) < num_devices:
+        return None
+    return _cost(_compile(build_program(config, cpus[:num_devices])))
+
+
+def matmul_flops(closed_jaxpr) -> float:
+    """FLOPs of every dot_general in a traced program (global shapes, forward,
+    backward and any rematerialised recomputation): 2 x output size x the
+    contracted size. The part of XLA's count the analytic formula models;
+    elementwise work (GELU, LayerNorm, softmax, the optimizer update) is not in it."""
+    total = 0.0
+    for eqn in closed_jaxpr.jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            out = eqn.outvars[0].aval.shape
+            total += 2.0 * float(np.prod(out)) * float(np.prod([lhs[i] for i in contract]))
+        repeat = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            total += repeat * matmul_flops(jax_core.ClosedJaxpr(sub, ()))
+    return total
+
+
+def program_matmul_flops(program: TrainProgram) -> float:
+    """matmul_flops of the whole train step, for all devices together."""
+    traced = program.train_step.trace(program.state, program.batch, program.rng)
+    return matmul_flops(traced.jaxpr)
+
+
+def gib(n: float) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def compile_for_topology(config, topology: Topology, devices=None) -> dict:
+    """Compiles pretrain's step for `topology` and reports on it (a JSON-able dict).
+
+    `config` is already resolved (batch, seq_len, mesh). Never raises for
+    memory: a program that does not fit is reported with `fits: false`.
+    """
+    devices = compile_only_devices(topology) if devices is None else devices
+    program = build_program(config, devices)
+    mesh_shape = dict(program.mesh.shape)
+    hbm = topology.chip.hbm_bytes
+    report: dict[str, Any] = {
+        "topology": topology.name,
+        "platform": topology.platform,
+        "chip": topology.chip.device_kind,
+        "num_devices": topology.num_devices,
+        "num_slices": topology.num_slices,
+        "global_batch": config.batch_size,
+        "seq_len": config.data.max_seq_length,
+        "max_predictions": config.data.max_predictions_per_seq,
+        "mesh": mesh_shape,
+        "hbm_bytes_per_chip": hbm,
+        "arguments_per_chip": {
+            "params": _shard_bytes(program.state.params),
+            "opt_state": _shard_bytes(program.state.opt_state),
+            "batch": _shard_bytes(program.batch),
+        },
+    }
+    try:
+        compiled = _compile(program)
+    except OutOfMemory as e:
+        # libtpu refused it: its own figures (what it needs, what it can give).
+        report.update(fits=False, bytes_per_chip=e.needed, compiler_message=str(e))
+        if e.available:
+            report["compiler_hbm_bytes"] = e.available
+        report["status"] = _status(False, e.needed, e.available or hbm)
+        return report
+
+    mem = compiled.memory_analysis()
+    used = (
+        mem.argument_size_in_bytes
+        + mem.output_size_in_bytes
+        + mem.temp_size_in_bytes
+        - mem.alias_size_in_bytes
+    )
+    fits = used <= hbm
+    report.update(
+        fits=fits,
+        status=_status(fits, used, hbm),
+        bytes_per_chip=int(used),
+        memory_per_chip={
+            "arguments": int(mem.argument_size_in_bytes),
+            "outputs": int(mem.output_size_in_bytes),
+            "temporaries": int(mem.temp_size_in_bytes),
+            "aliased": int(mem.alias_size_in_bytes),
+            "generated_code": int(mem.generated_code_size_in_bytes),
+        },
+    )
+    report.update(_flops_and_prediction(config, topology, program, compiled))
+    return report
+
+
+def _status(fits: bool, needed: int | None, available: int) -> str:
+    if fits:
+        return "fits"
+    if needed is None:
+        return f"does not fit in {gib(available)}"
+    return f"does not fit: needs {gib(needed)} of {gib(available)}"
+
+
+def _flops_and_prediction(config, topology: Topology, program: TrainProgram, compiled) -> dict:
+    cost = _cost(compiled)
+    source = f"xla:{topology.platform}"
+    if "flops" not in cost:
+        cost = _cpu_cost(config, topology.num_devices) or {}
+        source = f"xla:cpu (the same program for {topology.num_devices} CPU devices)"
+    model_cfg = model_config(config)
+    analytic = analytic_flops.train_step_flops(
+        model_cfg, config.batch_size, config.data.max_seq_length, config.data.max_predictions_per_seq
+    )
+    if "flops" in cost:
+        flops_per_chip = float(cost["flops"])
+        bytes_accessed = float(cost.get("bytes accessed", 0.0))
+    else:
+        flops_per_chip = analytic / topology.num_devices
+        bytes_accessed = float(_shard_bytes(program.state)) * 2
+        source = "analytic (bert_jax.flops; too few CPU devices in this process to count with XLA)"
+    mesh = program.mesh.shape
+    par = roofline.Parallelism(mesh["data"], mesh["fsdp"], mesh["tensor"], topology.num_slices)
+    local_batch = config.batch_size / (par.data * par.fsdp)
+    act = (
+        local_batch
+        * config.data.max_seq_length
+        * model_cfg.hidden_size
+        * jnp.dtype(model_cfg.compute_dtype).itemsize
+    )
+    comm = roofline.collective_bytes(par, _total_bytes(program.state.params), act, model_cfg.num_layers)
+    pred = roofline.predict(
+        topology.chip,
+        topology.num_devices,
+        flops_per_chip,
+        bytes_accessed,
+        comm,
+        config.batch_size * config.data.max_seq_length,
+        analytic,
+    )
+    return {
+        "flops_per_step_per_chip": flops_per_chip,
+        "flops_source": source,
+        "analytic_flops_per_step": analytic,
+        # XLA's count also has the elementwise work and, under data
+        # parallelism, the optimizer update replicated on every chip.
+        "xla_flops_over_analytic": flops_per_chip * topology.num_devices / analytic,
+        "matmul_flops_per_step": program_matmul_flops(program),
+        "hbm_bytes_accessed_per_chip": bytes_accessed,
+        "collective_bytes_per_chip": {"ici": comm.ici, "dcn": comm.dcn},
+        "prediction": {"kind": "roofline prediction, not a measurement", **pred.as_dict()},
+        "predicted_step_s": pred.step_s,
+        "predicted_tokens_per_s": pred.tokens_per_s,
+        "predicted_mfu": pred.mfu,
+    }
+
+
+def with_mesh(config, mesh: dict) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.mesh.update(mesh)
+    return config
+
+
+def batch_unit(config, num_devices: int) -> int:
+    """The global batch must be a multiple of this: the data-parallel devices
+    (data x fsdp) times the gradient-accumulation steps. ConfigError for a
+    mesh that does not divide the devices."""
+    data, fsdp, _ = sharding.mesh_shape(config.mesh, num_devices)
+    return data * fsdp * config.optimizer.grad_accum_steps
+
+
+def find_max_batch(config, topology: Topology, devices=None, limit: int = 1 << 16) -> tuple[int, dict | None]:
+    """Largest global batch (a multiple of the data-parallel size) that fits,
+    by doubling then bisecting; (0, None) if even one example per chip does not."""
+    devices = compile_only_devices(topology) if devices is None else devices
+    unit = batch_unit(config, len(devices))
+
+    def attempt(n_units: int) -> dict:
+        return compile_for_topology(resolve(config, global_batch=n_units * unit), topology, devices)
+
+    lo, lo_report = 0, None
+    hi = 1
+    while hi * unit <= limit:
+        r = attempt(hi)
+        if not r["fits"]:
+            break
+        lo, lo_report = hi, r
+        hi *= 2
+    else:
+        return lo * unit, lo_report
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        r = attempt(mid)
+        if r["fits"]:
+            lo, lo_report = mid, r
+        else:
+            hi = mid
+    return lo * unit, lo_report
+
+
+def compare_parallelism(config, topology: Topology, devices=None) -> dict[str, dict]:
+    """DP, FSDP and DPxTP compiled for the same model and batch."""
+    devices = compile_only_devices(topology) if devices is None else devices
+    out = {}
+    for name, mesh in PARALLELISMS.items():
+        if mesh["tensor"] > 1 and len(devices) % mesh["tensor"]:
+            continue
+        out[name] = compile_for_topology(with_mesh(config, mesh), topology, devices)
+    return out

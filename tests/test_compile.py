@@ -1,0 +1,307 @@
+"""`bert-jax compile`: pretrain's step compiled for TPU / GPU topologies this
+machine does not have (libtpu and the CUDA plugin compile without devices)."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bert_jax.compile import roofline, topologies
+from bert_jax.compile.topologies import GIB, parse_topology
+from bert_jax.config import pretrain_config
+from bert_jax.errors import ConfigError, UserError
+
+
+def _runtime_or_skip(platform: str) -> None:
+    try:
+        topologies.check_runtime(platform)
+    except UserError as e:
+        pytest.skip(f"no compiler for {platform} topologies here: {e}")
+
+
+def _tiny(batch=32, seq_len=128, **model):
+    from bert_jax.compile import aot
+
+    config = pretrain_config("tiny")
+    config.model.update(model)
+    return aot.resolve(config, global_batch=batch, seq_len=seq_len)
+
+
+@pytest.fixture(scope="session")
+def v4_report():
+    _runtime_or_skip("tpu")
+    from bert_jax.compile import aot
+
+    return aot.compile_for_topology(_tiny(), parse_topology("v4-8"))
+
+
+@pytest.fixture(scope="session")
+def h100_report():
+    _runtime_or_skip("cuda")
+    from bert_jax.compile import aot
+
+    return aot.compile_for_topology(_tiny(), parse_topology("h100x8"))
+
+
+def _cli(*args, env=None, prelude=""):
+    """Runs `bert-jax compile ARGS` in a fresh process (prelude: Python run first)."""
+    # ml_collections defines the --config.X override flags from sys.argv.
+    argv = ["bert-jax", "compile", *args]
+    code = f"{prelude}\nimport sys\nsys.argv = {argv!r}\nfrom bert_jax import cli\ncli.run()"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=pathlib.Path(__file__).resolve().parents[1],
+        timeout=600,
+    )
+
+
+def _error_line(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("bert-jax compile: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --- topology names ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, platform, chips, slices, physical",
+    [
+        ("v4-8", "tpu", 4, 1, "v4:2x2x1"),
+        ("v4-32", "tpu", 16, 1, "v4:2x2x4"),
+        ("v5e-16", "tpu", 16, 1, "v5e:4x4"),
+        ("v5e-256", "tpu", 256, 1, "v5e:16x16"),
+        ("v5p-64", "tpu", 32, 1, "v5:2x4x4"),
+        ("v6e-8", "tpu", 8, 1, "v6e:2x4"),
+        ("2xv5e-256", "tpu", 256, 2, "v5e:16x16"),
+        ("h100x8", "cuda", 8, 1, "1x1x8"),
+        ("4xh100x8", "cuda", 8, 4, "4x1x8"),
+        ("h200x8", "cuda", 8, 1, "1x1x8"),
+    ],
+)
+def test_topology_names_as_users_write_them(name, platform, chips, slices, physical):
+    t = parse_topology(name)
+    assert (t.platform, t.chips_per_slice, t.num_slices, t.physical) == (platform, chips, slices, physical)
+    assert t.num_devices == chips * slices
+
+
+def test_unknown_topology_lists_the_known_ones():
+    with pytest.raises(UserError, match=r"unknown topology 'v9-8'.*v5p-64.*h100x8"):
+        parse_topology("v9-8")
+
+
+def test_v4_name_with_odd_core_count_is_refused():
+    with pytest.raises(UserError, match="two per chip"):
+        parse_topology("v4-7")
+
+
+def test_unknown_topology_is_one_line_and_exit_2():
+    proc = _cli("--config=configs/bert_tiny.py", "--topology=v9-8")
+    assert proc.returncode == 2
+    assert "unknown topology 'v9-8'" in _error_line(proc)
+
+
+# --- compiling bert_tiny ----------------------------------------------------
+
+
+def test_v4_8_compiles_bert_tiny_and_fits(v4_report):
+    r = v4_report
+    assert (r["num_devices"], r["platform"], r["mesh"]) == (4, "tpu", {"data": 4, "fsdp": 1, "tensor": 1})
+    assert r["fits"] is True and r["status"] == "fits"
+    m = r["memory_per_chip"]
+    assert r["bytes_per_chip"] == m["arguments"] + m["outputs"] + m["temporaries"] - m["aliased"]
+    assert r["hbm_bytes_per_chip"] == 32 * GIB
+    # The train step donates its state: the new state reuses the old one's buffers.
+    assert m["aliased"] >= r["arguments_per_chip"]["params"] + r["arguments_per_chip"]["opt_state"]
+    assert r["flops_source"] == "xla:tpu"
+
+
+def test_h100x8_compiles_bert_tiny_with_flops_from_cpu(h100_report):
+    r = h100_report
+    assert (r["num_devices"], r["platform"], r["chip"]) == (8, "cuda", "NVIDIA H100 80GB HBM3")
+    assert r["fits"] is True
+    assert r["hbm_bytes_per_chip"] == 80 * 10**9
+    assert r["flops_source"].startswith("xla:cpu")
+    assert r["flops_per_step_per_chip"] > 0
+
+
+def test_report_has_the_json_fields(v4_report):
+    for key in (
+        "topology", "num_devices", "global_batch", "seq_len", "fits", "hbm_bytes_per_chip",
+        "bytes_per_chip", "flops_per_step_per_chip", "predicted_step_s", "predicted_mfu",
+    ):
+        assert key in v4_report, key
+    assert (v4_report["global_batch"], v4_report["seq_len"]) == (32, 128)
+    assert v4_report["prediction"]["kind"].startswith("roofline prediction")
+    assert 0 < v4_report["predicted_mfu"] < 1
+
+
+def test_flops_xla_counts_agree_with_the_analytic_formula(v4_report):
+    # Matmul FLOPs of the traced step (forward, backward; MLM at the masked
+    # positions only) against bert_jax.flops.train_step_flops.
+    ratio = v4_report["matmul_flops_per_step"] / v4_report["analytic_flops_per_step"]
+    assert abs(ratio - 1) < 0.02, ratio
+    # XLA's whole count adds the elementwise work on top, never less.
+    assert v4_report["xla_flops_over_analytic"] >= 0.98
+
+
+def test_oversized_model_reports_does_not_fit_with_both_numbers():
+    _runtime_or_skip("tpu")
+    from bert_jax.compile import aot
+
+    # 30M x 128 float32 embeddings: 15 GB of parameters, 46 GB with Adam's moments.
+    r = aot.compile_for_topology(_tiny(batch=8, vocab_size=30_000_000), parse_topology("v4-8"))
+    assert r["fits"] is False
+    m = re.fullmatch(r"does not fit: needs ([\d.]+) GiB of ([\d.]+) GiB", r["status"])
+    assert m, r["status"]
+    assert float(m.group(1)) > float(m.group(2))
+
+
+def test_json_flag_prints_one_object():
+    _runtime_or_skip("tpu")
+    proc = _cli("--config=configs/bert_tiny.py", "--topology=v4-8", "--global_batch=16", "--seq_len=64", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["topology"], report["global_batch"], report["seq_len"], report["fits"]) == ("v4-8", 16, 64, True)
+
+
+# --- bad input --------------------------------------------------------------
+
+
+def test_mesh_that_does_not_divide_the_devices_is_one_line():
+    proc = _cli("--config=configs/bert_tiny.py", "--topology=v4-8", "--config.mesh.data=3")
+    assert proc.returncode == 2
+    assert "mesh.data=3, mesh.fsdp=1, mesh.tensor=1 needs a multiple of 3 devices but there are 4" in _error_line(
+        proc
+    )
+
+
+def test_mesh_check_names_the_sizes():
+    from bert_jax.compile import aot
+
+    config = _tiny()
+    config.mesh.update(data=-1, fsdp=1, tensor=3)
+    with pytest.raises(ConfigError, match="mesh.tensor=3 needs a multiple of 3 devices but there are 8"):
+        aot.batch_unit(config, 8)
+
+
+def test_batch_not_splitting_over_the_data_parallel_chips_is_refused():
+    _runtime_or_skip("tpu")
+    from bert_jax.compile import aot
+
+    with pytest.raises(ConfigError, match="--global_batch=6 .* use a multiple of 4"):
+        aot.compile_for_topology(_tiny(batch=6), parse_topology("v4-8"))
+
+
+_NO_LIBTPU = """
+import importlib.metadata as m
+_real = m.version
+def _version(name):
+    if name == "libtpu":
+        raise m.PackageNotFoundError(name)
+    return _real(name)
+m.version = _version
+"""
+
+
+def test_missing_libtpu_says_what_to_install():
+    proc = _cli("--config=configs/bert_tiny.py", "--topology=v4-8", prelude=_NO_LIBTPU)
+    assert proc.returncode == 2
+    line = _error_line(proc)
+    assert "needs libtpu==" in line and "pip install" in line
+
+
+def test_libtpu_of_another_version_says_which_to_install(monkeypatch):
+    monkeypatch.setattr(topologies, "_installed_version", lambda p: "0.0.1")
+    with pytest.raises(UserError, match=r"libtpu 0\.0\.1 is installed but jax .* needs libtpu==.*pip install"):
+        topologies.check_runtime("tpu")
+
+
+def test_missing_cuda_plugin_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(topologies, "_installed_version", lambda p: None)
+    with pytest.raises(UserError, match=r"needs jax-cuda12-plugin==.*not installed.*pip install"):
+        topologies.check_runtime("cuda")
+
+
+# --- search and comparison (compiles faked: the logic, not XLA) --------------
+
+
+def _fake_compile(limit_batch):
+    def compile_for_topology(config, topology, devices=None):
+        fits = config.batch_size <= limit_batch
+        return {"fits": fits, "global_batch": config.batch_size, "mesh": dict(config.mesh)}
+
+    return compile_for_topology
+
+
+def test_find_max_batch_bisects_to_the_largest_multiple_that_fits(monkeypatch):
+    from bert_jax.compile import aot
+
+    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(limit_batch=42))
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
+    assert best == 40  # multiples of the 4 data-parallel chips
+    assert report["global_batch"] == 40
+
+
+def test_find_max_batch_when_nothing_fits(monkeypatch):
+    from bert_jax.compile import aot
+
+    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(limit_batch=2))
+    assert aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4) == (0, None)
+
+
+def test_compare_parallelism_compiles_dp_fsdp_and_dp_tp(monkeypatch):
+    from bert_jax.compile import aot
+
+    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(limit_batch=10**6))
+    out = aot.compare_parallelism(_tiny(), parse_topology("v4-8"), devices=[None] * 8)
+    assert {k: v["mesh"] for k, v in out.items()} == {
+        "DP": {"data": -1, "fsdp": 1, "tensor": 1},
+        "FSDP": {"data": 1, "fsdp": -1, "tensor": 1},
+        "DPxTP": {"data": -1, "fsdp": 1, "tensor": 4},
+    }
+
+
+# --- roofline ---------------------------------------------------------------
+
+
+def test_collective_bytes_per_parallelism():
+    dp = roofline.collective_bytes(roofline.Parallelism(4, 1, 1), 100.0, 10.0, 3)
+    assert (dp.ici, dp.dcn) == (150.0, 0.0)  # all-reduce: 2 * 3/4 * 100
+    fsdp = roofline.collective_bytes(roofline.Parallelism(1, 4, 1), 100.0, 10.0, 3)
+    assert fsdp.ici == 225.0  # 2 all-gathers + 1 reduce-scatter: 3 * 3/4 * 100
+    tp = roofline.collective_bytes(roofline.Parallelism(1, 1, 2), 100.0, 10.0, 3)
+    assert tp.ici == 120.0  # 4 all-reduces per layer: 4 * 3 * 2 * 1/2 * 10
+    two_slices = roofline.collective_bytes(roofline.Parallelism(4, 1, 1, slices=2), 100.0, 10.0, 3)
+    assert (two_slices.ici, two_slices.dcn) == (100.0, 50.0)
+
+
+def test_prediction_is_the_slower_roof_plus_communication():
+    chip = topologies.CHIPS["v5p"]
+    comm = roofline.CollectiveBytes(ici=chip.ici_bytes_per_s / 2, dcn=0.0)  # 1 s of ICI
+    p = roofline.predict(chip, 2, chip.peak_bf16_flops * 2, chip.hbm_bytes_per_s, comm, 1000, chip.peak_bf16_flops)
+    assert (p.compute_s, p.memory_s, p.collective_s, p.step_s) == (2.0, 1.0, 1.0, 3.0)
+    assert p.tokens_per_s == pytest.approx(1000 / 3)
+    assert p.mfu == pytest.approx(1 / 6)
+
+
+def test_table_shows_does_not_fit_and_labels_the_prediction():
+    from bert_jax.compile import table
+
+    report = {
+        "topology": "v5e-16", "num_devices": 16, "chip": "TPU v5 lite", "global_batch": 4096,
+        "seq_len": 512, "mesh": {"data": 16, "fsdp": 1, "tensor": 1}, "hbm_bytes_per_chip": 16 * GIB,
+        "arguments_per_chip": {"params": GIB, "opt_state": 2 * GIB, "batch": 0},
+        "bytes_per_chip": 40 * GIB, "fits": False, "status": "does not fit: needs 40.00 GiB of 16.00 GiB",
+    }
+    text = table.format_table({"v5e-16": report})
+    assert "does not fit: needs 40.00 GiB of 16.00 GiB" in text
+    assert "40.00 GiB of 16.00 GiB" in text
+    assert "PREDICTED step time" in text and "not a measurement" in text
