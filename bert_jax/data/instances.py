@@ -1,0 +1,229 @@
+"""Token segments of one document -> pre-training instances (before masking).
+
+A tokenized document is a list of int arrays, one per sentence (no empty
+ones). Instances are `Instance(tokens_a, tokens_b, label)`; `assemble` lays
+one out as `[CLS] A [SEP] B [SEP]` (or `[CLS] A [SEP]` when B is None).
+
+* `nsp` (google-research/bert `create_instances_from_document`, same
+  algorithm): chunks of sentences up to a target length (a random shorter
+  target with probability short_seq_prob), split at a random sentence into A
+  and B; with probability 1/2 (always for a one-sentence chunk) B is instead
+  taken from a random start in another document -- label 1 -- and the
+  unused sentences go back to the document. `truncate_seq_pair` then trims the
+  longer side, front or back at random, until the pair fits.
+  The other document is drawn uniformly from the document's *neighbourhood*
+  (the other documents of its block, see `create_data`), not the whole corpus.
+* `sop` (ALBERT): the same chunks, B always the actual continuation; with
+  probability 1/2 A and B are swapped (label 1). A one-sentence chunk is cut
+  at a random token instead (one token long: skipped, counted).
+* `mlm_packed` (RoBERTa FULL-SENTENCES): `pack_sequences` fills
+  max_seq_length - 2 tokens with whole sentences in order, across document
+  boundaries (a [SEP] between documents), label 0; a sentence longer than a
+  sequence is cut into sequence-sized pieces.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Instance(NamedTuple):
+    tokens_a: np.ndarray  # int32 [len_a]
+    tokens_b: np.ndarray | None  # int32 [len_b], None for one-segment sequences
+    label: int  # 0 = actual next / in order, 1 = random next / swapped
+
+
+def truncate_pair_lengths(len_a: int, len_b: int, max_num_tokens: int) -> tuple[int, int]:
+    """(tokens cut from A, from B) by the original's rule: one at a time from the longer side, B on ties.
+
+    Closed form of that loop: the longer side first loses the difference;
+    then the two sides alternate, B first.
+    """
+    excess = len_a + len_b - max_num_tokens
+    if excess <= 0:
+        return 0, 0
+    first = min(excess, abs(len_a - len_b))
+    rest = excess - first
+    cut_a, cut_b = rest // 2, (rest + 1) // 2
+    if len_a > len_b:
+        cut_a += first
+    else:
+        cut_b += first
+    return cut_a, cut_b
+
+
+def _trim(tokens: np.ndarray, cut: int, rng: np.random.Generator) -> np.ndarray:
+    """Remove `cut` tokens, each from the front or the back with probability 1/2."""
+    if cut == 0:
+        return tokens
+    front = int((rng.random(cut) < 0.5).sum())
+    return tokens[front : len(tokens) - (cut - front)]
+
+
+def truncate_seq_pair(
+    tokens_a: np.ndarray, tokens_b: np.ndarray, max_num_tokens: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The original `truncate_seq_pair`: shrink the pair to at most `max_num_tokens` tokens."""
+    cut_a, cut_b = truncate_pair_lengths(len(tokens_a), len(tokens_b), max_num_tokens)
+    return _trim(tokens_a, cut_a, rng), _trim(tokens_b, cut_b, rng)
+
+
+def _target_length(max_num_tokens: int, short_seq_prob: float, rng: np.random.Generator) -> int:
+    if rng.random() < short_seq_prob:
+        return int(rng.integers(2, max_num_tokens + 1))
+    return max_num_tokens
+
+
+def _random_continuation(other: list[np.ndarray], target: int, rng: np.random.Generator) -> np.ndarray:
+    """Sentences of `other` from a random start until `target` tokens are reached."""
+    start = int(rng.integers(0, len(other)))
+    pieces, length = [], 0
+    for sentence in other[start:]:
+        pieces.append(sentence)
+        length += len(sentence)
+        if length >= target:
+            break
+    return np.concatenate(pieces)
+
+
+def pair_instances(
+    documents: list[list[np.ndarray]],
+    index: int,
+    *,
+    mode: str,
+    max_seq_length: int,
+    short_seq_prob: float,
+    rng: np.random.Generator,
+    skipped: collections.Counter,
+) -> list[Instance]:
+    """NSP or SOP instances of `documents[index]`.
+
+    documents: the neighbourhood, each a list of sentences as int arrays; NSP's
+    random next segments come from the documents other than `index`. Chunks
+    that cannot make an instance are counted in `skipped`.
+    """
+    document = documents[index]
+    max_num_tokens = max_seq_length - 3
+    target = _target_length(max_num_tokens, short_seq_prob, rng)
+    instances: list[Instance] = []
+    chunk: list[np.ndarray] = []
+    length = 0
+    i = 0
+    while i < len(document):
+        chunk.append(document[i])
+        length += len(document[i])
+        if i == len(document) - 1 or length >= target:
+            a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
+            if mode == "sop":
+                instance = _sop_instance(chunk, a_end, rng)
+            else:
+                instance, unused = _nsp_instance(chunk, a_end, documents, index, target, rng)
+                i -= unused
+            if instance is None:
+                skipped[f"{mode}_unusable_chunks"] += 1
+            else:
+                a, b = truncate_seq_pair(instance.tokens_a, instance.tokens_b, max_num_tokens, rng)
+                instances.append(Instance(a, b, instance.label))
+            chunk, length = [], 0
+        i += 1
+    return instances
+
+
+def _nsp_instance(
+    chunk: list[np.ndarray],
+    a_end: int,
+    documents: list[list[np.ndarray]],
+    index: int,
+    target: int,
+    rng: np.random.Generator,
+) -> tuple[Instance | None, int]:
+    """(instance or None, number of chunk sentences handed back to the document)."""
+    tokens_a = np.concatenate(chunk[:a_end])
+    if len(documents) > 1 and (len(chunk) == 1 or rng.random() < 0.5):
+        other = int(rng.integers(0, len(documents) - 1))
+        other += other >= index  # uniform over the documents but this one
+        tokens_b = _random_continuation(documents[other], target - len(tokens_a), rng)
+        return Instance(tokens_a, tokens_b, 1), len(chunk) - a_end
+    if len(chunk) == 1:
+        # No other document in the neighbourhood: nothing can follow a lone segment.
+        return None, 0
+    return Instance(tokens_a, np.concatenate(chunk[a_end:]), 0), 0
+
+
+def _sop_instance(chunk: list[np.ndarray], a_end: int, rng: np.random.Generator) -> Instance | None:
+    if len(chunk) == 1:
+        tokens = chunk[0]
+        if len(tokens) < 2:
+            return None
+        cut = int(rng.integers(1, len(tokens)))
+        tokens_a, tokens_b = tokens[:cut], tokens[cut:]
+    else:
+        tokens_a, tokens_b = np.concatenate(chunk[:a_end]), np.concatenate(chunk[a_end:])
+    if rng.random() < 0.5:
+        return Instance(tokens_b, tokens_a, 1)
+    return Instance(tokens_a, tokens_b, 0)
+
+
+def pack_sequences(documents: list[list[np.ndarray]], max_seq_length: int, sep_id: int) -> list[Instance]:
+    """RoBERTa FULL-SENTENCES packing of consecutive documents into one-segment instances."""
+    budget = max_seq_length - 2
+    instances: list[Instance] = []
+    current: list[np.ndarray] = []
+    length = 0
+
+    separator = np.array([sep_id], np.int32)
+
+    def flush() -> None:
+        nonlocal current, length
+        if current and current[-1] is separator:
+            current.pop()  # a document boundary at the very end needs no second [SEP]
+        if current:
+            instances.append(Instance(np.concatenate(current), None, 0))
+        current, length = [], 0
+
+    for d, document in enumerate(documents):
+        if d > 0 and current:
+            if length + 1 > budget:
+                flush()
+            else:
+                current.append(separator)
+                length += 1
+        for sentence in document:
+            for start in range(0, len(sentence), budget):
+                piece = sentence[start : start + budget]
+                if length + len(piece) > budget:
+                    flush()
+                current.append(piece)
+                length += len(piece)
+    flush()
+    return instances
+
+
+def assemble(
+    batch: list[Instance], max_seq_length: int, cls_id: int, sep_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lay instances out as `[CLS] A [SEP] (B [SEP])`, zero-padded.
+
+    Returns input_ids int32 [n, max_seq_length], segment_ids int32 [n, max_seq_length]
+    (1 on B and its [SEP]) and lengths int32 [n] (tokens before the padding).
+    """
+    n = len(batch)
+    input_ids = np.zeros((n, max_seq_length), np.int32)
+    segment_ids = np.zeros((n, max_seq_length), np.int32)
+    lengths = np.zeros(n, np.int32)
+    input_ids[:, 0] = cls_id
+    for row, (a, b, _) in enumerate(batch):
+        end = 1 + len(a)
+        input_ids[row, 1:end] = a
+        input_ids[row, end] = sep_id
+        end += 1
+        if b is not None:
+            input_ids[row, end : end + len(b)] = b
+            input_ids[row, end + len(b)] = sep_id
+            segment_ids[row, end : end + len(b) + 1] = 1
+            end += len(b) + 1
+        lengths[row] = end
+    return input_ids, segment_ids, lengths

@@ -1,0 +1,288 @@
+"""Pre-training TFRecord shards and their `metadata.json`.
+
+Records are `tf.train.Example`s with the original BERT feature names and
+types, so shards from google-research/bert's `create_pretraining_data.py`
+read too:
+
+| feature | type | length |
+|---|---|---|
+| input_ids, input_mask, segment_ids | int64 | max_seq_length |
+| masked_lm_positions, masked_lm_ids | int64 | max_predictions_per_seq |
+| masked_lm_weights | float | max_predictions_per_seq |
+| next_sentence_labels | int64 | 1 |
+
+With `masking == "none"` (masks drawn later, in tf.data) the three
+`masked_lm_*` features are absent.
+
+`metadata.json` (beside the shards; `FORMAT` names this layout):
+
+    {"format": "bert-jax-pretraining/1",
+     "input": "<corpus spec>",
+     "vocab": {"file": str, "sha256": str, "size": int, "do_lower_case": bool},
+     "settings": {"max_seq_length": int, "max_predictions_per_seq": int, "masked_lm_prob": float,
+                  "random_seed": int, "dupe_factor": int, "short_seq_prob": float,
+                  "do_whole_word_mask": bool, "mode": "nsp"|"sop"|"mlm_packed",
+                  "masking": "static"|"none", "block_size": int, "num_shards": int, ...},
+     "features": {name: {"dtype": "int64"|"float32", "length": int}},
+     "counts": {"documents": int, "sentences": int, "instances": int, "tokens": int,
+                "skipped": {reason: int}, ...},
+     "shards": [{"file": "<name relative to the metadata's directory>", "instances": int}]}
+
+Shards are written under a temporary name and renamed when complete, so a
+crash never leaves a truncated file under a shard's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from bert_jax.errors import DataError
+
+FORMAT = "bert-jax-pretraining/1"
+METADATA_FILE = "metadata.json"
+INT_FEATURES = ("input_ids", "input_mask", "segment_ids")
+MLM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+NSP_FEATURE = "next_sentence_labels"
+TEMP_MARK = ".tmp-"
+
+
+def feature_lengths(max_seq_length: int, max_predictions_per_seq: int, masking: str) -> dict[str, dict]:
+    """{feature: {"dtype", "length"}} of a record; masked_lm_* only with static masking."""
+    features = {name: {"dtype": "int64", "length": max_seq_length} for name in INT_FEATURES}
+    if masking != "none":
+        features["masked_lm_positions"] = {"dtype": "int64", "length": max_predictions_per_seq}
+        features["masked_lm_ids"] = {"dtype": "int64", "length": max_predictions_per_seq}
+        features["masked_lm_weights"] = {"dtype": "float32", "length": max_predictions_per_seq}
+    features[NSP_FEATURE] = {"dtype": "int64", "length": 1}
+    return features
+
+
+def parse_spec(features: dict[str, dict]) -> dict[str, tf.io.FixedLenFeature]:
+    """`tf.io.parse_example` spec for the `features` of a metadata (or `feature_lengths`)."""
+    dtypes = {"int64": tf.int64, "float32": tf.float32}
+    return {k: tf.io.FixedLenFeature([v["length"]], dtypes[v["dtype"]]) for k, v in features.items()}
+
+
+class ExampleEncoder:
+    """Serializes one instance at a time into a reused `tf.train.Example` (for a few records;
+    `ExampleSerializer` does batches faster, to the same bytes)."""
+
+    def __init__(self, masking: str):
+        self._example = tf.train.Example()
+        feature = self._example.features.feature
+        names = INT_FEATURES + (MLM_FEATURES[:2] if masking != "none" else ())
+        self._ints = [feature[name].int64_list.value for name in names]
+        self._weights = feature["masked_lm_weights"].float_list.value if masking != "none" else None
+        self._label = feature[NSP_FEATURE].int64_list.value
+
+    def encode(self, ints: list[list[int]], weights: list[float] | None, label: int) -> bytes:
+        """`ints`: the padded int features in order input_ids, input_mask, segment_ids
+        [, masked_lm_positions, masked_lm_ids] as Python lists; `weights` float list or None."""
+        for field, values in zip(self._ints, ints, strict=True):
+            field[:] = values
+        if self._weights is not None:
+            self._weights[:] = weights
+        self._label[:] = [label]
+        return self._example.SerializeToString(deterministic=True)  # sorted map keys: same bytes in every process
+
+
+class ExampleSerializer:
+    """Serializes a batch of instances to `tf.train.Example` bytes in one TF call (`tf.io.encode_proto`).
+
+    Builds Int64List/FloatList -> Feature -> map entry -> Features -> Example
+    messages bottom-up, map keys in sorted order: byte-identical to
+    `Example.SerializeToString(deterministic=True)`, at ~13 us instead of ~26 us
+    per record.
+    """
+
+    def __init__(self, features: dict[str, dict]):
+        self.names = sorted(features)
+        dtypes = {"int64": tf.int64, "float32": tf.float32}
+        signature = [{n: tf.TensorSpec([None, features[n]["length"]], dtypes[features[n]["dtype"]]) for n in self.names}]
+        self._serialize = tf.function(self._tf_serialize, input_signature=signature)
+
+    @staticmethod
+    def _message(type_name: str, fields: list[str], values: list[tf.Tensor], counts: list[int]) -> tf.Tensor:
+        """[n] serialized messages of `type_name`; `values[i]` is [n, counts[i]] for field `fields[i]`."""
+        n = tf.shape(values[0])[0]
+        sizes = tf.stack([tf.fill([n], c) for c in counts], axis=1)
+        return tf.io.encode_proto(sizes, values, fields, type_name)
+
+    def _tf_serialize(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        entries = []
+        for name in self.names:
+            values = batch[name]
+            kind, list_type = ("float_list", "tensorflow.FloatList") if values.dtype == tf.float32 else (
+                "int64_list",
+                "tensorflow.Int64List",
+            )
+            value_list = self._message(list_type, ["value"], [values], [values.shape[1]])
+            feature = self._message("tensorflow.Feature", [kind], [value_list[:, None]], [1])
+            key = tf.fill([tf.shape(values)[0], 1], name)
+            entries.append(
+                self._message("tensorflow.Features.FeatureEntry", ["key", "value"], [key, feature[:, None]], [1, 1])
+            )
+        features = self._message("tensorflow.Features", ["feature"], [tf.stack(entries, axis=1)], [len(entries)])
+        return self._message("tensorflow.Example", ["features"], [features[:, None]], [1])
+
+    def serialize(self, batch: dict[str, np.ndarray]) -> list[bytes]:
+        """batch: {feature: array [n, length]} (ints become int64, floats float32) -> n serialized Examples."""
+        tensors = {
+            name: tf.constant(batch[name], tf.float32 if batch[name].dtype.kind == "f" else tf.int64)
+            for name in self.names
+        }
+        return self._serialize(tensors).numpy().tolist()
+
+
+def _temp_beside(path: str) -> str:
+    """A new empty file beside `path` named PATH.tmp-XXXX, with the permissions a plain open() would give."""
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=f"{name}{TEMP_MARK}", dir=directory)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    return temp
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """A temporary path beside `path`, renamed to `path` when the block ends without error, removed otherwise."""
+    temp = _temp_beside(path)
+    try:
+        yield temp
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+
+
+class ShardWriter:
+    """A TFRecord file written under a temporary name; `commit()` renames it, `abort()` deletes it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.count = 0
+        self._temp = _temp_beside(path)
+        self._writer = tf.io.TFRecordWriter(self._temp)
+
+    def write(self, record: bytes) -> None:
+        self._writer.write(record)
+        self.count += 1
+
+    def commit(self) -> None:
+        self._writer.close()
+        os.replace(self._temp, self.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            os.remove(self._temp)
+
+
+def write_metadata(directory: str, metadata: dict) -> str:
+    """Write `metadata.json` into `directory` atomically; returns its path."""
+    path = os.path.join(directory, METADATA_FILE)
+    with atomic_output(path) as temp, open(temp, "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return path
+
+
+def metadata_path(dir_or_pattern: str) -> str:
+    """The metadata.json for a dataset directory, a shard file or a shard glob (the directory of its first match)."""
+    first = dir_or_pattern.split(",")[0].strip()
+    if os.path.isdir(first):
+        return os.path.join(first, METADATA_FILE)
+    if os.path.basename(first) == METADATA_FILE:
+        return first
+    matches = sorted(glob.glob(first)) or [first]
+    return os.path.join(os.path.dirname(matches[0]), METADATA_FILE)
+
+
+def read_metadata(dir_or_pattern: str) -> dict:
+    """The metadata of a created dataset: a directory, a shard file or glob, or metadata.json itself.
+
+    Adds "path" (the metadata file) and "shard_paths" (absolute paths of the
+    listed shards). Raises DataError when it is missing, not JSON or of
+    another format.
+    """
+    path = metadata_path(dir_or_pattern)
+    try:
+        with open(path, encoding="utf-8") as f:
+            metadata = json.load(f)
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: no metadata.json beside the shards; make them with `bert-jax create-data`"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable metadata ({e}); re-create the dataset") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
+        raise DataError(f"{path}: format {found!r} is not {FORMAT!r}; re-create the dataset")
+    directory = os.path.dirname(path)
+    metadata["path"] = path
+    metadata["shard_paths"] = [os.path.join(directory, s["file"]) for s in metadata.get("shards", [])]
+    return metadata
+
+
+def check_metadata(
+    metadata: dict,
+    *,
+    max_seq_length: int | None = None,
+    max_predictions_per_seq: int | None = None,
+    vocab_sha256: str | None = None,
+    vocab_size: int | None = None,
+    masking: str | None = None,
+) -> None:
+    """Raise DataError, naming the metadata file and key, for each given setting the dataset was not made with."""
+    settings, vocab = metadata["settings"], metadata["vocab"]
+    where = metadata.get("path", METADATA_FILE)
+    wanted = [
+        ("settings.max_seq_length", settings.get("max_seq_length"), max_seq_length),
+        ("settings.max_predictions_per_seq", settings.get("max_predictions_per_seq"), max_predictions_per_seq),
+        ("settings.masking", settings.get("masking"), masking),
+        ("vocab.sha256", vocab.get("sha256"), vocab_sha256),
+        ("vocab.size", vocab.get("size"), vocab_size),
+    ]
+    for key, found, expected in wanted:
+        if expected is not None and found != expected:
+            raise DataError(
+                f"{where}: {key} is {found!r} but {expected!r} is wanted; "
+                "re-create the data with matching settings or change the config"
+            )
+
+
+def iter_records(path: str) -> Iterator[bytes]:
+    """Serialized records of one TFRecord file; DataError naming the file and record on corruption."""
+    index = 0
+    try:
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            yield record
+            index += 1
+    except tf.errors.OpError as e:
+        message = (e.message or type(e).__name__).splitlines()[0]
+        raise DataError(
+            f"{path}: record {index} is unreadable ({message}); the shard is corrupt or truncated, re-create it"
+        ) from None
+
+
+def parse_records(records: list[bytes], features: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Batch-parse serialized records -> {feature: array [n, length]}; DataError if one lacks a feature."""
+    try:
+        parsed = tf.io.parse_example(tf.constant(records, tf.string), parse_spec(features))
+    except tf.errors.InvalidArgumentError as e:
+        raise DataError(
+            f"records do not match the features {sorted(features)} ({e.message.splitlines()[0]}); "
+            "check max_seq_length / max_predictions_per_seq"
+        ) from None
+    return {k: v.numpy() for k, v in parsed.items()}

@@ -1,0 +1,124 @@
+"""Train vocabularies from a corpus spec: WordPiece (BERT vocab.txt) or SentencePiece.
+
+* WordPiece: the Hugging Face `tokenizers` WordPiece trainer, behind BERT's
+  own normalizer and pre-tokenizer -- the rules `bert_jax.tokenization`
+  reproduces, so the learned pieces are the ones the tokenizer will look up.
+  (tensorflow_text's `bert_vocab_from_dataset` was 17x slower: 53 s against 3 s
+  for 4000 tokens of the built-in corpus, and it splits words its own way.)
+  The file starts with [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4); when the
+  corpus is too small for the requested size, `[unused0]`, `[unused1]`, ...
+  fill it up to exactly `vocab_size` lines (the model's embedding size).
+* SentencePiece: the `sentencepiece` trainer (unigram or BPE), with
+  [PAD]=0, [UNK]=1 and control symbols [CLS] [SEP] [MASK] (ALBERT's layout).
+
+Both read at most `max_chars` characters of sentences from the corpus's start
+(default 20 M, plenty for a 30k vocabulary) so a huge corpus costs no more.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+from bert_jax.data import corpus, records
+from bert_jax.errors import ConfigError, DataError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+DEFAULT_MAX_CHARS = 20_000_000
+SP_MODEL_TYPES = ("unigram", "bpe")
+
+
+def sample_sentences(spec: str, max_chars: int = DEFAULT_MAX_CHARS, input_format: str = "auto") -> Iterator[str]:
+    """Sentences of the corpus in order until `max_chars` characters have been given."""
+    given = 0
+    for doc in corpus.iter_documents(spec, format=input_format):
+        for sentence in doc.sentences:
+            yield sentence
+            given += len(sentence)
+            if given >= max_chars:
+                return
+
+
+def build_wordpiece_vocab(
+    spec: str,
+    vocab_size: int,
+    lower_case: bool,
+    output_path: str,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    input_format: str = "auto",
+) -> str:
+    """Learn a WordPiece vocab of exactly `vocab_size` tokens; writes BERT's vocab.txt format, returns its path."""
+    from tokenizers import BertWordPieceTokenizer
+
+    if vocab_size < len(SPECIAL_TOKENS) + 100:
+        raise ConfigError(f"vocab_size {vocab_size} is too small; use at least {len(SPECIAL_TOKENS) + 100}")
+    # BERT's normalizer and pre-tokenizer: the same words bert_jax.tokenization will see.
+    trainer = BertWordPieceTokenizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lower_case
+    )
+    sentences = sample_sentences(spec, max_chars, input_format)
+    first = next(sentences, None)
+    if first is None:
+        raise DataError(f"input {spec!r} has no text to learn a vocabulary from")
+    trainer.train_from_iterator(
+        itertools.chain([first], sentences),
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        limit_alphabet=1000,
+        show_progress=False,
+    )
+    by_id = sorted(trainer.get_vocab().items(), key=lambda item: item[1])
+    tokens = [token for token, _ in by_id][:vocab_size]
+    tokens += [f"[unused{i}]" for i in range(vocab_size - len(tokens))]
+    _write_lines(output_path, tokens)
+    return output_path
+
+
+def build_sentencepiece_model(
+    spec: str,
+    vocab_size: int,
+    model_type: str,
+    output_prefix: str,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    input_format: str = "auto",
+    lower_case: bool = False,
+) -> str:
+    """Train a SentencePiece model; writes OUTPUT_PREFIX.model and .vocab, returns the .model path."""
+    import sentencepiece as spm
+
+    if model_type not in SP_MODEL_TYPES:
+        raise ConfigError(f"sp_model_type {model_type!r} is not one of {', '.join(SP_MODEL_TYPES)}")
+    sentences = sample_sentences(spec, max_chars, input_format)
+    if lower_case:
+        sentences = (s.lower() for s in sentences)
+    directory = os.path.dirname(os.path.abspath(output_prefix))
+    os.makedirs(directory, exist_ok=True)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=sentences,
+            model_prefix=output_prefix,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            pad_piece="[PAD]",
+            unk_piece="[UNK]",
+            control_symbols=["[CLS]", "[SEP]", "[MASK]"],
+            character_coverage=0.9995,
+            num_threads=os.cpu_count() or 1,
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise DataError(f"sentencepiece on {spec!r}: {str(e).splitlines()[0]}") from None
+    return output_prefix + ".model"
+
+
+def _write_lines(path: str, tokens: list[str]) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with records.atomic_output(path) as temp, open(temp, "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in tokens))
