@@ -23,6 +23,9 @@ INSTALL_REQUIRES = [
     "sentencepiece>=0.2,<0.3",
     "blingfire>=0.1.8,<0.2",
     "tqdm>=4.66",
+    "scipy>=1.10",  # Pearson/Spearman (STS-B)
+    "scikit-learn>=1.3",  # Matthews correlation, F1 (GLUE)
+    "seqeval>=1.2.2",  # entity-level NER scores
 ]
 
 EXTRAS = {

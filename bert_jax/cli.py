@@ -26,6 +26,10 @@ COMMANDS = {
     "bench": ("bench", "time the pre-training step; compare with the reference"),
     "finetune": ("finetune", "fine-tune and evaluate on GLUE / SQuAD / NER"),
     "compile": ("compile", "compile the train step ahead of time for a topology"),
+    "distill": ("distill", "distil a fine-tuned teacher into a smaller student"),
+    "quantize": ("quantize", "post-training int8 quantisation of a fine-tuned model"),
+    "prune": ("prune", "magnitude or attention-head pruning of a fine-tuned model"),
+    "export": ("export", "TensorFlow SavedModel with the tokenizer in the graph"),
 }
 
 

@@ -1,0 +1,32 @@
+"""`bert-jax finetune`: fine-tune and evaluate on GLUE / SQuAD / NER, or predict.
+
+  bert-jax finetune --config=configs/finetune/glue.py --config.task=sst2 \
+      --config.data_dir=../shared/data/glue --config.init_checkpoint=MODEL_OR_HF_FOLDER --workdir=WORKDIR
+  bert-jax finetune --config=configs/finetune/glue.py --config.task=sst2 --config.mode=predict \
+      --config.predict_file=GLUE/SST-2/test.tsv --workdir=WORKDIR
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import flags
+from ml_collections import config_flags
+
+from bert_jax.errors import UserError
+from bert_jax.finetune import trainer
+
+config_flags.DEFINE_config_file("config", None, "A configs/finetune/*.py file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Where results.json, best/ and predictions go.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    if FLAGS.config is None:
+        raise UserError("--config is required, e.g. --config=configs/finetune/glue.py")
+    if not FLAGS.workdir:
+        raise UserError("--workdir is required")
+    out = trainer.run(FLAGS.config, FLAGS.workdir)
+    print(json.dumps(out, indent=2, sort_keys=True) if isinstance(out, dict) else f"wrote {out}")

@@ -1,0 +1,38 @@
+"""`bert-jax quantize`: post-training int8 of a fine-tuned or distilled model.
+
+  bert-jax quantize --workdir=FINETUNE_OR_DISTILL_WORKDIR --scheme=int8|int8_weights \
+      --output=DIR [--calibration_steps=N] [--data_dir=GLUE_DIR]
+
+DIR holds the quantised checkpoint (docs/compression.md) and results.json
+{"float": {...}, "quantized": {...}}: dev metrics, bytes, examples_per_s.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import flags
+
+from bert_jax.compress import quantize
+from bert_jax.errors import UserError
+
+flags.DEFINE_string("workdir", None, "A fine-tuning/distillation workdir, or a checkpoint with its classifier.")
+flags.DEFINE_string("scheme", "int8", "int8 (weights and activations) or int8_weights (activations float).")
+flags.DEFINE_string("output", None, "Directory to write; must not exist unless --overwrite.")
+flags.DEFINE_integer("calibration_steps", 16, "Training batches (of --batch_size) that calibrate int8 activations.")
+flags.DEFINE_string("data_dir", None, "GLUE folder (default: the workdir's config.json data_dir).")
+flags.DEFINE_integer("max_seq_length", None, "Default: the workdir's config.json, else 128.")
+flags.DEFINE_integer("batch_size", 32, "Calibration batch size.")
+flags.DEFINE_integer("throughput_runs", 7, "Timed batches for examples_per_s (median).")
+flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    if not FLAGS.workdir or not FLAGS.output:
+        raise UserError("--workdir and --output are both required")
+    results = quantize.run(FLAGS.workdir, FLAGS.scheme, FLAGS.output, FLAGS.calibration_steps, FLAGS.data_dir,
+                           FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.throughput_runs, FLAGS.overwrite)
+    print(json.dumps(results, indent=2, sort_keys=True))

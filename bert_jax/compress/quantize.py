@@ -1,0 +1,280 @@
+"""Post-training int8 quantisation of a sequence classifier through Qwix.
+
+Schemes:
+* `int8_weights`: every dense kernel int8 with per-output-channel scales,
+  activations in float (weight-only, "dynamic" nothing).
+* `int8`: the same kernels, and each dense layer's input activation int8
+  with one static scale calibrated on example batches (Qwix's static-range
+  quantisation: mean of per-batch absmax over the calibration batches).
+
+Attention's activation-by-activation einsums stay float in both schemes. The
+embedding tables, not a matmul, are stored int8 with per-row scales and
+dequantised to float on load (they are half of a small BERT's bytes).
+
+Checkpoint format (a directory, `save_quantized` / `load_quantized`):
+`quantization.json` `{"format": "bert-jax-quantized", "scheme": ..., "library": "qwix", ...}`,
+`model_config.json` (the float model's fields), `params.safetensors` (one
+tensor per Qwix parameter leaf, named by its pytree path: `...['kernel'].array.qvalue`
+int8, `....scale` float32; embeddings `...['embedding'].qvalue/.scale`), and the
+vocab / tokenizer_config.json of the source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import pathlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import qwix
+import safetensors.numpy
+
+from bert_jax import checkpoints
+from bert_jax.compress import models
+from bert_jax.errors import CheckpointError, UserError
+from bert_jax.finetune.config import finetune_config
+from bert_jax.model import BertForSequenceClassification, ModelConfig
+
+SCHEMES = ("int8", "int8_weights")
+QUANT_CONFIG = "quantization.json"
+WEIGHTS_FILE = "params.safetensors"
+FORMAT = "bert-jax-quantized"
+_INIT_SHAPE = (1, 8)  # [batch, seq] for shape tracing; parameter shapes do not depend on it
+
+Params = dict[str, Any]
+Batch = dict[str, np.ndarray]
+
+
+def check_scheme(scheme: str) -> str:
+    if scheme not in SCHEMES:
+        raise UserError(f"unknown quantisation scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    return scheme
+
+
+def _rule_kwargs(scheme: str) -> dict[str, Any]:
+    static = {"act_qtype": jnp.int8, "act_static_scale": True} if scheme == "int8" else {}
+    # Only dense layers (dot_general); (batch, length) share one activation
+    # scale so any sequence length runs with the calibrated scales.
+    return {"module_path": ".*", "op_names": ("dot_general",), "weight_qtype": jnp.int8,
+            "act_batch_axes": (0, 1), **static}
+
+
+def quantized_module(cfg: ModelConfig, scheme: str) -> nn.Module:
+    """`BertForSequenceClassification(cfg)` with Qwix's PTQ interception."""
+    rules = [qwix.QuantizationRule(**_rule_kwargs(check_scheme(scheme)))]
+    return qwix.quantize_model(BertForSequenceClassification(cfg), qwix.PtqProvider(rules))
+
+
+def _dummy_inputs() -> tuple[jax.Array, jax.Array, jax.Array]:
+    ids = jnp.zeros(_INIT_SHAPE, jnp.int32)
+    return ids, jnp.ones_like(ids), ids
+
+
+def abstract_params(cfg: ModelConfig, scheme: str) -> Any:
+    """The Qwix parameter tree (shapes only; `WithAux` leaves say how each is quantised)."""
+    module = quantized_module(cfg, scheme)
+    return jax.eval_shape(lambda: nn.meta.unbox(module.init(jax.random.PRNGKey(0), *_dummy_inputs())["params"]))
+
+
+def calibration_stats(cfg: ModelConfig, params: Params, batches: Iterable[Batch]) -> Any:
+    """Qwix `quant_stats` (running absmax of each dense layer's input) over `batches`."""
+    rules = [qwix.QtRule(**_rule_kwargs("int8"))]
+    module = qwix.quantize_model(BertForSequenceClassification(cfg), qwix.QtProvider(rules))
+    variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *_dummy_inputs()))
+    stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables["quant_stats"])
+
+    @jax.jit
+    def step(params, stats, input_ids, input_mask, segment_ids):
+        _, updated = module.apply(
+            {"params": params, "quant_stats": stats}, input_ids, input_mask, segment_ids, mutable=["quant_stats"]
+        )
+        return updated["quant_stats"]
+
+    n = 0
+    for batch in batches:
+        stats = step(params, stats, batch["input_ids"], batch["input_mask"], batch["segment_ids"])
+        n += 1
+    if n == 0:
+        raise UserError("int8 needs calibration batches; pass --calibration_steps >= 1 with training data")
+    return stats
+
+
+def quantize_params(cfg: ModelConfig, params: Params, scheme: str, batches: Iterable[Batch] = ()) -> Any:
+    """The Qwix PTQ parameter tree of the float classifier `params`; for
+    `int8` the activation scales are calibrated on `batches`."""
+    check_scheme(scheme)
+    if "classifier" not in params:
+        raise UserError("the model has no classification head (params/classifier); quantise a fine-tuned model")
+    params = checkpoints.with_layer_layout(params, cfg)
+    params = jax.tree.map(jnp.asarray, params)
+    stats = calibration_stats(cfg, params, batches) if scheme == "int8" else {}
+    return qwix.quantize_params(params, abstract_params(cfg, scheme), stats)
+
+
+def logits_fn(cfg: ModelConfig, scheme: str) -> Callable[..., jax.Array]:
+    """Jitted `(qparams, input_ids, input_mask, segment_ids) -> logits [batch, labels]`."""
+    module = quantized_module(cfg, scheme)
+    return jax.jit(lambda p, i, m, s: module.apply({"params": p}, i, m, s))
+
+
+# --------------------------------------------------------------------------
+# Checkpoint
+
+
+def _is_embedding(path) -> bool:
+    return getattr(path[-1], "key", None) == "embedding"
+
+
+def _name(path) -> str:
+    return jax.tree_util.keystr(path)
+
+
+def to_tensors(qparams: Any) -> dict[str, np.ndarray]:
+    """Flat `{pytree path: array}` of a Qwix tree, embeddings as int8 + row scales."""
+    tensors = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(qparams)[0]:
+        if _is_embedding(path):
+            q = qwix.quantize(jnp.asarray(leaf), jnp.int8, channelwise_axes=(0,))
+            tensors[_name(path) + ".qvalue"] = np.asarray(q.qvalue)
+            tensors[_name(path) + ".scale"] = np.asarray(q.scale)
+        else:
+            tensors[_name(path)] = np.asarray(leaf)
+    return tensors
+
+
+def from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, scheme: str, source: str) -> Any:
+    """Inverse of `to_tensors`, shaped by the abstract Qwix tree of `cfg`."""
+    abstract = abstract_params(cfg, scheme)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    leaves = []
+    for path, spec in flat:
+        name = _name(path)
+        try:
+            if _is_embedding(path):
+                q = qwix.QArray(jnp.asarray(tensors[name + ".qvalue"]), jnp.asarray(tensors[name + ".scale"]))
+                value = qwix.dequantize(q)
+            else:
+                value = jnp.asarray(tensors[name])
+        except KeyError as e:
+            raise CheckpointError(f"{source}: tensor {e.args[0]} is missing; re-run bert-jax quantize") from None
+        if tuple(value.shape) != tuple(spec.shape):
+            raise CheckpointError(f"{source}: tensor {name} has shape {value.shape}, expected {spec.shape}")
+        leaves.append(value.astype(spec.dtype))
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def float_bytes(params: Params) -> int:
+    """Bytes of the float32 parameters in the same file format (safetensors)."""
+    flat = {"/".join(p): np.asarray(v, np.float32) for p, v in checkpoints.flatten_params(params).items()}
+    return len(safetensors.numpy.save(flat))
+
+
+def save_quantized(
+    path: str | os.PathLike,
+    cfg: ModelConfig,
+    qparams: Any,
+    scheme: str,
+    vocab_file: str | None = None,
+    lower_case: bool | None = None,
+    extra: dict | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Writes the quantised checkpoint directory atomically; returns the bytes of
+    `params.safetensors`."""
+    with checkpoints.atomic_directory(path, overwrite) as tmp:
+        safetensors.numpy.save_file(to_tensors(qparams), tmp / WEIGHTS_FILE)
+        info = {"format": FORMAT, "scheme": scheme, "library": f"qwix {qwix.__version__}", **(extra or {})}
+        (tmp / QUANT_CONFIG).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        (tmp / checkpoints.MODEL_CONFIG).write_text(
+            json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n"
+        )
+        if vocab_file:
+            (tmp / checkpoints.VOCAB_FILE).write_bytes(pathlib.Path(vocab_file).read_bytes())
+        if lower_case is not None:
+            (tmp / checkpoints.TOKENIZER_CONFIG).write_text(json.dumps({"do_lower_case": bool(lower_case)}) + "\n")
+        return (tmp / WEIGHTS_FILE).stat().st_size
+
+
+def is_quantized(path: str | os.PathLike) -> bool:
+    return (pathlib.Path(path) / QUANT_CONFIG).is_file()
+
+
+def load_quantized(path: str | os.PathLike) -> tuple[ModelConfig, Any, str, dict]:
+    """(config, Qwix params, scheme, meta) of a `save_quantized` directory."""
+    path = pathlib.Path(path)
+    if not is_quantized(path):
+        raise CheckpointError(f"{path} has no {QUANT_CONFIG}; it is not a quantised checkpoint")
+    info = json.loads((path / QUANT_CONFIG).read_text())
+    scheme = check_scheme(info.get("scheme", ""))
+    cfg = ModelConfig.from_dict(json.loads((path / checkpoints.MODEL_CONFIG).read_text()))
+    tensors = safetensors.numpy.load_file(path / WEIGHTS_FILE)
+    qparams = from_tensors(tensors, cfg, scheme, str(path))
+    vocab = path / checkpoints.VOCAB_FILE
+    lower_case = None
+    if (path / checkpoints.TOKENIZER_CONFIG).is_file():
+        lower_case = json.loads((path / checkpoints.TOKENIZER_CONFIG).read_text()).get("do_lower_case")
+    meta = {"format": FORMAT, "path": str(path), "vocab_file": str(vocab) if vocab.is_file() else None,
+            "lower_case": lower_case, "scheme": scheme}
+    return cfg, qparams, scheme, meta
+
+
+# --------------------------------------------------------------------------
+# The job
+
+
+def run(
+    workdir: str,
+    scheme: str,
+    output: str,
+    calibration_steps: int = 16,
+    data_dir: str | None = None,
+    max_seq_length: int | None = None,
+    batch_size: int = 32,
+    throughput_runs: int = 7,
+    overwrite: bool = False,
+) -> dict:
+    """Quantises a fine-tuned/distilled classifier, saves it to `output`, and
+    writes `output/results.json` `{"float": {...}, "quantized": {...}}`, each
+    with the dev metrics, `bytes` (parameter file size) and `examples_per_s`
+    (batch 32, the task's sequence length, median). The quantised model is
+    evaluated as restored from disk."""
+    from bert_jax.finetune import trainer  # the tokenizer: TensorFlow
+
+    check_scheme(scheme)
+    if calibration_steps < (1 if scheme == "int8" else 0):
+        raise UserError(f"--calibration_steps={calibration_steps}; int8 needs at least 1 batch")
+    cfg, params, meta, head = models.load_finetuned_classifier(workdir)
+    task, data_dir, seq_len = models.task_settings(workdir, head, data_dir, max_seq_length)
+    tokenizer = trainer.load_tokenizer(finetune_config(task), meta, meta["source"])
+    trainer.check_vocab(cfg, tokenizer, meta["source"])
+    prepared = models.prepare_task(task, data_dir, seq_len, tokenizer, calibration_steps * batch_size)
+    calibration = itertools.islice(trainer.train_batches(prepared.train, batch_size, seed=0), calibration_steps)
+    qparams = quantize_params(cfg, params, scheme, calibration)
+    nbytes = save_quantized(output, cfg, qparams, scheme, tokenizer.vocab_file, tokenizer.lower_case,
+                            extra={"source": meta["source"], "calibration_steps": calibration_steps},
+                            overwrite=overwrite)
+    if head is not None:
+        trainer.write_json(pathlib.Path(output) / trainer.HEAD_FILE, head)
+    cfg, restored, _, _ = load_quantized(output)
+    float_fn, quant_fn = models.classifier_logits_fn(cfg), logits_fn(cfg, scheme)
+
+    def report(fn, p, nbytes):
+        return {**models.dev_scores(models.batch_fn(fn), p, prepared), "bytes": int(nbytes),
+                "examples_per_s": models.examples_per_second(fn, p, cfg.vocab_size, seq_len, 32, throughput_runs)}
+
+    results = {
+        "task": task, "scheme": scheme, "source": meta["source"], "max_seq_length": seq_len,
+        "calibration_steps": calibration_steps, "library": f"qwix {qwix.__version__}",
+        "float": report(float_fn, jax.tree.map(jnp.asarray, params), float_bytes(params)),
+        "quantized": report(quant_fn, restored, nbytes),
+    }
+    results["size_ratio"] = results["quantized"]["bytes"] / results["float"]["bytes"]
+    trainer.write_json(pathlib.Path(output) / "results.json", results)
+    return results

@@ -1,0 +1,46 @@
+"""Every field a fine-tuning run reads (ml_collections), with the defaults of
+the original BERT's run_classifier.py / run_squad.py where they have one.
+
+`configs/finetune/{glue,squad,ner}.py` start from `finetune_config()` and set
+the task family's fields; command-line overrides do the rest.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from bert_jax.config import pretrain_config
+
+
+def finetune_config(task: str = "sst2") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = task
+    c.mode = "train"  # train | predict
+    c.data_dir = ""  # GLUE: the folder holding SST-2/, MNLI/, ...; NER: the CoNLL files' folder
+    c.data_source = "tsv"  # GLUE only: tsv | tfds (TensorFlow Datasets glue/*, prepared under data_dir)
+    c.init_checkpoint = ""  # ours, a pre-training workdir, an HF folder or a Google TF checkpoint
+    c.vocab_file = ""  # default: the checkpoint's own vocab.txt
+    c.lower_case = config_dict.placeholder(bool)  # None: the checkpoint's setting, else True
+    c.max_seq_length = 128
+    c.batch_size = 32
+    c.eval_batch_size = 64
+    c.total_steps = 0  # > 0 overrides num_epochs
+    c.num_epochs = 3.0
+    c.learning_rate = 2e-5
+    c.warmup = 0.1  # fraction of total steps with linear warmup
+    c.train_examples = 0  # > 0: train on the first N examples only
+    c.eval_every_steps = 0  # 0: evaluate once, at the end
+    c.log_every_steps = 50
+    c.seed = 0
+    c.seeds = config_dict.placeholder(tuple)  # several seeds: results.json reports mean/std
+    c.keep_best = True  # keep WORKDIR/best/ (the best dev checkpoint, with its head)
+    c.dtype = "float32"  # compute dtype (bfloat16 on accelerators)
+    c.predict_file = ""  # mode=predict: a test file of the task
+    c.predict_output = ""  # default: WORKDIR/predictions.{tsv,json,txt}
+
+    base = pretrain_config("tiny")
+    c.optimizer = base.optimizer  # learning_rate and warmup_steps come from the fields above
+    c.optimizer.weight_decay = 0.01
+    c.mesh = base.mesh
+    return c

@@ -1,0 +1,133 @@
+"""Fine-tuning heads, losses and jitted steps (JAX only: no TensorFlow here).
+
+A batch is a dict of NumPy/JAX arrays, `[batch, seq]` int32 `input_ids`,
+`input_mask`, `segment_ids`, plus per head:
+
+| head | targets | weights |
+|---|---|---|
+| `classification` | `labels [batch]` int32 | `weights [batch]` float32 |
+| `regression` | `labels [batch]` float32 | `weights [batch]` |
+| `token` | `labels [batch, seq]` int32 (first sub-token of a word) | `weights [batch, seq]` (0 elsewhere) |
+| `span` | `start_positions`, `end_positions [batch]` int32 | `weights [batch]` |
+
+A weight of 0 marks padding (examples added to fill the last batch, or
+sub-tokens that carry no label); losses are weighted means.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from bert_jax.model import (
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    ModelConfig,
+)
+from bert_jax.train import sharding
+
+HEADS = ("classification", "regression", "token", "span")
+# The parameter subtree each head adds beside `bert`.
+HEAD_PARAMS = {
+    "classification": "classifier",
+    "regression": "classifier",
+    "token": "classifier",
+    "span": "qa_outputs",
+}
+INPUTS = ("input_ids", "input_mask", "segment_ids")
+
+
+def make_model(head: str, cfg: ModelConfig) -> nn.Module:
+    """The Flax model for a head; `cfg.num_labels` sizes the classifier (1 for regression)."""
+    if head in ("classification", "regression"):
+        return BertForSequenceClassification(cfg)
+    if head == "token":
+        return BertForTokenClassification(cfg)
+    if head == "span":
+        return BertForQuestionAnswering(cfg)
+    raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+
+
+def init_params(
+    model: nn.Module, seq_len: int, rng: jax.Array, pretrained: dict[str, Any], mesh: Mesh
+) -> dict[str, Any]:
+    """Parameters of `model`, placed over `mesh` by the pre-training rule
+    table: every `bert/...` leaf that `pretrained` has comes from it, the rest
+    (the task head; the pooler when the checkpoint has none) is freshly
+    initialised."""
+    ids = jnp.zeros((1, seq_len), jnp.int32)
+
+    def init(key):
+        return model.init(key, ids, jnp.ones_like(ids), ids)["params"]
+
+    shardings = sharding.logical_shardings(jax.eval_shape(init, rng), mesh)
+    fresh = jax.jit(lambda key: nn.meta.unbox(init(key)), out_shardings=shardings)(rng)
+    merged = {**fresh, "bert": _merge(fresh["bert"], pretrained["bert"], "bert")}
+    return jax.device_put(merged, shardings)
+
+
+def _merge(fresh: dict, loaded: dict, where: str) -> dict:
+    out = {}
+    for key, value in fresh.items():
+        if key not in loaded:
+            out[key] = value
+        elif isinstance(value, dict):
+            out[key] = _merge(value, loaded[key], f"{where}/{key}")
+        else:
+            if tuple(value.shape) != tuple(loaded[key].shape):
+                raise ValueError(f"{where}/{key}: shape {loaded[key].shape}, model needs {value.shape}")
+            out[key] = np.asarray(loaded[key], value.dtype)
+    return out
+
+
+def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
+    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-9)
+
+
+def loss_fn(head: str, outputs, batch: dict[str, jax.Array]) -> jax.Array:
+    """Scalar float32 loss: cross-entropy (classification, token, and the mean
+    of start and end for spans) or squared error (regression)."""
+    if head == "regression":
+        return _weighted_mean(jnp.square(outputs[:, 0] - batch["labels"]), batch["weights"])
+    if head in ("classification", "token"):
+        labels = jnp.maximum(batch["labels"], 0)  # ignored positions carry -1 and weight 0
+        ce = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
+        return _weighted_mean(ce, batch["weights"])
+    start_logits, end_logits = outputs
+    ce = optax.softmax_cross_entropy_with_integer_labels(start_logits, batch["start_positions"])
+    ce += optax.softmax_cross_entropy_with_integer_labels(end_logits, batch["end_positions"])
+    return _weighted_mean(ce / 2, batch["weights"])
+
+
+def _apply(model, params, batch, **kw):
+    return model.apply({"params": params}, *(batch[k] for k in INPUTS), **kw)
+
+
+def make_train_step(model: nn.Module, head: str, tx: optax.GradientTransformation):
+    """jitted `(params, opt_state, batch, rng) -> (params, opt_state, loss)`
+    with dropout on; `params` and `opt_state` are donated."""
+
+    def step(params, opt_state, batch, rng):
+        def compute(p):
+            out = _apply(model, p, batch, deterministic=False, rngs={"dropout": rng})
+            return loss_fn(head, out, batch)
+
+        loss, grads = jax.value_and_grad(compute)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+def make_predict_step(model: nn.Module, head: str):
+    """jitted `(params, batch) -> outputs` without dropout: `[batch, labels]`
+    logits, `[batch, seq, labels]` for tokens, or `(start, end)` `[batch, seq]`."""
+    return jax.jit(functools.partial(_apply, model))

@@ -1,0 +1,74 @@
+"""What the trainer needs of a task, whatever its family (GLUE, SQuAD, NER).
+
+A family's `prepare(config, tokenizer)` returns `Prepared`: NumPy train
+features, dev sets that score their own predictions, and how to write
+predictions for a file. `prepare(config, tokenizer)` here picks the family
+from `config.task`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bert_jax.errors import ConfigError
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """Features `[n, ...]` of a dev/test file and `score(outputs) -> metrics`,
+    where `outputs` are the head's NumPy outputs for all n rows in order."""
+
+    features: dict[str, np.ndarray]
+    score: Callable[[Any], dict[str, float]]
+
+    @property
+    def size(self) -> int:
+        return len(self.features["input_ids"])
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A task ready to train: `head` (see `step.HEADS`), `num_labels`, label
+    names (None for regression and spans), train features, named dev sets
+    ("dev" first; its `primary` metric picks the best checkpoint)."""
+
+    task: str
+    head: str
+    num_labels: int
+    labels: list[str] | None
+    train: dict[str, np.ndarray]
+    dev: dict[str, EvalSet]
+    primary: str
+
+
+SQUAD_TASKS = ("squad", "squad1", "squad2")
+NER_TASKS = ("ner", "conll2003")
+
+
+def family(task: str) -> str:
+    """`glue`, `squad` or `ner` for a config.task value."""
+    from bert_jax.finetune import glue
+
+    task = task.lower()
+    if task in SQUAD_TASKS:
+        return "squad"
+    if task in NER_TASKS:
+        return "ner"
+    glue.get_task(task)  # raises ConfigError naming the known tasks
+    return "glue"
+
+
+def module_for(task: str):
+    """The reader module (`glue`, `squad`, `ner`) of a task."""
+    return importlib.import_module(f"bert_jax.finetune.{family(task)}")
+
+
+def prepare(config, tokenizer) -> Prepared:
+    if config.max_seq_length < 8:
+        raise ConfigError(f"config.max_seq_length={config.max_seq_length} is too small; use at least 8")
+    return module_for(config.task).prepare(config, tokenizer)

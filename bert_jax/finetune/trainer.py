@@ -1,0 +1,334 @@
+"""Fine-tune a checkpoint on one task, keep the best dev checkpoint, report.
+
+`run(config, workdir)` is what `bert-jax finetune` calls:
+
+* `mode=train`: load `init_checkpoint` (ours, a workdir, an HF or Google
+  folder) through `bert_jax.checkpoints.load_model`, add the task head,
+  fine-tune for `total_steps` (or `num_epochs`), evaluate on dev every
+  `eval_every_steps` and at the end, keep the best dev checkpoint in
+  `WORKDIR/best/` and write `WORKDIR/results.json`. Several `seeds` run one
+  after another in `WORKDIR/seed_<s>/` and are summarised as mean/std.
+* `mode=predict`: restore `WORKDIR/best/` (or `init_checkpoint`, when it holds
+  a fine-tuned head) and write predictions for `predict_file`.
+
+The fine-tuned checkpoint is a plain model checkpoint (`save_model`): the
+head lives in `params` beside `bert` (`classifier/{kernel [hidden, labels],
+bias}` or `qa_outputs/{kernel [hidden, 2], bias}`), `model_config.json` has
+`num_labels`, and `head.json` says `{"task", "head", "labels"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+from bert_jax import checkpoints
+from bert_jax.errors import CheckpointError, ConfigError
+from bert_jax.finetune import step as ft_step
+from bert_jax.finetune import tasks
+from bert_jax.model import ModelConfig
+from bert_jax.train import optim, sharding
+
+HEAD_FILE = "head.json"
+RESULTS_FILE = "results.json"
+BEST_DIR = "best"
+
+
+# --------------------------------------------------------------------------
+# Checkpoint and tokenizer
+
+
+def load_tokenizer(config, meta: dict, checkpoint: str):
+    """WordPieceTokenizer from `config.vocab_file`/`config.lower_case`, else the checkpoint's."""
+    from bert_jax.tokenization import WordPieceTokenizer
+
+    vocab = config.get("vocab_file") or meta.get("vocab_file")
+    if not vocab:
+        raise ConfigError(f"{checkpoint} carries no vocab.txt; set config.vocab_file")
+    lower_case = config.get("lower_case")
+    if lower_case is None:
+        lower_case = meta.get("lower_case")
+    return WordPieceTokenizer(vocab, lower_case=True if lower_case is None else bool(lower_case))
+
+
+def check_vocab(model_cfg: ModelConfig, tokenizer, checkpoint: str) -> None:
+    """Refuses a vocab whose size differs from the checkpoint's embedding table."""
+    if tokenizer.vocab_size != model_cfg.vocab_size:
+        raise CheckpointError(
+            f"{checkpoint} has vocab_size {model_cfg.vocab_size} but {tokenizer.vocab_file} has "
+            f"{tokenizer.vocab_size} tokens; use the vocab the checkpoint was trained with"
+        )
+
+
+def finetune_config(model_cfg: ModelConfig, num_labels: int, config) -> ModelConfig:
+    """The checkpoint's architecture with the task's label count, unrolled
+    layers and the config's compute dtype."""
+    return model_cfg.replace(num_labels=num_labels, scan_layers=False, dtype=config.get("dtype", "float32"))
+
+
+# --------------------------------------------------------------------------
+# Optimizer
+
+
+def make_optimizer(config, total_steps: int):
+    """AdamW with linear warmup (`warmup` fraction of the steps) and linear decay."""
+    opt_cfg = config.optimizer.copy_and_resolve_references()
+    with opt_cfg.unlocked():
+        opt_cfg.learning_rate = config.learning_rate
+        opt_cfg.warmup_steps = int(round(config.warmup * total_steps))
+    return optim.make_optimizer(opt_cfg, total_steps).tx
+
+
+# --------------------------------------------------------------------------
+# Batching
+
+
+def num_train_steps(config, num_examples: int) -> int:
+    if config.total_steps > 0:
+        return int(config.total_steps)
+    if config.num_epochs <= 0:
+        raise ConfigError("set config.total_steps or config.num_epochs to a positive value")
+    return max(1, math.ceil(config.num_epochs * num_examples / config.batch_size))
+
+
+def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int):
+    """Endless fixed-size batches: one shuffled pass after another (a pass's
+    tail continues into the next, so every example is seen once per pass)."""
+    n = len(features["input_ids"])
+    rng = np.random.default_rng(seed)
+    order = np.empty(0, np.int64)
+    while True:
+        while len(order) < batch_size:
+            order = np.concatenate([order, rng.permutation(n)])
+        idx, order = order[:batch_size], order[batch_size:]
+        yield {k: v[idx] for k, v in features.items()}
+
+
+def eval_batches(features: dict[str, np.ndarray], batch_size: int):
+    """Fixed-size batches in order; the last is padded with weight-0 copies of row 0."""
+    n = len(features["input_ids"])
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        pad = batch_size - len(idx)
+        batch = {k: v[np.concatenate([idx, np.zeros(pad, np.int64)])] for k, v in features.items()}
+        if "weights" in batch:
+            batch["weights"] = batch["weights"].copy()
+            batch["weights"][len(idx) :] = 0
+        yield batch, len(idx)
+
+
+def predict(predict_fn, params, features: dict[str, np.ndarray], batch_size: int, mesh):
+    """Outputs for all rows in order: `[n, ...]` NumPy (a tuple for spans)."""
+    parts = []
+    inputs = {k: features[k] for k in ft_step.INPUTS}
+    for batch, valid in eval_batches(inputs, batch_size):
+        out = jax.device_get(predict_fn(params, place(batch, mesh)))
+        parts.append(jax.tree.map(lambda x, valid=valid: np.asarray(x)[:valid], out))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def place(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+    """A host batch as global arrays split over the mesh's data axes."""
+    return jax.device_put(batch, sharding.batch_sharding(mesh))
+
+
+def make_mesh(config):
+    """The pre-training mesh builder; both batch sizes must split over it."""
+    mesh = sharding.make_mesh(config.mesh)
+    sharding.check_batch_size(config.batch_size, mesh, key="config.batch_size")
+    sharding.check_batch_size(config.eval_batch_size, mesh, key="config.eval_batch_size")
+    return mesh
+
+
+# --------------------------------------------------------------------------
+# Training
+
+
+def evaluate(
+    predict_fn, params, prepared: tasks.Prepared, batch_size: int, mesh
+) -> dict[str, dict[str, float]]:
+    """{dev set name: metrics}."""
+    return {
+        name: ev.score(predict(predict_fn, params, ev.features, batch_size, mesh))
+        for name, ev in prepared.dev.items()
+    }
+
+
+def dev_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One flat dict: the "dev" set's metrics, other sets' prefixed (e.g. MNLI's
+    `dev_mismatched` -> `mismatched_accuracy`)."""
+    out = dict(scores.get("dev", {}))
+    for name, values in scores.items():
+        if name != "dev":
+            prefix = name.removeprefix("dev_")
+            out.update({f"{prefix}_{k}": v for k, v in values.items()})
+    return out
+
+
+def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrained: dict, seed: int):
+    """Trains one seed. Returns (best dev metrics, best step, best params as
+    NumPy, seconds spent training)."""
+    cfg = finetune_config(model_cfg, prepared.num_labels, config)
+    model = ft_step.make_model(prepared.head, cfg)
+    rng = jax.random.PRNGKey(seed)
+    init_rng, rng = jax.random.split(rng)
+    mesh = make_mesh(config)
+    params = ft_step.init_params(model, config.max_seq_length, init_rng, pretrained, mesh)
+    total = num_train_steps(config, len(prepared.train["input_ids"]))
+    tx = make_optimizer(config, total)
+    opt_state = jax.jit(tx.init)(params)
+    train_step = ft_step.make_train_step(model, prepared.head, tx)
+    predict_fn = ft_step.make_predict_step(model, prepared.head)
+    every = config.eval_every_steps or total
+    best, best_step, best_params = None, 0, None
+    start = time.time()
+    batches = train_batches(prepared.train, config.batch_size, seed)
+    for i in range(1, total + 1):
+        rng, step_rng = jax.random.split(rng)
+        params, opt_state, loss = train_step(params, opt_state, place(next(batches), mesh), step_rng)
+        if i % config.log_every_steps == 0 or i == total:
+            logging.info("step %d/%d loss %.4f (%.0f s)", i, total, float(loss), time.time() - start)
+        if i % every == 0 or i == total:
+            scores = dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh))
+            logging.info("step %d dev %s", i, json.dumps(scores))
+            if best is None or scores[prepared.primary] > best[prepared.primary]:
+                best, best_step = scores, i
+                best_params = checkpoints.numpy_params(params)
+    return best, best_step, best_params, time.time() - start
+
+
+def save_best(path: pathlib.Path, cfg: ModelConfig, params: dict, head: dict, tokenizer) -> None:
+    """The best checkpoint and its `head.json`, renamed into place when complete."""
+    tmp = path.parent / f".{path.name}.saving-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    checkpoints.save_model(tmp, cfg, params, vocab_file=tokenizer.vocab_file, lower_case=tokenizer.lower_case)
+    (tmp / HEAD_FILE).write_text(json.dumps(head, indent=2) + "\n")
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: pathlib.Path, obj: Any) -> None:
+    """Writes JSON to a temp name, then renames (never a half-written file)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.rename(path)
+
+
+def summarize(runs: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and (population) std of each dev metric over seeds."""
+    keys = runs[0]["dev"].keys()
+    mean = {k: float(np.mean([r["dev"][k] for r in runs])) for k in keys}
+    std = {k: float(np.std([r["dev"][k] for r in runs])) for k in keys}
+    return mean, std
+
+
+def train(config, workdir: str | os.PathLike) -> dict:
+    """Fine-tunes `config.init_checkpoint` on `config.task` for each seed;
+    returns (and writes to WORKDIR/results.json) the final dev metrics."""
+    workdir = pathlib.Path(workdir)
+    if not config.init_checkpoint:
+        raise ConfigError(
+            "config.init_checkpoint is empty; point it at a bert-jax checkpoint or an HF folder"
+        )
+    model_cfg, params, meta = checkpoints.load_model(config.init_checkpoint)
+    tokenizer = load_tokenizer(config, meta, config.init_checkpoint)
+    check_vocab(model_cfg, tokenizer, config.init_checkpoint)
+    prepared = tasks.prepare(config, tokenizer)
+    pretrained = checkpoints.with_layer_layout(params, model_cfg.replace(scan_layers=False))
+    seeds = list(config.seeds or ()) or [config.seed]
+    workdir.mkdir(parents=True, exist_ok=True)
+    head = {"task": prepared.task, "head": prepared.head, "labels": prepared.labels}
+    cfg = finetune_config(model_cfg, prepared.num_labels, config)
+    runs = []
+    for seed in seeds:
+        run_dir = workdir if len(seeds) == 1 else workdir / f"seed_{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        best, best_step, best_params, seconds = fine_tune(config, prepared, model_cfg, pretrained, seed)
+        if config.keep_best:
+            save_best(run_dir / BEST_DIR, cfg.replace(dtype=model_cfg.dtype), best_params, head, tokenizer)
+        run = {"seed": seed, "dev": best, "best_step": best_step, "train_seconds": round(seconds, 1)}
+        if len(seeds) > 1:
+            write_json(run_dir / RESULTS_FILE, {"task": prepared.task, **run})
+        runs.append(run)
+    results = {
+        "task": prepared.task,
+        "init_checkpoint": str(config.init_checkpoint),
+        "total_steps": num_train_steps(config, len(prepared.train["input_ids"])),
+    }
+    if len(runs) == 1:
+        results.update(runs[0])
+    else:
+        mean, std = summarize(runs)
+        results.update(seeds=seeds, dev=mean, dev_std=std, runs=runs)
+    write_json(workdir / RESULTS_FILE, results)
+    return results
+
+
+# --------------------------------------------------------------------------
+# Prediction
+
+
+def load_finetuned(path: str | os.PathLike):
+    """(ModelConfig, params, meta, head) of a checkpoint written by `train`."""
+    path = pathlib.Path(path)
+    head_file = path / HEAD_FILE
+    if not head_file.is_file():
+        raise CheckpointError(
+            f"{head_file} is missing; predict needs a checkpoint written by finetune training"
+        )
+    head = json.loads(head_file.read_text())
+    cfg, params, meta = checkpoints.load_model(path)
+    return cfg, params, meta, head
+
+
+def predict_file(config, workdir: str | os.PathLike) -> pathlib.Path:
+    """Writes predictions for `config.predict_file` with the fine-tuned
+    checkpoint (`WORKDIR/best`, or `init_checkpoint` when it has a head.json);
+    returns the output path (`config.predict_output` or WORKDIR/predictions.*)."""
+    workdir = pathlib.Path(workdir)
+    if not config.predict_file:
+        raise ConfigError("mode=predict needs config.predict_file (a test file of the task)")
+    source = workdir / BEST_DIR
+    if config.init_checkpoint and (pathlib.Path(config.init_checkpoint) / HEAD_FILE).is_file():
+        source = pathlib.Path(config.init_checkpoint)
+    cfg, params, meta, head = load_finetuned(source)
+    if head["task"] != tasks.module_for(config.task).get_task(config.task).name:
+        raise ConfigError(f"{source} was fine-tuned for {head['task']!r}, not config.task={config.task!r}")
+    tokenizer = load_tokenizer(config, meta, str(source))
+    check_vocab(cfg, tokenizer, str(source))
+    module = tasks.module_for(config.task)
+    features, context = module.predict_inputs(config, tokenizer, config.predict_file)
+    model = ft_step.make_model(head["head"], cfg)
+    mesh = make_mesh(config)
+    params = jax.device_put(params, sharding.replicated(mesh))
+    predict_fn = ft_step.make_predict_step(model, head["head"])
+    outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh)
+    out_path = pathlib.Path(config.get("predict_output") or workdir / module.PREDICTIONS_FILE)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        module.write_predictions(config, outputs, context, head["labels"], f)
+    tmp.rename(out_path)
+    return out_path
+
+
+def run(config, workdir: str | os.PathLike):
+    """`mode=train` -> the results dict; `mode=predict` -> the predictions path."""
+    tasks.family(config.task)  # an unknown task fails before any loading
+    if config.mode == "train":
+        return train(config, workdir)
+    if config.mode == "predict":
+        return predict_file(config, workdir)
+    raise ConfigError(f"config.mode={config.mode!r}; expected 'train' or 'predict'")

@@ -1,0 +1,171 @@
+"""Distillation: the losses against hand computations, student initialisation,
+the distill job end to end on a toy task, and bad input."""
+
+import json
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bert_jax.compress import distill, toy
+from bert_jax.compress.config import distill_config
+from bert_jax.errors import UserError
+
+
+def _softmax(x):
+    e = np.exp(x - np.max(x))
+    return e / e.sum()
+
+
+def test_soft_target_loss_by_hand():
+    s, t, temp = np.array([1.0, 2.0, 0.5]), np.array([0.3, 2.5, -1.0]), 2.0
+    p, q = _softmax(t / temp), _softmax(s / temp)
+    expected = temp**2 * sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
+    got = distill.soft_target_loss(jnp.asarray(s[None]), jnp.asarray(t[None]), temp)
+    assert float(got[0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_target_loss_is_zero_for_equal_logits():
+    x = jnp.array([[0.1, -2.0], [3.0, 1.0]])
+    np.testing.assert_allclose(distill.soft_target_loss(x, x, 3.0), 0.0, atol=1e-6)
+
+
+def test_distillation_loss_mixes_soft_and_hard_by_alpha():
+    s = np.array([[2.0, 0.0], [0.0, 1.0]])
+    t = np.array([[1.0, 1.0], [-1.0, 1.0]])
+    labels, weights, temp, alpha = np.array([0, 1]), np.array([1.0, 1.0]), 1.0, 0.25
+    soft = np.mean([sum(p * math.log(p / q) for p, q in zip(_softmax(ti), _softmax(si), strict=True))
+                    for si, ti in zip(s, t, strict=True)])
+    hard = np.mean([-math.log(_softmax(si)[y]) for si, y in zip(s, labels, strict=True)])
+    got = distill.distillation_loss(jnp.asarray(s), jnp.asarray(t), jnp.asarray(labels), jnp.asarray(weights),
+                                    temp, alpha)
+    assert float(got) == pytest.approx(alpha * soft + (1 - alpha) * hard, rel=1e-5)
+
+
+def test_distillation_loss_ignores_weight_zero_rows():
+    s, t = jnp.array([[2.0, 0.0], [9.0, -9.0]]), jnp.array([[1.0, 1.0], [-9.0, 9.0]])
+    labels = jnp.array([0, 1])
+    one = distill.distillation_loss(s[:1], t[:1], labels[:1], jnp.ones(1), 2.0, 0.5)
+    both = distill.distillation_loss(s, t, labels, jnp.array([1.0, 0.0]), 2.0, 0.5)
+    assert float(both) == pytest.approx(float(one), rel=1e-6)
+
+
+def test_hidden_state_loss_by_hand_with_projection_and_padding():
+    student = [jnp.ones((1, 2, 2))]
+    teacher = [jnp.array([[[1.0, 2.0, 3.0], [100.0, 100.0, 100.0]]])]
+    projection = {"kernel": jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), "bias": jnp.zeros(3)}
+    mask = jnp.array([[1, 0]])  # the second token is padding
+    # projected student token 0 = [1, 1, 0]; squared error vs [1, 2, 3] = 0 + 1 + 9 over 3 values.
+    assert float(distill.hidden_state_loss(student, teacher, mask, projection)) == pytest.approx(10 / 3)
+
+
+def test_attention_map_loss_is_zero_for_equal_maps_and_positive_otherwise():
+    q = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 2, 3)), jnp.float32)
+    k = jnp.asarray(np.random.default_rng(1).normal(size=(2, 4, 2, 3)), jnp.float32)
+    mask = jnp.array([[1, 1, 1, 0], [1, 1, 1, 1]])
+    a = distill.attention_probs(q, k, mask)
+    np.testing.assert_allclose(a[0, :, :, 3], 0.0)  # padded keys get no attention
+    assert float(distill.attention_map_loss([a], [a], mask)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill.attention_map_loss([distill.attention_probs(k, q, mask)], [a], mask)) > 0
+
+
+def test_layer_choices():
+    assert distill.alternate_layers(6, 3) == [0, 2, 4]
+    assert distill.alternate_layers(12, 6) == [0, 2, 4, 6, 8, 10]
+    assert distill.uniform_layer_map(3, 6) == [2, 4, 6]
+
+
+def test_student_copies_alternate_teacher_layers():
+    cfg = toy.tiny_config(50, num_layers=4)
+    params = toy.init_params(cfg)
+    student_cfg, student = distill.student_from_params(cfg, params, 2, 0, "teacher")
+    assert student_cfg.num_layers == 2
+    np.testing.assert_array_equal(student["bert"]["encoder"]["layer_1"]["intermediate"]["kernel"],
+                                  params["bert"]["encoder"]["layer_2"]["intermediate"]["kernel"])
+    assert student["classifier"] is params["classifier"]
+
+
+def test_student_wider_than_its_source_is_refused():
+    cfg = toy.tiny_config(50, hidden_size=32)
+    with pytest.raises(UserError, match="wider than its initialisation source"):
+        distill.student_from_params(cfg, toy.init_params(cfg), 1, 64, "teacher")
+
+
+# --------------------------------------------------------------------------
+# The job, on a toy SST-2
+
+
+@pytest.fixture(scope="module")
+def toy_task(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill")
+    vocab = toy.write_vocab(root / "vocab.txt")
+    data = toy.write_sst2(root / "glue", n_train=32, n_dev=16)
+    cfg = toy.tiny_config(len(vocab.read_text().split()), num_layers=2)
+    teacher = toy.write_finetuned_workdir(root / "teacher", cfg, toy.init_params(cfg), vocab, data)
+    return root, vocab, data, teacher
+
+
+def _config(teacher, data, **overrides):
+    c = distill_config("sst2")
+    c.teacher, c.data_dir, c.max_seq_length = str(teacher), str(data), 16
+    c.student_layers, c.total_steps, c.batch_size, c.eval_batch_size, c.throughput_runs = 1, 3, 8, 8, 2
+    for key, value in overrides.items():
+        setattr(c, key, value)
+    return c
+
+
+def test_distill_job_writes_teacher_and_student_results(toy_task, tmp_path):
+    root, _, data, teacher = toy_task
+    config = _config(teacher, data, hidden_weight=1.0, attention_weight=1.0)
+    results = distill.run(config, str(tmp_path / "student"))
+    on_disk = json.loads((tmp_path / "student" / "results.json").read_text())
+    assert on_disk == results
+    for side in ("teacher", "student"):
+        assert 0.0 <= on_disk[side]["accuracy"] <= 1.0 and on_disk[side]["examples_per_s"] > 0
+    assert (on_disk["teacher"]["num_layers"], on_disk["student"]["num_layers"]) == (2, 1)
+    assert on_disk["student"]["init"] == "layers [0] of teacher"
+    head = json.loads((tmp_path / "student" / "best" / "head.json").read_text())
+    assert head["task"] == "sst2"
+
+
+def test_distill_from_a_config_file_with_another_width_learns_a_projection(toy_task, tmp_path, repo_root):
+    _, vocab, data, teacher = toy_task
+    student_cfg = tmp_path / "student_cfg.py"
+    student_cfg.write_text(
+        "from bert_jax.config import pretrain_config\n"
+        "def get_config():\n"
+        "    c = pretrain_config('tiny')\n"
+        f"    c.model.vocab_size = {len(vocab.read_text().split())}\n"
+        "    c.model.hidden_size, c.model.num_heads, c.model.intermediate_size = 16, 4, 32\n"
+        "    return c\n"
+    )
+    config = _config(teacher, data, student_init=str(student_cfg), hidden_weight=1.0, total_steps=2)
+    results = distill.run(config, str(tmp_path / "out"))
+    assert results["student"]["init"] == f"fresh {student_cfg}"
+
+
+def test_teacher_for_another_task_is_refused(toy_task, tmp_path):
+    root, vocab, data, _ = toy_task
+    cfg = toy.tiny_config(len(vocab.read_text().split()))
+    other = toy.write_finetuned_workdir(tmp_path / "cola", cfg, toy.init_params(cfg), vocab, data, task="cola")
+    with pytest.raises(UserError, match="fine-tuned for 'cola', not config.task='sst2'"):
+        distill.run(_config(other, data), str(tmp_path / "out"))
+
+
+def test_teacher_with_a_vocab_of_another_size_is_refused(toy_task, tmp_path):
+    _, vocab, data, teacher = toy_task
+    bigger = tmp_path / "vocab.txt"
+    bigger.write_text(vocab.read_text() + "extra\n")
+    with pytest.raises(UserError, match="vocab"):
+        distill.run(_config(teacher, data, vocab_file=str(bigger)), str(tmp_path / "out"))
+
+
+def test_teacher_without_classifier_is_refused(toy_task, tmp_path):
+    from bert_jax import checkpoints
+
+    _, vocab, data, _ = toy_task
+    cfg = toy.tiny_config(len(vocab.read_text().split()))
+    checkpoints.save_model(tmp_path / "enc", cfg, {"bert": toy.init_params(cfg)["bert"]}, vocab_file=str(vocab))
+    with pytest.raises(UserError, match="no classification head"):
+        distill.run(_config(tmp_path / "enc", data), str(tmp_path / "out"))
