@@ -176,6 +176,7 @@ def test_json_flag_prints_one_object():
 
 
 def test_mesh_that_does_not_divide_the_devices_is_one_line():
+    _runtime_or_skip("tpu")
     proc = _cli("--config=configs/bert_tiny.py", "--topology=v4-8", "--config.mesh.data=3")
     assert proc.returncode == 2
     assert "mesh.data=3, mesh.fsdp=1, mesh.tensor=1 needs a multiple of 3 devices but there are 4" in _error_line(
