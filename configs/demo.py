@@ -10,7 +10,7 @@ from bert_jax.config import model_section, pretrain_config
 
 def get_config():
     c = pretrain_config("tiny")
-    c.model = model_section("tiny", max_position_embeddings=128)
+    c.model = model_section("tiny", max_position_embeddings=128, vocab_size=4000)
     c.data.corpus = "builtin:stdlib-docs"
     c.data.eval_corpus = ""  # held out from the built-in corpus
     c.data.vocab_size = 4000

@@ -1,0 +1,443 @@
+"""The pre-training loop: workdir, data, sharded state, steps, logs,
+evaluation, checkpoints, exact resume, signals and sequence-length phases.
+
+`train(config, workdir, source_factory=None)` runs `config.total_steps`
+optimizer steps (continuing from the latest checkpoint in the workdir) and
+returns the last logged metrics. Tests inject synthetic data through
+`source_factory`; the command uses the real input pipeline.
+
+Exact resume: the checkpoint holds params, optimizer state, step and base
+key, and the data item the pipeline position; dropout keys are
+fold_in(base key, step). So a run stopped at step k and resumed logs the same
+per-step losses as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bert_jax.config import model_config
+from bert_jax.errors import CheckpointError, ConfigError, UserError
+from bert_jax.model import ModelConfig
+from bert_jax.train import checkpointing, inputs, metrics_log, optim, sharding
+from bert_jax.train import evaluate as evaluate_lib
+from bert_jax.train import state as state_lib
+from bert_jax.train import step as step_lib
+from bert_jax.train.phases import (  # noqa: F401  (re-exported: part of the loop API)
+    Phase,
+    default_source_factory,
+    phase_at,
+    phase_files,
+    resolve_phases,
+    resolved_vocab_file,
+    source_spec,
+)
+
+log = logging.getLogger(__name__)
+
+
+def say(message: str) -> None:
+    """A status line on the console (process 0 only)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+LOCK_FILE = ".lock"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN/Inf and config.on_nan is "stop"."""
+
+
+# ---------------------------------------------------------------------------
+# Workdir: writability, the lock, config.json
+
+
+def prepare_workdir(workdir: str) -> None:
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(
+            f"cannot write to workdir {workdir} ({e.strerror or e}); pick a writable --workdir"
+        ) from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str, enabled: bool = True) -> Iterator[None]:
+    """WORKDIR/.lock holding this pid; refuses while another live process
+    holds it, takes over a stale one (its process is gone)."""
+    if not enabled:
+        yield
+        return
+    path = os.path.join(workdir, LOCK_FILE)
+    host = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    holder = json.load(f)
+            except (OSError, ValueError):
+                holder = {}
+            pid = int(holder.get("pid", -1))
+            if holder.get("host", host) == host and pid > 0 and pid != os.getpid() and _pid_alive(pid):
+                raise UserError(
+                    f"{workdir} is in use by another run (pid {pid}, {path}); wait for it, stop it, "
+                    "or pick another --workdir"
+                ) from None
+            log.warning("taking over the stale lock %s of pid %s", path, pid)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": host}, f)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    path = os.path.join(workdir, "config.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(config.to_json(indent=1, sort_keys=True))
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# Signals
+
+
+class StopFlag:
+    """SIGTERM / SIGINT set a flag the loop checks after each step (it then
+    saves a checkpoint and returns); a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        with contextlib.suppress(ValueError):  # not the main thread: no handlers
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.warning("received %s: saving a checkpoint after this step", signal.Signals(signum).name)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+# ---------------------------------------------------------------------------
+# init_checkpoint
+
+
+def _flatten(tree, prefix=()) -> dict[tuple[str, ...], Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, prefix + (k,)))
+        else:
+            out[prefix + (k,)] = v
+    return out
+
+
+def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict:
+    out: dict = {}
+    for path, v in flat.items():
+        node = out
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = v
+    return out
+
+
+def init_params_from(path: str, model_cfg: ModelConfig, params: Any, shardings: Any, seed: int) -> Any:
+    """`params` with every parameter the checkpoint at `path` has (ours or a
+    Hugging Face folder, via bert_jax.checkpoints.load_model) replaced by its
+    value; a larger position table keeps the old rows and initialises the rest.
+    CheckpointError naming the parameter where shapes cannot be reconciled."""
+    from bert_jax import checkpoints
+
+    _, loaded, _ = checkpoints.load_model(path)
+    loaded = checkpoints.with_layer_layout(loaded, model_cfg)
+    ours, given = _flatten(params), _flatten(loaded)
+    flat_shardings = _flatten(shardings)
+    rng = np.random.default_rng(seed)
+    used = 0
+    for key, value in given.items():
+        if key not in ours:
+            continue
+        value = np.asarray(value, np.float32)
+        want = tuple(ours[key].shape)
+        name = "/".join(key)
+        if value.shape != want:
+            grows = "position_embeddings" in key and value.shape[1:] == want[1:] and value.shape[0] < want[0]
+            if not grows:
+                raise CheckpointError(
+                    f"config.init_checkpoint={path}: {name} has shape {value.shape} but the model needs "
+                    f"{want}; match the model sizes (hidden, heads, vocab) to the checkpoint"
+                )
+            extra = rng.normal(0.0, model_cfg.initializer_range, (want[0] - value.shape[0],) + want[1:])
+            value = np.concatenate([value, extra.astype(np.float32)])
+        ours[key] = jax.make_array_from_callback(want, flat_shardings[key], lambda idx, v=value: v[idx])
+        used += 1
+    say(f"init_checkpoint {path}: {used} of {len(ours)} parameters loaded, the rest freshly initialised")
+    return _unflatten(ours)
+
+
+# ---------------------------------------------------------------------------
+# The loop
+
+
+def _mean_metrics(window: list[dict[str, Any]]) -> dict[str, float]:
+    host = jax.device_get(window)
+    out = {k: float(np.mean([m[k] for m in host])) for k in host[-1]}
+    out["learning_rate"] = float(host[-1].get("learning_rate", 0.0))
+    out["nonfinite"] = float(sum(m["nonfinite"] for m in host))
+    return out
+
+
+def _peak_flops_per_device(config) -> float:
+    return float(config.get("peak_tflops_per_device", 0.0) or 0.0) * 1e12
+
+
+def _throughput(config, model_cfg, phase: Phase, steps: int, seconds: float) -> dict[str, float]:
+    seconds = max(seconds, 1e-9)
+    b = int(config.batch_size)
+    out = {
+        "examples_per_s": steps * b / seconds,
+        "tokens_per_s": steps * b * phase.seq_len / seconds,
+        "seq_len": phase.seq_len,
+    }
+    try:
+        from bert_jax import flops
+    except ImportError:
+        return out
+    out["model_flops_per_s"] = (
+        steps * flops.train_step_flops(model_cfg, b, phase.seq_len, phase.max_predictions) / seconds
+    )
+    peak = _peak_flops_per_device(config)
+    if peak > 0:
+        out["mfu"] = out["model_flops_per_s"] / (peak * jax.device_count())
+    return out
+
+
+class _Trainer:
+    def __init__(self, config, workdir: str, source_factory):
+        self.config, self.workdir = config, workdir
+        self.is_chief = jax.process_index() == 0
+        self.model_cfg = model_config(config)
+        self.phases = resolve_phases(config)
+        self.total = int(config.total_steps)
+        self.mesh = sharding.make_mesh(config.mesh)
+        self.accum = int(config.optimizer.get("grad_accum_steps", 1))
+        sharding.check_batch_size(int(config.batch_size), self.mesh, self.accum)
+        if config.on_nan not in ("stop", "skip"):
+            raise ConfigError(f"on_nan={config.on_nan!r}; expected 'stop' or 'skip'")
+        self.optimizer = optim.make_optimizer(config.optimizer, self.total)
+        self.batch_sharding = sharding.batch_sharding(self.mesh)
+        self.source_factory = source_factory or default_source_factory(config, workdir, self.model_cfg)
+        self.ckpt = checkpointing.Checkpointer(
+            os.path.join(workdir, "checkpoints"), keep=int(config.keep_checkpoints)
+        )
+        self.log = metrics_log.MetricsLog(workdir, enabled=self.is_chief)
+
+    # -- state ----------------------------------------------------------------
+    def initial_state(self) -> tuple[state_lib.TrainState, Any, dict]:
+        first = self.phases[0]
+        abstract, shardings = state_lib.abstract_state(
+            self.model_cfg, self.optimizer, self.mesh, first.seq_len, first.max_predictions
+        )
+        latest = self.ckpt.latest_step()
+        if latest is not None:
+            say(f"resuming from {self.workdir}/checkpoints/{latest}")
+            state, data_state = self.ckpt.restore(latest, abstract)
+            return state, shardings, data_state
+        state, shardings = state_lib.create_sharded_state(
+            self.model_cfg,
+            self.optimizer,
+            self.mesh,
+            first.seq_len,
+            first.max_predictions,
+            int(self.config.seed),
+        )
+        if self.config.init_checkpoint:
+            params = init_params_from(
+                self.config.init_checkpoint,
+                self.model_cfg,
+                state.params,
+                shardings.params,
+                int(self.config.seed),
+            )
+            state = state.replace(params=params)
+        return state, shardings, {}
+
+    # -- data -----------------------------------------------------------------
+    def source(self, phase: Phase, data_state: dict):
+        train_files, _ = phase_files(self.config, self.workdir, phase)
+        resume = data_state.get("pipeline") if data_state.get("phase") == phase.index else None
+        spec = source_spec(int(self.config.batch_size), self.batch_sharding, phase)
+        return self.source_factory(spec, "train", train_files, resume)
+
+    def evaluate(self, params, eval_step, phase: Phase) -> dict[str, float] | None:
+        if int(self.config.eval_steps) <= 0:
+            return None
+        _, eval_files = phase_files(self.config, self.workdir, phase)
+        if not eval_files and not self.config.data.get("synthetic", False):
+            log.warning("no eval data (config.data.eval_files); skipping evaluation")
+            return None
+        spec = source_spec(int(self.config.batch_size), self.batch_sharding, phase)
+        source = self.source_factory(spec, "eval", eval_files, None)
+        return evaluate_lib.evaluate_params(
+            eval_step, params, source, int(self.config.eval_steps), self.batch_sharding
+        )
+
+    # -- the loop -------------------------------------------------------------
+    def run(self, stop: StopFlag) -> dict[str, float]:
+        config = self.config
+        state, shardings, data_state = self.initial_state()
+        step = int(jax.device_get(state.step))
+        train_step = step_lib.make_train_step(
+            self.model_cfg, self.optimizer, self.mesh, shardings, self.batch_sharding, accum_steps=self.accum
+        )
+        eval_step = step_lib.make_eval_step(self.model_cfg, self.mesh, shardings.params, self.batch_sharding)
+        # The base dropout key, a copy: the state's own buffers are donated each step.
+        rng = jnp.array(state.rng)
+        log_every = max(int(config.log_every_steps), 1)
+        ckpt_every, eval_every = int(config.checkpoint_every_steps), int(config.eval_every_steps)
+        phase, source, last = None, None, {}
+        window: list[dict[str, Any]] = []
+        started, start_step, window_start = time.monotonic(), step, time.monotonic()
+        while step < self.total:
+            if phase is None or not phase.start <= step < phase.stop:
+                phase = phase_at(self.phases, step)
+                source = self.source(phase, data_state)
+                window_start = time.monotonic()
+                say(f"phase {phase.index}: steps {phase.start}-{phase.stop} at seq {phase.seq_len}")
+            batch = evaluate_lib.to_global(next(source), self.batch_sharding)
+            state, metrics = train_step(state, batch, rng)
+            step += 1
+            window.append(metrics)
+            boundary = step == phase.stop or step == self.total
+            saving = bool(stop) or step == self.total or (ckpt_every > 0 and step % ckpt_every == 0)
+            if step % log_every == 0 or saving or boundary:
+                last = self._log(step, window, phase, time.monotonic() - window_start, started, start_step)
+                window, window_start = [], time.monotonic()
+            if (eval_every > 0 and step % eval_every == 0) or step == self.total:
+                result = self.evaluate(state.params, eval_step, phase)
+                if result is not None:
+                    self.log.write(step, result, split="eval")
+                    last.update({f"eval_{k}": v for k, v in result.items()})
+                window_start = time.monotonic()  # throughput counts training time only
+            if saving or stop:  # a signal may have come during the log or eval above
+                self.ckpt.save(step, state, {"phase": phase.index, "pipeline": source.state()})
+            if stop:
+                say(f"stopped by signal at step {step}; checkpoint saved; rerun the same command to resume")
+                break
+        self.ckpt.wait()
+        return last
+
+    def _log(self, step, window, phase, seconds, started, start_step) -> dict[str, float]:
+        m = _mean_metrics(window)
+        if m["nonfinite"] > 0:
+            if self.config.on_nan == "stop":
+                self.ckpt.wait()
+                kept = self.ckpt.latest_step()
+                raise TrainingDiverged(
+                    f"loss is NaN/Inf by step {step}; the last checkpoint ({kept}) is intact and the bad update "
+                    "was not applied; lower optimizer.learning_rate, or set on_nan=skip to drop such steps"
+                )
+            say(f"step {step}: {int(m['nonfinite'])} step(s) with a non-finite loss skipped (on_nan=skip)")
+        m.update(_throughput(self.config, self.model_cfg, phase, len(window), seconds))
+        self.log.write(step, m)
+        self.log.progress(step, self.total, m, started, start_step)
+        return m
+
+    def close(self) -> None:
+        try:
+            self.ckpt.close()
+        finally:
+            self.log.close()
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, source_factory=None) -> dict[str, float]:
+    """Pre-trains per `config` in `workdir` (resuming there); returns the last
+    logged metrics (with eval_* after the final evaluation)."""
+    prepare_workdir(workdir)
+    chief = jax.process_index() == 0
+    with workdir_lock(workdir, enabled=chief), StopFlag() as stop, nn.logical_axis_rules(sharding.RULES):
+        if chief:
+            write_config(config, workdir)
+        if config.data.corpus and not config.data.vocab_file and not config.data.get("synthetic", False):
+            vocab = inputs.build_vocab(config.data, workdir)
+            _check_vocab_fits(config, vocab)
+        trainer = _Trainer(config, workdir, source_factory)
+        try:
+            return trainer.run(stop)
+        finally:
+            trainer.close()
+
+
+def _check_vocab_fits(config, vocab_file: str) -> None:
+    n = inputs.vocab_size_of(vocab_file)
+    if n > config.model.vocab_size:
+        raise ConfigError(
+            f"{vocab_file} has {n} tokens but model.vocab_size={config.model.vocab_size}; "
+            f"set --config.model.vocab_size={n}"
+        )
+
+
+def distributed_init(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1) -> None:
+    """jax.distributed.initialize: by hand (all three given), or auto-detected
+    on TPU VM pod slices and under SLURM with more than one task."""
+    if coordinator_address:
+        if num_processes <= 0 or process_id < 0:
+            raise ConfigError("--coordinator_address needs --num_processes and --process_id")
+        if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS") == "cpu":
+            # CPU collectives across processes (the local multi-process launch).
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()

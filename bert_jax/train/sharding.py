@@ -1,0 +1,133 @@
+"""The one device mesh builder and the one logical-axis rule table.
+
+Mesh axes: `data` (pure data parallelism: params replicated), `fsdp` (data
+parallel AND parameters + optimizer state sharded over it, ZeRO-3 style:
+XLA all-gathers a layer's weights where it is used and reduce-scatters its
+gradients) and `tensor` (Megatron-style: attention heads, the MLP's inner
+dimension and the vocabulary split across devices).
+
+The model (bert_jax.model) names every parameter and activation axis; RULES
+maps those names to mesh axes. A mesh axis of size 1 shards nothing, so the
+same table gives DP (data=N), FSDP (fsdp=N), TP (tensor=N) and any mix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.experimental import mesh_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from bert_jax.errors import ConfigError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+# logical axis name -> mesh axis (or None: replicated along that dimension).
+RULES: tuple[tuple[str, Any], ...] = (
+    # parameters
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("position", None),
+    ("type", None),
+    ("layers", None),
+    ("classes", None),
+    # activations
+    ("batch", BATCH_AXES),
+    ("length", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("act_kv", None),
+    ("act_mlp", "tensor"),
+)
+
+
+def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, int, int]:
+    """Sizes of (data, fsdp, tensor); one -1 takes the devices the others leave."""
+    sizes = [int(mesh_cfg[a]) for a in MESH_AXES]
+    described = ", ".join(f"mesh.{a}={s}" for a, s in zip(MESH_AXES, sizes, strict=True))
+    if sum(s == -1 for s in sizes) > 1 or any(s == 0 or s < -1 for s in sizes):
+        raise ConfigError(f"{described}: sizes must be positive, with at most one -1 (the remaining devices)")
+    fixed = math.prod(s for s in sizes if s != -1)
+    if num_devices % fixed:
+        raise ConfigError(
+            f"{described} needs a multiple of {fixed} devices but there are {num_devices}; "
+            "pick sizes whose product divides the device count"
+        )
+    sizes = [num_devices // fixed if s == -1 else s for s in sizes]
+    if math.prod(sizes) != num_devices:
+        raise ConfigError(
+            f"{described} uses {math.prod(sizes)} devices but there are {num_devices}; "
+            "make the product equal the device count (or set one size to -1)"
+        )
+    return tuple(sizes)
+
+
+def make_mesh(mesh_cfg, devices: Sequence[Any] | None = None) -> Mesh:
+    """A Mesh with axes ("data", "fsdp", "tensor") over `devices` (default: all)."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = mesh_shape(mesh_cfg, len(devices))
+    try:
+        grid = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
+    except (ValueError, NotImplementedError, AssertionError):
+        # Compile-only or exotic devices without topology information.
+        grid = np.array(devices).reshape(shape)
+    return Mesh(grid, MESH_AXES)
+
+
+def _fit(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+    """Drops the mesh axes of a dimension they do not divide (e.g. a 30522
+    vocabulary over tensor=4): that dimension stays replicated."""
+    out = []
+    for dim, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec)), strict=True):
+        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        size = math.prod(mesh.shape[n] for n in names)
+        out.append(axes if names and dim % size == 0 else None)
+    return PartitionSpec(*out)
+
+
+def logical_shardings(boxed_abstract: Any, mesh: Mesh, rules=RULES) -> Any:
+    """NamedShardings for a tree of (possibly `nn.Partitioned`-boxed) abstract
+    arrays: the rule table applied to each leaf's logical axis names."""
+    logical = nn.get_partition_spec(boxed_abstract)
+    mesh_specs = nn.logical_to_mesh(logical, rules)
+    shapes = nn.meta.unbox(boxed_abstract)
+    return jax.tree.map(
+        lambda spec, x: NamedSharding(mesh, _fit(spec, x.shape, mesh)),
+        mesh_specs,
+        shapes,
+        is_leaf=lambda s: isinstance(s, PartitionSpec),
+    )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dimension over data x fsdp; the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+    """How many ways the batch is split (data x fsdp)."""
+    return math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
+def check_batch_size(global_batch: int, mesh: Mesh, accum_steps: int = 1, key: str = "batch_size") -> None:
+    """ConfigError unless each micro-batch splits evenly over data x fsdp."""
+    dp = data_parallel_size(mesh)
+    if global_batch % accum_steps or (global_batch // accum_steps) % dp:
+        raise ConfigError(
+            f"{key}={global_batch} with optimizer.grad_accum_steps={accum_steps} gives micro-batches "
+            f"that do not split over the {dp} data-parallel devices (mesh data x fsdp); "
+            f"use a multiple of {dp * accum_steps}"
+        )

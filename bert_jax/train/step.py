@@ -1,0 +1,272 @@
+"""The pre-training step: MLM + NSP/SOP loss, gradients, one optimizer update.
+
+`make_train_step(...)` jits `train_step(state, batch, rng) -> (state, metrics)`
+once, with explicit in/out shardings and the state donated. `rng` is the run's
+base key; the dropout key of a step is `fold_in(rng, state.step)`, so a
+resumed run draws the same dropout masks as one that never stopped.
+
+Gradient accumulation (optimizer.grad_accum_steps = k > 1): the batch is
+split into k micro-batches scanned inside the step, their gradients averaged,
+and one update applied (see bert_jax.train.optim for why not optax.MultiSteps).
+
+A non-finite loss never reaches the parameters: the update of such a step is
+dropped (jnp.where) and `metrics["nonfinite"]` is 1; the loop then stops
+(on_nan="stop") or goes on (on_nan="skip").
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from bert_jax.model import BertForPreTraining, ModelConfig
+from bert_jax.train import sharding as sharding_lib
+from bert_jax.train.optim import Optimizer, as_transformation
+from bert_jax.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+_EPS = 1e-5
+
+
+def _forward(
+    model_cfg: ModelConfig, params, batch: Batch, deterministic: bool, key=None
+) -> dict[str, jax.Array]:
+    rngs = None if deterministic else {"dropout": key}
+    return BertForPreTraining(model_cfg).apply(
+        {"params": params},
+        batch["input_ids"],
+        batch["input_mask"],
+        batch["segment_ids"],
+        batch["masked_lm_positions"],
+        deterministic=deterministic,
+        rngs=rngs,
+    )
+
+
+def loss_sums(model_cfg: ModelConfig, outputs: dict[str, jax.Array], batch: Batch) -> dict[str, jax.Array]:
+    """Summed (not averaged) loss and accuracy counts of one batch, so sums
+    over many batches give exact totals. MLM terms are weighted by
+    masked_lm_weights `[batch, P]`; pair terms count examples `[batch]`."""
+    logits = outputs["mlm_logits"]  # [batch, P, vocab] float32
+    w = batch["masked_lm_weights"].astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["masked_lm_ids"])
+    correct = (jnp.argmax(logits, -1) == batch["masked_lm_ids"]).astype(jnp.float32)
+    sums = {
+        "mlm_loss_sum": jnp.sum(w * ce),
+        "mlm_correct_sum": jnp.sum(w * correct),
+        "mlm_weight_sum": jnp.sum(w),
+    }
+    if model_cfg.pair_head != "none":
+        pair = outputs["pair_logits"]  # [batch, 2]
+        labels = batch["next_sentence_labels"]
+        sums["nsp_loss_sum"] = jnp.sum(optax.softmax_cross_entropy_with_integer_labels(pair, labels))
+        sums["nsp_correct_sum"] = jnp.sum((jnp.argmax(pair, -1) == labels).astype(jnp.float32))
+        sums["nsp_count"] = jnp.asarray(labels.shape[0], jnp.float32)
+    return sums
+
+
+def metrics_from_sums(sums: dict[str, Any]) -> dict[str, Any]:
+    """loss, mlm_loss, mlm_accuracy (and nsp_loss, nsp_accuracy) from sums;
+    the MLM loss is sum(w * ce) / max(sum(w), eps) as in the original BERT."""
+    den = jnp.maximum(sums["mlm_weight_sum"], _EPS)
+    out = {"mlm_loss": sums["mlm_loss_sum"] / den, "mlm_accuracy": sums["mlm_correct_sum"] / den}
+    out["loss"] = out["mlm_loss"]
+    if "nsp_count" in sums:
+        n = jnp.maximum(sums["nsp_count"], 1.0)
+        out["nsp_loss"] = sums["nsp_loss_sum"] / n
+        out["nsp_accuracy"] = sums["nsp_correct_sum"] / n
+        out["loss"] = out["loss"] + out["nsp_loss"]
+    return out
+
+
+def _loss_fn(params, model_cfg: ModelConfig, batch: Batch, key) -> tuple[jax.Array, dict[str, jax.Array]]:
+    outputs = _forward(model_cfg, params, batch, deterministic=False, key=key)
+    metrics = metrics_from_sums(loss_sums(model_cfg, outputs, batch))
+    return metrics["loss"], metrics
+
+
+def _grads(model_cfg: ModelConfig, params, batch: Batch, key, accum_steps: int):
+    """(grads, metrics) of the whole batch; with accum_steps > 1 the mean over
+    micro-batches `[batch / k, ...]` scanned one after another."""
+    grad_fn = jax.value_and_grad(_loss_fn, has_aux=True)
+    if accum_steps == 1:
+        (_, metrics), grads = grad_fn(params, model_cfg, batch, key)
+        return grads, metrics
+
+    def split(x):
+        return x.reshape((accum_steps, x.shape[0] // accum_steps) + x.shape[1:])
+
+    micro = jax.tree.map(split, batch)
+
+    def body(carry, xs):
+        i, mb = xs
+        (_, m), g = grad_fn(params, model_cfg, mb, jax.random.fold_in(key, i))
+        return jax.tree.map(jnp.add, carry, (g, m)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    zero_metrics = jax.eval_shape(
+        lambda: grad_fn(params, model_cfg, jax.tree.map(lambda x: x[0], micro), key)[0][1]
+    )
+    zero_metrics = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics)
+    (g, m), _ = jax.lax.scan(body, (zeros, zero_metrics), (jnp.arange(accum_steps), micro))
+    return jax.tree.map(lambda x: x / accum_steps, (g, m))
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    model_cfg: ModelConfig,
+    tx: optax.GradientTransformation,
+    schedule=None,
+    accum_steps: int = 1,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step on a global batch (docs/design.md batch format).
+
+    Metrics (scalars): loss, mlm_loss, mlm_accuracy, [nsp_loss, nsp_accuracy],
+    grad_norm, learning_rate (of this step), nonfinite (1.0 if skipped)."""
+    key = jax.random.fold_in(rng, state.step)
+    grads, metrics = _grads(model_cfg, state.params, batch, key, accum_steps)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.global_norm(grads))
+    keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
+    new_state = state.replace(
+        step=state.step + 1, params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state)
+    )
+    metrics = dict(metrics)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
+    if schedule is not None:
+        metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+    return new_state, metrics
+
+
+def eval_step(state_or_params, batch: Batch, *, model_cfg: ModelConfig) -> dict[str, jax.Array]:
+    """Deterministic forward pass; returns `loss_sums` (add them over batches,
+    then `metrics_from_sums`)."""
+    params = state_or_params.params if isinstance(state_or_params, TrainState) else state_or_params
+    return loss_sums(model_cfg, _forward(model_cfg, params, batch, deterministic=True), batch)
+
+
+class MeshJitted:
+    """A jitted function that traces inside the rule table; `lower` / `trace`
+    / `eval_shape` for ahead-of-time use.
+
+    No global mesh is set (jax.set_mesh): with one, flax's parameter shape
+    check re-runs DenseGeneral's kernel init on the flattened 2-D kernel and
+    its 3-axis logical constraint fails. So the model's activation
+    constraints are inert and XLA propagates shardings from the parameters
+    and the batch (in_shardings/out_shardings below)."""
+
+    def __init__(self, jitted, mesh: Mesh, rules):
+        self._jitted, self.mesh, self.rules = jitted, mesh, rules
+
+    def _ctx(self):
+        import contextlib
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(nn.logical_axis_rules(self.rules))
+        return stack
+
+    def __call__(self, *args):
+        with self._ctx():
+            return self._jitted(*args)
+
+    def lower(self, *args):
+        with self._ctx():
+            return self._jitted.lower(*args)
+
+    def trace(self, *args):
+        with self._ctx():
+            return self._jitted.trace(*args)
+
+    def eval_shape(self, *args):
+        with self._ctx():
+            return self._jitted.eval_shape(*args)
+
+
+def make_train_step(
+    model_cfg: ModelConfig,
+    optimizer: Optimizer | optax.GradientTransformation,
+    mesh: Mesh,
+    state_shardings: TrainState,
+    batch_sharding=None,
+    *,
+    accum_steps: int = 1,
+    rules=sharding_lib.RULES,
+) -> MeshJitted:
+    """`train_step(state, batch, rng) -> (state, metrics)` jitted once with the
+    state's shardings in and out, the batch split over data x fsdp, metrics
+    replicated, and the input state donated (its buffers are reused)."""
+    tx = as_transformation(optimizer)
+    schedule = optimizer.schedule if isinstance(optimizer, Optimizer) else None
+    batch_sharding = batch_sharding or sharding_lib.batch_sharding(mesh)
+    rep = sharding_lib.replicated(mesh)
+    fn = functools.partial(train_step, model_cfg=model_cfg, tx=tx, schedule=schedule, accum_steps=accum_steps)
+    jitted = jax.jit(
+        fn,
+        in_shardings=(state_shardings, batch_sharding, rep),
+        out_shardings=(state_shardings, rep),
+        donate_argnums=(0,),
+    )
+    return MeshJitted(jitted, mesh, rules)
+
+
+def make_eval_step(
+    model_cfg: ModelConfig, mesh: Mesh, params_shardings, batch_sharding=None, *, rules=sharding_lib.RULES
+) -> MeshJitted:
+    """`eval_step(params, batch) -> sums` jitted with the params' shardings."""
+    batch_sharding = batch_sharding or sharding_lib.batch_sharding(mesh)
+    jitted = jax.jit(
+        functools.partial(eval_step, model_cfg=model_cfg),
+        in_shardings=(params_shardings, batch_sharding),
+        out_shardings=sharding_lib.replicated(mesh),
+    )
+    return MeshJitted(jitted, mesh, rules)
+
+
+def abstract_batch(global_batch: int, seq_len: int, max_predictions: int, batch_sharding) -> Batch:
+    """The pre-training batch (docs/design.md) as ShapeDtypeStructs with the batch sharding."""
+    shapes = {
+        "input_ids": ((global_batch, seq_len), jnp.int32),
+        "input_mask": ((global_batch, seq_len), jnp.int32),
+        "segment_ids": ((global_batch, seq_len), jnp.int32),
+        "masked_lm_positions": ((global_batch, max_predictions), jnp.int32),
+        "masked_lm_ids": ((global_batch, max_predictions), jnp.int32),
+        "masked_lm_weights": ((global_batch, max_predictions), jnp.float32),
+        "next_sentence_labels": ((global_batch,), jnp.int32),
+    }
+    return {k: jax.ShapeDtypeStruct(s, d, sharding=batch_sharding) for k, (s, d) in shapes.items()}
+
+
+def make_aot_step(
+    model_cfg: ModelConfig,
+    optimizer: Optimizer | optax.GradientTransformation,
+    mesh: Mesh,
+    global_batch: int,
+    seq_len: int,
+    max_predictions: int,
+    *,
+    accum_steps: int = 1,
+    rules=sharding_lib.RULES,
+) -> tuple[MeshJitted, tuple[Any, Batch, jax.ShapeDtypeStruct]]:
+    """The jitted train step and abstract (state, batch, rng) for
+    `fn.lower(*args).compile()` without allocating anything (e.g. over
+    compile-only TPU devices)."""
+    from bert_jax.train import state as state_lib
+
+    abstract, shardings = state_lib.abstract_state(
+        model_cfg, optimizer, mesh, seq_len, max_predictions, rules
+    )
+    bsh = sharding_lib.batch_sharding(mesh)
+    fn = make_train_step(model_cfg, optimizer, mesh, shardings, bsh, accum_steps=accum_steps, rules=rules)
+    rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding_lib.replicated(mesh))
+    return fn, (abstract, abstract_batch(global_batch, seq_len, max_predictions, bsh), rng)

@@ -1,0 +1,80 @@
+"""Shared by the training tests: a very small pre-training config and batches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bert_jax.config import model_section, pretrain_config
+
+# 1 layer, hidden 32, 4 heads (divisible by tensor=4), vocab 128.
+TINY_MODEL = dict(
+    num_layers=1,
+    hidden_size=32,
+    num_heads=4,
+    intermediate_size=64,
+    vocab_size=128,
+    max_position_embeddings=32,
+)
+SEQ, PRED, BATCH = 16, 4, 8
+
+
+def tiny_config(**overrides):
+    """A full pretrain config around the tiny model, synthetic data, constant LR."""
+    c = pretrain_config("tiny")
+    c.model = model_section("tiny", **TINY_MODEL)
+    c.data.synthetic = True
+    c.data.max_seq_length = SEQ
+    c.data.max_predictions_per_seq = PRED
+    c.batch_size = BATCH
+    c.total_steps = 4
+    c.log_every_steps = 1
+    c.checkpoint_every_steps = 2
+    c.eval_every_steps = 0
+    c.eval_steps = 2
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.warmup_steps = 0
+    c.optimizer.schedule = "constant"
+    c.mesh.data = -1
+    for key, value in overrides.items():
+        node = c
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return c
+
+
+CLI_TINY = [
+    "--config.data.synthetic=True",
+    f"--config.data.max_seq_length={SEQ}",
+    f"--config.data.max_predictions_per_seq={PRED}",
+    f"--config.batch_size={BATCH}",
+    "--config.model.num_layers=1",
+    "--config.model.hidden_size=32",
+    "--config.model.num_heads=4",
+    "--config.model.intermediate_size=64",
+    "--config.model.vocab_size=128",
+    "--config.model.max_position_embeddings=32",
+    "--config.optimizer.warmup_steps=0",
+    "--config.optimizer.schedule=constant",
+    "--config.optimizer.learning_rate=0.001",
+    "--config.log_every_steps=1",
+    "--config.eval_every_steps=0",
+    "--config.eval_steps=1",
+]
+
+
+def batch(seed: int = 0, batch_size: int = BATCH, seq: int = SEQ, pred: int = PRED, vocab: int = 128):
+    """A NumPy pre-training batch (docs/design.md), all MLM weights 1."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, (batch_size, seq)).astype(np.int32)
+    positions = np.sort(rng.choice(np.arange(1, seq), (batch_size, pred)), axis=1).astype(np.int32)
+    return {
+        "input_ids": ids,
+        "input_mask": np.ones((batch_size, seq), np.int32),
+        "segment_ids": (np.arange(seq)[None] >= seq // 2).repeat(batch_size, 0).astype(np.int32),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": np.take_along_axis(ids, positions, 1),
+        "masked_lm_weights": np.ones((batch_size, pred), np.float32),
+        "next_sentence_labels": rng.integers(0, 2, batch_size).astype(np.int32),
+    }
