@@ -20,7 +20,7 @@ import numpy as np
 
 from bert_jax.errors import ConfigError, DataError
 from bert_jax.finetune import metrics
-from bert_jax.finetune.tasks import EvalSet, Prepared
+from bert_jax.finetune.prepared import EvalSet, Prepared
 
 PREDICTIONS_FILE = "predictions.txt"
 

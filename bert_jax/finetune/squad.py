@@ -28,7 +28,7 @@ from absl import logging
 
 from bert_jax.errors import ConfigError, DataError
 from bert_jax.finetune import metrics
-from bert_jax.finetune.tasks import EvalSet, Prepared
+from bert_jax.finetune.prepared import EvalSet, Prepared
 
 PREDICTIONS_FILE = "predictions.json"
 

@@ -8,42 +8,12 @@ from `config.task`.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from collections.abc import Callable
-from typing import Any
-
-import numpy as np
 
 from bert_jax.errors import ConfigError
+from bert_jax.finetune.prepared import EvalSet, Prepared
 
-
-@dataclasses.dataclass
-class EvalSet:
-    """Features `[n, ...]` of a dev/test file and `score(outputs) -> metrics`,
-    where `outputs` are the head's NumPy outputs for all n rows in order."""
-
-    features: dict[str, np.ndarray]
-    score: Callable[[Any], dict[str, float]]
-
-    @property
-    def size(self) -> int:
-        return len(self.features["input_ids"])
-
-
-@dataclasses.dataclass
-class Prepared:
-    """A task ready to train: `head` (see `step.HEADS`), `num_labels`, label
-    names (None for regression and spans), train features, named dev sets
-    ("dev" first; its `primary` metric picks the best checkpoint)."""
-
-    task: str
-    head: str
-    num_labels: int
-    labels: list[str] | None
-    train: dict[str, np.ndarray]
-    dev: dict[str, EvalSet]
-    primary: str
+__all__ = ["EvalSet", "Prepared", "family", "module_for", "prepare"]
 
 
 SQUAD_TASKS = ("squad", "squad1", "squad2")
