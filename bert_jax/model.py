@@ -82,6 +82,16 @@ class ModelConfig:
     # "auto": jax.nn.dot_product_attention (fusable) whenever attention dropout
     # is inactive, the explicit softmax-dropout path otherwise.
     attention_impl: str = "auto"
+    # Pre-training reads the last layer only at the [CLS] and masked positions,
+    # so that layer can compute queries, attention and feed-forward there alone
+    # (keys and values still over every token): the same outputs, less work.
+    # Off by default: on a data x fsdp x tensor = 2 x 2 x 2 mesh XLA's SPMD
+    # partitioner (jax 0.10.2) gives this graph logits ~1% off the 1-device
+    # ones (docs/performance.md); 1-axis and 2-axis meshes match to 1e-7.
+    last_layer_outputs_only: bool = False
+    # Attention heads kept in each layer (head pruning), each of width head_dim;
+    # None: num_heads everywhere (and the usual parameter shapes).
+    heads_per_layer: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -112,6 +122,35 @@ class ModelConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"model.hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
+        self._check_heads_per_layer()
+
+    def _check_heads_per_layer(self) -> None:
+        """Normalises a JSON list to a tuple; refuses counts that one encoder
+        cannot build (wrong length, < 1, > num_heads, scanned or shared layers
+        with different counts)."""
+        if self.heads_per_layer is None:
+            return
+        heads = tuple(int(h) for h in self.heads_per_layer)
+        object.__setattr__(self, "heads_per_layer", heads)  # frozen: a list from JSON becomes hashable
+        if len(heads) != self.num_layers or not all(1 <= h <= self.num_heads for h in heads):
+            raise ConfigError(
+                f"model.heads_per_layer={list(heads)}; expected {self.num_layers} counts (one per layer), "
+                f"each from 1 to num_heads={self.num_heads}"
+            )
+        if self.scan_layers and len(set(heads)) > 1:
+            raise ConfigError(
+                f"model.heads_per_layer={list(heads)} with model.scan_layers=True; scanned layers need equal "
+                "shapes: set scan_layers=False"
+            )
+        if self.share_layers and len(set(heads)) > 1:
+            raise ConfigError(
+                f"model.heads_per_layer={list(heads)} with model.share_layers=True (ALBERT); the one shared "
+                "layer has one head count: give every layer the same count"
+            )
+
+    def layer_heads(self, layer: int) -> int:
+        """Attention heads of encoder layer `layer` (0-based)."""
+        return self.num_heads if self.heads_per_layer is None else self.heads_per_layer[layer]
 
     def _check_family(self) -> None:
         """Settings of two families mixed (e.g. ALBERT sharing with RoBERTa
@@ -278,22 +317,26 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with a padding mask and attention dropout.
 
     `x [batch, seq, hidden]`, `mask [batch, 1, 1, seq]` (True = attend).
+    `num_heads` (0: `cfg.num_heads`) heads of width `cfg.head_dim` each.
+    With `query_positions [batch, Q]` only those positions attend (keys and
+    values still cover all of `x`) and the output is `[batch, Q, hidden]`.
     """
 
     cfg: ModelConfig
+    num_heads: int = 0
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
+    def __call__(self, x, mask, deterministic: bool, query_positions=None):
         cfg = self.cfg
         proj = functools.partial(
             nn.DenseGeneral,
-            features=(cfg.num_heads, cfg.head_dim),
+            features=(self.num_heads or cfg.num_heads, cfg.head_dim),
             dtype=cfg.compute_dtype,
             param_dtype=cfg.weight_dtype,
             kernel_init=_init(cfg, ("embed", "heads", "kv")),
             bias_init=_zeros(("heads", "kv")),
         )
-        q = proj(name="query")(x)
+        q = proj(name="query")(x if query_positions is None else select_positions(x, query_positions))
         k = proj(name="key")(x)
         v = proj(name="value")(x)
         q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "act_kv"))
@@ -333,15 +376,20 @@ class SelfAttention(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """One post-LayerNorm Transformer layer: `[batch, seq, hidden]` in and out."""
+    """One post-LayerNorm Transformer layer: `[batch, seq, hidden]` in and out;
+    `num_heads` attention heads (0: `cfg.num_heads`). With `query_positions
+    [batch, Q]` the output is `[batch, Q, hidden]`, computed at those only."""
 
     cfg: ModelConfig
+    num_heads: int = 0
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
+    def __call__(self, x, mask, deterministic: bool, query_positions=None):
         cfg = self.cfg
         drop = nn.Dropout(cfg.hidden_dropout)
-        attn = SelfAttention(cfg, name="attention")(x, mask, deterministic)
+        attn = SelfAttention(cfg, self.num_heads, name="attention")(x, mask, deterministic, query_positions)
+        if query_positions is not None:
+            x = select_positions(x, query_positions)
         x = _layer_norm(cfg, "attention_LayerNorm")(x + drop(attn, deterministic=deterministic))
         h = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate")(x)
         h = ACTIVATIONS[cfg.hidden_act](h)
@@ -360,7 +408,7 @@ class _ScanLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask, deterministic: bool):
-        y = EncoderLayer(self.cfg, name="layer")(x, mask, deterministic)
+        y = EncoderLayer(self.cfg, self.cfg.layer_heads(0), name="layer")(x, mask, deterministic)
         return y, (y if self.emit_hidden else None)
 
 
@@ -370,23 +418,28 @@ class Encoder(nn.Module):
     Parameter trees: unrolled `layer_0 .. layer_{N-1}`; scanned `layers/layer`
     with a leading `layers` axis of size N; shared (ALBERT) `shared_layer`.
     Returns the final hidden states and, if asked, every layer's output
-    (embeddings first), each `[batch, seq, hidden]`.
+    (embeddings first), each `[batch, seq, hidden]`. With `output_positions
+    [batch, Q]` the final states are `[batch, Q, hidden]` at those positions;
+    unrolled and shared stacks then run the last layer there only.
     """
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool, return_all: bool = False):
+    def __call__(self, x, mask, deterministic: bool, return_all: bool = False, output_positions=None):
         cfg = self.cfg
+        if return_all and output_positions is not None:
+            raise ValueError("Encoder: return_all and output_positions are exclusive")
+        last = cfg.num_layers - 1
         policy = REMAT_POLICIES[cfg.remat_policy]
         layer_cls = EncoderLayer
         if cfg.remat_policy != "none":
             layer_cls = nn.remat(EncoderLayer, policy=policy, static_argnums=(3,))
         hidden = [x]
         if cfg.share_layers:
-            layer = layer_cls(cfg, name="shared_layer")
-            for _ in range(cfg.num_layers):
-                x = layer(x, mask, deterministic)
+            layer = layer_cls(cfg, cfg.layer_heads(0), name="shared_layer")
+            for i in range(cfg.num_layers):
+                x = layer(x, mask, deterministic, output_positions if i == last else None)
                 hidden.append(x)
         elif cfg.scan_layers:
             scan_cls = _ScanLayer
@@ -404,10 +457,14 @@ class Encoder(nn.Module):
             if return_all:
                 hidden.extend(ys[i] for i in range(cfg.num_layers))
             else:
+                # Scanned layers share one shape: gather after the last.
+                if output_positions is not None:
+                    x = select_positions(x, output_positions)
                 hidden.append(x)
         else:
             for i in range(cfg.num_layers):
-                x = layer_cls(cfg, name=f"layer_{i}")(x, mask, deterministic)
+                positions = output_positions if i == last else None
+                x = layer_cls(cfg, cfg.layer_heads(i), name=f"layer_{i}")(x, mask, deterministic, positions)
                 hidden.append(x)
         return x, hidden
 
@@ -429,6 +486,9 @@ class BertModel(nn.Module):
     `segment_ids`. Returns a dict with `sequence_output [batch, seq, hidden]`,
     `pooled_output [batch, hidden]` and, with `return_all_hidden`,
     `hidden_states`: a list of num_layers + 1 arrays `[batch, seq, hidden]`.
+    With `output_positions [batch, P]`, `sequence_output` is `[batch, P,
+    hidden]`, the states at those positions only (the pooler still reads
+    [CLS]), computed at those positions only in the last layer.
     """
 
     cfg: ModelConfig
@@ -448,6 +508,7 @@ class BertModel(nn.Module):
         *,
         deterministic: bool = True,
         return_all_hidden: bool = False,
+        output_positions=None,
     ):
         if input_mask is None:
             input_mask = jnp.ones_like(input_ids)
@@ -455,10 +516,16 @@ class BertModel(nn.Module):
             segment_ids = jnp.zeros_like(input_ids)
         mask = attention_mask(input_mask)
         x = self.embeddings(input_ids, segment_ids, deterministic)
-        x, hidden = self.encoder(x, mask, deterministic, return_all_hidden)
+        if output_positions is not None and self.add_pooler:
+            # [CLS] first, for the pooler.
+            cls = jnp.zeros_like(output_positions[:, :1])
+            output_positions = jnp.concatenate([cls, output_positions], axis=1)
+        x, hidden = self.encoder(x, mask, deterministic, return_all_hidden, output_positions)
         out = {"sequence_output": x}
         if self.add_pooler:
             out["pooled_output"] = self.pooler(x)
+            if output_positions is not None:
+                out["sequence_output"] = x[:, 1:]
         if return_all_hidden:
             out["hidden_states"] = hidden
         return out
@@ -470,6 +537,16 @@ class BertModel(nn.Module):
 def attention_mask(input_mask: Array) -> Array:
     """`[batch, seq]` 0/1 padding mask -> `[batch, 1, 1, seq]` bool key mask."""
     return (input_mask > 0)[:, None, None, :]
+
+
+def select_positions(x: Array, positions: Array) -> Array:
+    """`x [batch, seq, hidden]`, `positions [batch, Q]` -> `[batch, Q, hidden]`,
+    as a one-hot matmul rather than a gather: exact (HIGHEST precision, one
+    non-zero term per output), and XLA's SPMD partitioner shards it like any
+    matmul, where a gather on tensor-sharded activations was mis-partitioned
+    (jax 0.10.2 CPU, mesh data 2 x fsdp 2 x tensor 2: logits off by ~1%)."""
+    one_hot = jax.nn.one_hot(positions, x.shape[1], dtype=x.dtype)
+    return jnp.einsum("bql,blh->bqh", one_hot, x, precision=jax.lax.Precision.HIGHEST)
 
 
 def gather_positions(x: Array, positions: Array) -> Array:
@@ -512,8 +589,15 @@ class BertForPreTraining(nn.Module):
             self.pair = _dense(self.cfg, 2, ("embed", "classes"), "pair")
 
     def __call__(self, input_ids, input_mask, segment_ids, masked_lm_positions, *, deterministic=True):
-        out = self.bert(input_ids, input_mask, segment_ids, deterministic=deterministic)
-        masked = gather_positions(out["sequence_output"], masked_lm_positions)
+        if self.cfg.last_layer_outputs_only:
+            out = self.bert(
+                input_ids, input_mask, segment_ids, deterministic=deterministic,
+                output_positions=masked_lm_positions.astype(jnp.int32),
+            )
+            masked = out["sequence_output"]
+        else:
+            out = self.bert(input_ids, input_mask, segment_ids, deterministic=deterministic)
+            masked = gather_positions(out["sequence_output"], masked_lm_positions)
         result = {"mlm_logits": self.mlm(masked, self.bert.attend)}
         if self.cfg.pair_head != "none":
             result["pair_logits"] = self.pair(out["pooled_output"]).astype(jnp.float32)

@@ -423,6 +423,36 @@ def _combining_class() -> str:
     return _regex_class(" ".join(ranges))
 
 
+def albert_preprocess(text: str, lower_case: bool = True, keep_accents: bool = False) -> str:
+    """AlbertTokenizer.preprocess_text: whitespace collapsed, ``/'' -> ",
+    NFKD with combining characters dropped (unless keep_accents), lowercased.
+
+    Uncased, AlbertTokenizer.tokenize first lowercases character by character
+    (so "Σ" is always "σ", never the word-final "ς" of str.lower), then
+    preprocesses; the same here."""
+    if lower_case:
+        text = text.replace("Σ", "σ").lower()
+    text = " ".join(text.strip().split()).replace("``", '"').replace("''", '"')
+    if not keep_accents:
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return text.lower() if lower_case else text
+
+
+def _albert_digit_comma_splits(sp, pieces: list[str]) -> dict[int, list[int]]:
+    """{spm id: spm ids} for the pieces ending in a digit and "," (e.g. "▁9,"):
+    AlbertTokenizer (and ALBERT's own `encode_pieces`) re-encodes such a piece
+    without the comma and its "▁", then appends ","; "9,9" is "▁9 , 9", not
+    "▁9, 9". It depends on the piece alone, so it is a table over the vocab."""
+    splits = {}
+    for i, piece in enumerate(pieces):
+        if len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit() and not sp.is_control(i):
+            again = sp.encode(piece[:-1].replace(SPIECE_WORD_START, ""), out_type=str)
+            if piece[0] != SPIECE_WORD_START and again[0][0] == SPIECE_WORD_START:
+                again = again[1:] if len(again[0]) == 1 else [again[0][1:], *again[1:]]
+            splits[i] = [sp.piece_to_id(p) for p in [*again, piece[-1]]]
+    return splits
+
+
 def _sha256_of_files(*paths: str) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -514,6 +544,13 @@ class SentencePieceTokenizer(_TokenizerBase):
         shift = len(reserved) - first
         self._spm_to_ours = np.arange(len(pieces), dtype=np.int64) + shift
         self._spm_to_ours[self._sp.unk_id()] = self.unk_id
+        # spm id -> our ids it stands for: one each, except ALBERT's digit-comma pieces.
+        self._expansion = _albert_digit_comma_splits(self._sp, pieces) if flavor == "albert" else {}
+        self._expand_values, self._expand_splits = _ragged_to_numpy(
+            [[*self._spm_to_ours[self._expansion.get(i, [i])]] for i in range(len(pieces))]
+            if self._expansion
+            else []
+        )
         self.is_continuation_id = np.array(
             [not t.startswith(SPIECE_WORD_START) for t in self.vocab], dtype=bool
         )
@@ -528,15 +565,20 @@ class SentencePieceTokenizer(_TokenizerBase):
         """AlbertTokenizer.preprocess_text; identity for the other flavors."""
         if self.flavor != "albert":
             return text
-        text = " ".join(text.strip().split()).replace("``", '"').replace("''", '"')
-        if not self.keep_accents:
-            text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-        return text.lower() if self.lower_case else text
+        return albert_preprocess(text, self.lower_case, self.keep_accents)
 
     def _encode_chunk(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
         rows = self._sp.encode([self._normalize(_as_text(t)) for t in texts])
         ids, splits = _ragged_to_numpy(rows)
-        return self._spm_to_ours[ids], splits
+        if not self._expansion:
+            return self._spm_to_ours[ids], splits
+        # Each spm id becomes its row of the expansion table (one id, or an
+        # ALBERT digit-comma piece's re-split), rows concatenated.
+        starts, lengths = self._expand_splits[ids], np.diff(self._expand_splits)[ids]
+        ends = np.cumsum(lengths)
+        within = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lengths, lengths)
+        new_ids = self._expand_values[np.repeat(starts, lengths) + within]
+        return new_ids, np.concatenate([[0], ends])[splits]
 
     # ---- in-graph ----
 
@@ -547,6 +589,8 @@ class SentencePieceTokenizer(_TokenizerBase):
         )
         if self.flavor != "albert":
             return texts
+        if self.lower_case:  # character by character first, as albert_preprocess
+            texts = tf.strings.lower(tf.strings.regex_replace(texts, "Σ", "σ"), encoding="utf-8")
         texts = tf.strings.regex_replace(texts, _regex_class(_PY_WHITESPACE) + "+", " ")
         texts = tf.strings.regex_replace(texts, "^ | $", "")
         texts = tf.strings.regex_replace(texts, "``|''", '"')
@@ -560,7 +604,12 @@ class SentencePieceTokenizer(_TokenizerBase):
         if texts.shape.rank == 0:
             return self.tf_encode(texts[tf.newaxis])[0]
         pieces = self._tf_model.tokenize(self.tf_normalize(texts))
-        return pieces.with_flat_values(tf.gather(tf.constant(self._spm_to_ours), pieces.flat_values))
+        if not self._expansion:
+            return pieces.with_flat_values(tf.gather(tf.constant(self._spm_to_ours), pieces.flat_values))
+        table = tf.RaggedTensor.from_row_splits(
+            tf.constant(self._expand_values), tf.constant(self._expand_splits)
+        )
+        return pieces.with_flat_values(tf.gather(table, pieces.flat_values)).merge_dims(1, 2)
 
 
 class ByteBPETokenizer(_TokenizerBase):
@@ -695,7 +744,7 @@ def load_tokenizer(path: str, lower_case: bool | None = None, flavor: str | None
                 "(byte-level BPE) or a SentencePiece *.model"
             )
     if not p.is_file():
-        raise DataError(f"tokenizer file {p} does not exist; pass a vocab.txt, vocab.json or *.model")
+        raise DataError(f"vocab {p}: no such file; pass a vocab.txt, vocab.json (+ merges.txt) or *.model")
     if p.name.endswith(".json"):
         merges = p.parent / "merges.txt"
         if not merges.is_file():

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
+from bert_jax import flops
 from bert_jax.compile import roofline, topologies
 from bert_jax.compile.topologies import GIB, parse_topology
-from bert_jax.config import pretrain_config
+from bert_jax.config import model_config, pretrain_config
 from bert_jax.errors import ConfigError, UserError
 
 
@@ -152,6 +153,23 @@ def test_flops_xla_counts_agree_with_the_analytic_formula(v4_report):
     assert v4_report["xla_flops_over_analytic"] >= 0.98
 
 
+def test_scanned_layers_count_every_layer(v4_report):
+    # XLA's cost analysis counts a while loop's body once; the report scales
+    # the scanned program's count back to every layer (docs/scaling.md).
+    _runtime_or_skip("tpu")
+    from bert_jax.compile import aot
+
+    config = _tiny(scan_layers=True)
+    scanned = aot.compile_for_topology(config, parse_topology("v4-8"))
+    # Traced matmuls, every layer over the body once: (2 layers + MLM head) / (1 layer + head).
+    model_cfg = model_config(config)
+    every_layer = flops.train_step_flops(model_cfg, 32, 128, 20)
+    body_once = flops.train_step_flops(model_cfg.replace(num_layers=1), 32, 128, 20)
+    assert scanned["xla_loop_scale"] == pytest.approx(every_layer / body_once, rel=1e-6)
+    assert v4_report["xla_loop_scale"] == 1.0
+    assert abs(scanned["xla_flops_over_analytic"] - v4_report["xla_flops_over_analytic"]) < 0.05
+
+
 def test_oversized_model_reports_does_not_fit_with_both_numbers():
     _runtime_or_skip("tpu")
     from bert_jax.compile import aot
@@ -234,34 +252,85 @@ def test_missing_cuda_plugin_says_what_to_install(monkeypatch):
 # --- search and comparison (compiles faked: the logic, not XLA) --------------
 
 
-def _fake_compile(limit_batch):
-    def compile_for_topology(config, topology, devices=None):
-        fits = config.batch_size <= limit_batch
-        return {"fits": fits, "global_batch": config.batch_size, "mesh": dict(config.mesh)}
+def _fake_compile(bytes_for_batch):
+    """compile_for_topology with memory per chip = bytes_for_batch(global batch)."""
+    calls = []
 
+    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
+        used = bytes_for_batch(config.batch_size)
+        calls.append(config.batch_size)
+        fits = used <= topology.chip.hbm_bytes
+        return {"fits": fits, "bytes_per_chip": used, "global_batch": config.batch_size, "mesh": dict(config.mesh)}
+
+    compile_for_topology.calls = calls
     return compile_for_topology
 
 
-def test_find_max_batch_bisects_to_the_largest_multiple_that_fits(monkeypatch):
+def _linear(batch):
+    return 11 * GIB + batch * GIB // 2  # v4's 32 GiB hold 42 examples
+
+
+def test_find_max_batch_fits_a_line_and_proves_the_next_unit_does_not_fit(monkeypatch):
     from bert_jax.compile import aot
 
-    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(limit_batch=42))
+    fake = _fake_compile(_linear)
+    monkeypatch.setattr(aot, "compile_for_topology", fake)
     best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
     assert best == 40  # multiples of the 4 data-parallel chips
-    assert report["global_batch"] == 40
+    # 1 and 8 units, the line's answer (10 units), then 11 units, which does not fit.
+    assert fake.calls == [4, 32, 40, 44]
+    assert report["global_batch"] == 40 and report["max_batch_proven"] is True
+    assert [p["fits"] for p in report["batch_search"]] == [True, True, True, False]
+
+
+def test_find_max_batch_with_few_compiles_returns_the_largest_verified(monkeypatch):
+    from bert_jax.compile import aot
+
+    fake = _fake_compile(_linear)
+    monkeypatch.setattr(aot, "compile_for_topology", fake)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4, max_compiles=3)
+    assert (best, fake.calls, report["max_batch_proven"]) == (40, [4, 32, 40], False)
+
+
+def test_find_max_batch_steps_down_when_memory_jumps(monkeypatch):
+    from bert_jax.compile import aot
+
+    # Not a line: above 24 examples the compiler needs 10 GiB more.
+    fake = _fake_compile(lambda b: _linear(b) + (10 * GIB if b > 24 else 0))
+    monkeypatch.setattr(aot, "compile_for_topology", fake)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
+    assert best == 24 and report["max_batch_proven"] is True
+    assert fake.calls == [4, 32, 24, 28]
+
+
+def test_find_max_batch_aims_at_the_compilers_own_limit(monkeypatch):
+    from bert_jax.compile import aot
+
+    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
+        # As libtpu on a v4: it refuses above 30 GiB, with its own two numbers.
+        used = _linear(config.batch_size)
+        if used <= 30 * GIB:
+            return {"fits": True, "bytes_per_chip": used, "global_batch": config.batch_size}
+        return {"fits": False, "bytes_per_chip": used, "compiler_hbm_bytes": 30 * GIB}
+
+    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
+    # 11 + b/2 <= 30 GiB: 38 examples, 36 in multiples of 4; the line first aims at 32 GiB (40).
+    assert best == 36 and report["max_batch_proven"] is True
+    assert [p["global_batch"] for p in report["batch_search"]] == [4, 32, 36, 40]
 
 
 def test_find_max_batch_when_nothing_fits(monkeypatch):
     from bert_jax.compile import aot
 
-    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(limit_batch=2))
+    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(lambda b: 40 * GIB))
     assert aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4) == (0, None)
 
 
 def test_compare_parallelism_compiles_dp_fsdp_and_dp_tp(monkeypatch):
     from bert_jax.compile import aot
 
-    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(limit_batch=10**6))
+    monkeypatch.setattr(aot, "compile_for_topology", _fake_compile(lambda b: 0))
     out = aot.compare_parallelism(_tiny(), parse_topology("v4-8"), devices=[None] * 8)
     assert {k: v["mesh"] for k, v in out.items()} == {
         "DP": {"data": -1, "fsdp": 1, "tensor": 1},

@@ -247,6 +247,24 @@ def test_whole_word_masking_keeps_words_whole(tmp_path, vocab_file):
     assert whole_word_masks > 0
 
 
+def test_ngram_masking_masks_runs_of_adjacent_tokens(tmp_path, vocab_file, corpus_file):
+    """ALBERT's --ngram_max=3 against single tokens on the same corpus: the
+    same budget per row, and more masked positions next to another masked one."""
+    adjacent = {}
+    for ngram in (1, 3):
+        _, parsed = _create(tmp_path, vocab_file, corpus_file, name=f"ngram{ngram}", ngram_max=ngram, masked_lm_prob=0.3)
+        pairs = total = 0
+        for row in range(len(parsed["input_ids"])):
+            weights = parsed["masked_lm_weights"][row] > 0
+            masked = sorted(parsed["masked_lm_positions"][row][weights].tolist())
+            length = int(parsed["input_mask"][row].sum())
+            assert 1 <= len(masked) <= min(20, max(1, round(length * 0.3)))
+            pairs += sum(b == a + 1 for a, b in zip(masked[:-1], masked[1:], strict=True))
+            total += len(masked)
+        adjacent[ngram] = pairs / total
+    assert adjacent[3] > adjacent[1] + 0.1
+
+
 def test_masking_none_leaves_out_the_mlm_features(tmp_path, vocab_file, corpus_file):
     summary, parsed = _create(tmp_path, vocab_file, corpus_file, masking="none")
     assert not set(records.MLM_FEATURES) & set(summary["features"])
@@ -482,19 +500,24 @@ def test_bad_settings_are_config_errors(vocab_file):
             _options(vocab_file, **overrides).validate()
 
 
-def test_batch_serializer_writes_the_same_bytes_as_protobuf():
+@pytest.mark.parametrize(
+    "low, high, seq",
+    [(0, 9000, 16), (0, 2, 8), (0, 300_000, 128), (-5, 2**40, 200)],
+    ids=["2-byte-ids", "1-byte", "3-byte-ids-long-lists", "negative-and-huge"],
+)
+def test_batch_serializer_writes_the_same_bytes_as_protobuf(low, high, seq):
     rng = np.random.default_rng(0)
     n = 20
     batch = {
-        "input_ids": rng.integers(0, 9000, (n, 16)),
-        "input_mask": rng.integers(0, 2, (n, 16)),
-        "segment_ids": rng.integers(0, 2, (n, 16)),
-        "masked_lm_positions": rng.integers(0, 16, (n, 3)),
-        "masked_lm_ids": rng.integers(0, 9000, (n, 3)),
+        "input_ids": rng.integers(low, high, (n, seq)),
+        "input_mask": rng.integers(0, 2, (n, seq)),
+        "segment_ids": rng.integers(0, 2, (n, seq)),
+        "masked_lm_positions": rng.integers(0, seq, (n, 3)),
+        "masked_lm_ids": rng.integers(low, high, (n, 3)),
         "masked_lm_weights": rng.random((n, 3)).astype(np.float32),
         "next_sentence_labels": rng.integers(0, 2, (n, 1)),
     }
-    fast = records.ExampleSerializer(records.feature_lengths(16, 3, "static")).serialize(batch)
+    fast = records.ExampleSerializer(records.feature_lengths(seq, 3, "static")).serialize(batch)
     encoder = records.ExampleEncoder("static")
     names = ["input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids"]
     one_by_one = [

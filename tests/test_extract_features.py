@@ -225,3 +225,98 @@ def test_our_checkpoint_gives_the_same_features(tokenizer, loaded, outputs, tmp_
     cfg2, params2, _ = checkpoints.load_model(tmp_path / "ours")
     extractor = features.FeatureExtractor(cfg2, params2, [-1, -2, 0], max_seq_length=16, batch_size=3)
     assert list(features.extract_features(LINES, tokenizer, extractor)) == outputs
+
+
+# ---- every tokenizer kind: RoBERTa (byte-level BPE) and ALBERT (SentencePiece) folders ----
+
+FAMILY_TEXT = [
+    "The cat sat on the mat, and the dog ran.",
+    "A cat played with the dogs; the dogs ran on.",
+    "Cats and dogs sat. The mat was red, the cat was not.",
+] * 20
+FAMILY_LINES = ["The cat sat on the mat.", "the dogs ran ||| a cat played", "Cats, dogs and a MAT", "zebra 9,9"]
+
+
+@pytest.fixture(scope="module")
+def family_folders(tmp_path_factory):
+    """{"roberta": folder, "albert": folder}: random 2-layer HF models with
+    tokenizer files built here by bert_jax.data.vocab (as `build-vocab` does)."""
+    from bert_jax.data import vocab
+
+    root = tmp_path_factory.mktemp("family-features")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(FAMILY_TEXT) + "\n", encoding="utf-8")
+    torch.manual_seed(0)
+    roberta = root / "roberta"
+    vocab.build_byte_bpe_vocab(str(corpus), 300, str(roberta))
+    n = len(json.loads((roberta / "vocab.json").read_text(encoding="utf-8")))
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    config = transformers.RobertaConfig(vocab_size=n, max_position_embeddings=18, type_vocab_size=1, **common)
+    transformers.RobertaModel(config, add_pooling_layer=False).eval().save_pretrained(roberta)
+    albert = root / "albert"
+    vocab.build_sentencepiece_model(str(corpus), 100, "bpe", str(albert / "spiece"), lower_case=True)
+    config = transformers.AlbertConfig(vocab_size=100, embedding_size=16, max_position_embeddings=16, **common)
+    transformers.AlbertModel(config, add_pooling_layer=False).eval().save_pretrained(albert)
+    return {"roberta": roberta, "albert": albert}
+
+
+def _family_reference(folder, family, line):
+    if family == "roberta":
+        tok = transformers.RobertaTokenizerFast(str(folder / "vocab.json"), str(folder / "merges.txt"))
+        model = transformers.RobertaModel.from_pretrained(folder, add_pooling_layer=False).eval()
+    else:
+        tok = transformers.AlbertTokenizer(str(folder / "spiece.model"))
+        model = transformers.AlbertModel.from_pretrained(folder, add_pooling_layer=False).eval()
+    enc = tok(*line.split(" ||| "), return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc, output_hidden_states=True).hidden_states
+    ids = enc["input_ids"][0]
+    segments = enc["token_type_ids"][0].tolist() if "token_type_ids" in enc else [0] * len(ids)
+    return tok.convert_ids_to_tokens(ids), segments, hidden
+
+
+@pytest.mark.parametrize("family", ["roberta", "albert"])
+def test_family_folder_tokens_and_values_match_transformers(family_folders, family):
+    folder = family_folders[family]
+    cfg, params, meta = checkpoints.load_model(folder)
+    tokenizer = features.load_tokenizer(str(folder), meta, None, None)  # the folder's own files
+    assert tokenizer.kind == {"roberta": "byte_bpe", "albert": "sentencepiece"}[family]
+    extractor = features.FeatureExtractor(cfg, params, [-1, 0], max_seq_length=16, batch_size=3)
+    outputs = list(features.extract_features(FAMILY_LINES, tokenizer, extractor))
+    examples = list(features.read_examples(FAMILY_LINES))
+    converted = features.convert_examples(examples, tokenizer, 16, double_separator=family == "roberta")
+    for line, ours, feature in zip(FAMILY_LINES, outputs, converted, strict=True):
+        tokens, segments, hidden = _family_reference(folder, family, line)
+        assert [f["token"] for f in ours["features"]] == tokens
+        assert feature.segment_ids[: len(tokens)].tolist() == segments
+        for j, layer_hidden in enumerate((hidden[-1], hidden[1])):
+            values = np.array([f["layers"][j]["values"] for f in ours["features"]])
+            np.testing.assert_allclose(values, layer_hidden[0].numpy(), atol=1e-5, rtol=0)
+
+
+def test_roberta_pair_reads_s_a_double_separator_b(family_folders):
+    folder = family_folders["roberta"]
+    _, _, meta = checkpoints.load_model(folder)
+    tokenizer = features.load_tokenizer(str(folder), meta, None, None)
+    (pair,) = features.convert_examples([features.Example(0, "the cat", "a dog")], tokenizer, 12, True)
+    assert pair.tokens[0] == "<s>" and pair.tokens.count("</s>") == 3
+    assert pair.tokens[pair.tokens.index("</s>") + 1] == "</s>"
+    assert pair.segment_ids.tolist() == [0] * 12
+    assert pair.input_ids[len(pair.tokens) :].tolist() == [tokenizer.pad_id] * (12 - len(pair.tokens)) == [1] * (
+        12 - len(pair.tokens)
+    )
+
+
+def test_command_reads_a_roberta_folder_directly(family_folders):
+    folder = family_folders["roberta"]
+    result = _cli([f"--checkpoint={folder}", "--layers=-1", "--max_seq_length=16", "--batch_size=2"], "a cat ran\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (out,) = [json.loads(line) for line in result.stdout.splitlines()]
+    tokens, _, _ = _family_reference(folder, "roberta", "a cat ran")
+    assert [f["token"] for f in out["features"]] == tokens
+
+
+def test_vocab_flag_takes_any_kind(family_folders, loaded):
+    _, _, meta = loaded
+    tokenizer = features.load_tokenizer("ckpt", meta, str(family_folders["albert"] / "spiece.model"), None)
+    assert (tokenizer.kind, tokenizer.flavor, tokenizer.lower_case) == ("sentencepiece", "albert", True)

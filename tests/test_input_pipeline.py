@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from bert_jax.data import records
 from bert_jax.data.dynamic_masking import DynamicMasker, MaskingOptions
-from bert_jax.data.input_pipeline import ID_SHIFT, PretrainingPipeline
+from bert_jax.data.input_pipeline import ID_SHIFT, PretrainingPipeline, resume_plan
 from bert_jax.errors import ConfigError, DataError
 
 SEQ, PRED, FILES, PER_FILE, BATCH = 16, 3, 3, 40, 4
@@ -376,6 +376,58 @@ def test_resume_per_process_from_the_shared_global_step(static_dir):
         state = running.state() if p == 0 else state  # only process 0's state is saved
         resumed = static(static_dir, with_example_ids=True, process_index=p, process_count=2, state=state)
         assert_batches_equal(take(resumed, 4), take(running, 4))
+
+
+@pytest.mark.parametrize("cycle_length", [2, 3])
+def test_resume_plan_matches_tf_data_interleave(cycle_length):
+    """The plan's fresh interleave yields exactly the tail of the full one: chunk edges, a short
+    last chunk, a 1-record and an empty file, a file used up but not yet found so, the very end."""
+    counts = [150, 130, 64, 1, 0, 200, 65]
+    chunk = 64
+
+    def records(file_ids, first_chunks):
+        files = tf.data.Dataset.from_tensor_slices((tf.constant(file_ids, tf.int64), tf.constant(first_chunks, tf.int64)))
+
+        def read(f, first):
+            count = tf.gather(tf.constant(counts, tf.int64), f)
+            start = tf.maximum(first, 0) * chunk
+            taken = tf.data.Dataset.range(count).skip(start).take(tf.where(first < 0, tf.constant(0, tf.int64), -1))
+            return taken.map(lambda r: f * 1000 + r).batch(chunk)
+
+        interleaved = files.interleave(read, cycle_length=cycle_length, num_parallel_calls=2, deterministic=True)
+        return [int(x) for x in interleaved.unbatch().as_numpy_iterator()]
+
+    full = records(list(range(len(counts))), [0] * len(counts))
+    assert len(full) == sum(counts)
+    for skip in (0, 1, 63, 64, 65, 128, 150, 151, 257, 345, 346, 400, 500, 609, 610):
+        inputs, drop = resume_plan(counts, cycle_length, chunk, skip)
+        tail = records([f for f, _ in inputs], [c for _, c in inputs])
+        assert tail[drop:] == full[skip:], skip
+
+
+@pytest.fixture(scope="session")
+def many_chunks_dir(tmp_path_factory):
+    """6 files of 150 records (3 read chunks each), for resumes deep into an epoch."""
+    return write_dataset(tmp_path_factory.mktemp("many"), "static", files=6, per_file=150)
+
+
+def test_resume_deep_in_an_epoch_does_not_read_used_up_shards(many_chunks_dir, tmp_path):
+    """Shards whose records all came before the resume point are garbage here: the resumed run must not open them."""
+
+    def pipeline(files, **kwargs):
+        return PretrainingPipeline(files, BATCH, shuffle_buffer=16, cycle_length=2, with_example_ids=True, seed=5, **kwargs)
+
+    running = pipeline(many_chunks_dir)
+    k = 132  # 528 records: whole shuffle windows
+    seen = [split_id(i) for batch in take(running, k) for i in batch["example_id"]]
+    state = running.state()
+    used_up = [f for f in range(6) if sum(1 for file, _ in seen if file == f) == 150]
+    assert len(used_up) >= 2  # two interleaved at a time: at least the first pair is done
+    directory = copy_dataset(many_chunks_dir, tmp_path / "d")
+    for f in used_up:
+        write_bytes(os.path.join(directory, f"part-{f:03d}.tfrecord"), b"not a tfrecord")
+    resumed = pipeline(directory, state=state)
+    assert_batches_equal(take(resumed, 40), take(running, 40))
 
 
 def test_finite_epochs_stop(static_dir):

@@ -55,9 +55,9 @@ def test_corpus_counts_and_unk_rate_per_script(files):
     report = _corpus_report(files)
     assert (report["counts"]["documents"], report["counts"]["sentences"]) == (3, 7)
     by_script = report["unk"]["by_script"]
-    assert by_script["CYRILLIC"] == {"words": 2, "unk_words": 2, "rate": 1.0}
+    assert by_script["CYRILLIC"] == {"words": 2, "unk_words": 2, "rate": 1.0, "tokens": 2, "tokens_per_word": 1.0}
     assert by_script["LATIN"]["unk_words"] == 0 and by_script["LATIN"]["words"] == 22
-    assert by_script["PUNCTUATION"] == {"words": 7, "unk_words": 0, "rate": 0.0}
+    assert by_script["PUNCTUATION"] == {"words": 7, "unk_words": 0, "rate": 0.0, "tokens": 7, "tokens_per_word": 1.0}
     assert report["unk"]["tokens"] == 31 and report["unk"]["unk_tokens"] == 2
     assert report["unk"]["rate"] == pytest.approx(2 / 31)
     assert any("[UNK] rate" in w for w in report["warnings"])

@@ -1,13 +1,15 @@
 """Pruning: magnitude masks and schedule, head importance, head-pruned model
 equal to the masked-head model, pruned checkpoints, bad sparsities."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from bert_jax.compress import prune, toy
+from bert_jax.compress import models, prune, toy
 from bert_jax.errors import ConfigError, UserError
 from bert_jax.model import BertForSequenceClassification
 
@@ -140,3 +142,48 @@ def test_pruned_checkpoint_round_trips(tmp_path, params, batch):
     fn = prune.pruned_logits_fn(cfg, heads)
     args = (batch["input_ids"], batch["input_mask"], batch["segment_ids"])
     np.testing.assert_allclose(np.asarray(fn(loaded, *args)), np.asarray(fn(small, *args)), atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# The job, on a toy SST-2: pruning with recovery fine-tuning
+
+
+@pytest.fixture(scope="module")
+def toy_teacher(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prune")
+    vocab = toy.write_vocab(root / "vocab.txt")
+    data = toy.write_sst2(root / "glue", n_train=32, n_dev=16)
+    cfg = toy.tiny_config(len(vocab.read_text().split()), num_layers=2)
+    return toy.write_finetuned_workdir(root / "teacher", cfg, toy.init_params(cfg), vocab, data), cfg
+
+
+def test_head_pruning_with_recovery_fine_tunes_the_shrunk_model(toy_teacher, tmp_path):
+    workdir, cfg = toy_teacher
+    results = prune.run(str(workdir), "heads", 0.5, str(tmp_path / "out"), steps=2, batch_size=8,
+                        learning_rate=1e-2, importance_steps=2, throughput_runs=1)
+    assert results["pruned"]["heads_per_layer"] == [2, 2] and results["recovery_steps"] == 2
+    for side in ("dense", "one_shot", "pruned"):
+        assert 0.0 <= results[side]["accuracy"] <= 1.0
+    assert results["dense"]["examples_per_s"] > 0 and results["pruned"]["examples_per_s"] > 0
+    _, recovered, heads, _ = prune.load_pruned(tmp_path / "out")
+    assert heads == (2, 2)
+    # The saved weights are the fine-tuned ones, not the one-shot slice.
+    _, dense, _, _ = models.load_finetuned_classifier(workdir)
+    keep = json.loads((tmp_path / "out" / prune.PRUNED_HEADS_FILE).read_text())["kept_heads"]
+    one_shot = prune.shrink_heads(dense, keep)
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), recovered, one_shot)
+    assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_magnitude_pruning_with_recovery_reaches_the_target(toy_teacher, tmp_path):
+    workdir, _ = toy_teacher
+    results = prune.run(str(workdir), "magnitude", 0.5, str(tmp_path / "out"), steps=3, batch_size=8,
+                        learning_rate=1e-2, throughput_runs=1)
+    assert results["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert set(results["one_shot"]) == set(results["pruned"]) - {"examples_per_s", "sparsity"}
+
+
+def test_negative_recovery_steps_are_refused(toy_teacher, tmp_path):
+    workdir, _ = toy_teacher
+    with pytest.raises(UserError, match="--steps=-1"):
+        prune.run(str(workdir), "heads", 0.5, str(tmp_path / "out"), steps=-1)

@@ -30,7 +30,12 @@ _GLOBAL_BATCH = flags.DEFINE_integer("global_batch", 0, "global batch (0: the co
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 0, "sequence length (0: the config's data.max_seq_length)")
 _JSON = flags.DEFINE_bool("json", False, "print one JSON object on stdout instead of the table")
 _OUTPUT = flags.DEFINE_string("output", "", "also write the JSON report to this file")
-_FIND_MAX = flags.DEFINE_bool("find_max_batch", False, "bisect the largest global batch that fits")
+_FIND_MAX = flags.DEFINE_bool(
+    "find_max_batch", False, "find the largest global batch that fits (linear fit of memory in the batch, verified by compiling)"
+)
+_MAX_COMPILES = flags.DEFINE_integer(
+    "max_compiles", 6, "--find_max_batch compiles at most this many batches (then: the largest verified to fit)"
+)
 _COMPARE = flags.DEFINE_bool(
     "compare_parallelism", False, "compile DP, FSDP and DP x TP (tensor=4) and show them side by side"
 )
@@ -79,7 +84,7 @@ def main(argv):
         reports = aot.compare_parallelism(config, topology)
         payload = {"topology": topology.name, "parallelisms": reports}
     elif _FIND_MAX.value:
-        best, report = aot.find_max_batch(config, topology)
+        best, report = aot.find_max_batch(config, topology, max_compiles=_MAX_COMPILES.value)
         if report is None:  # not even one example per data-parallel rank: show that compile
             unit = aot.batch_unit(config, topology.num_devices)
             report = aot.compile_for_topology(aot.resolve(config, global_batch=unit), topology)

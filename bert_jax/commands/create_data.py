@@ -34,6 +34,9 @@ _SEED = flags.DEFINE_integer("random_seed", _DEFAULTS.random_seed, "Seed: the ou
 _DUPE = flags.DEFINE_integer("dupe_factor", _DEFAULTS.dupe_factor, "Passes over the corpus, each masked anew.")
 _SHORT = flags.DEFINE_float("short_seq_prob", _DEFAULTS.short_seq_prob, "Probability of a shorter target length.")
 _WWM = flags.DEFINE_boolean("do_whole_word_mask", _DEFAULTS.do_whole_word_mask, "Mask whole words.")
+_NGRAM = flags.DEFINE_integer(
+    "ngram_max", _DEFAULTS.ngram_max, "ALBERT n-gram masking: spans of 1..N words, P(n) ~ 1/n (1: BERT)."
+)
 _MODE = flags.DEFINE_enum("mode", _DEFAULTS.mode, create_data.MODES, "nsp (BERT), sop (ALBERT), mlm_packed (RoBERTa).")
 _MASKING = flags.DEFINE_enum(
     "masking", _DEFAULTS.masking, create_data.MASKINGS, "static: masks in the records; none: mask later in tf.data."
@@ -44,6 +47,15 @@ _BLOCK = flags.DEFINE_integer("block_size", _DEFAULTS.block_size, "Documents per
 _BLOCK_CHARS = flags.DEFINE_integer("block_chars", _DEFAULTS.block_chars, "Characters that close a block early.")
 _FORMAT = flags.DEFINE_enum("input_format", "auto", ["auto", "file", "paragraphs", "sentences"], "Local text layout.")
 _TFDS_DIR = flags.DEFINE_string("tfds_data_dir", None, "data_dir for tfds: inputs (or NAME:FEATURE@DIR).")
+_RUNNER = flags.DEFINE_enum(
+    "runner", "local", ["local", "beam"], "local: worker processes on this machine; beam: an Apache Beam pipeline."
+)
+_BEAM_OPTIONS = flags.DEFINE_string(
+    "beam_pipeline_options",
+    "--runner=DirectRunner",
+    "With --runner=beam: Beam's own flags, one shell-quoted string "
+    '(e.g. "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py").',
+)
 _JSON = flags.DEFINE_boolean("json", False, "Print the summary as JSON instead of text.")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
 
@@ -61,6 +73,7 @@ def main(argv: list[str]) -> None:
         dupe_factor=_DUPE.value,
         short_seq_prob=_SHORT.value,
         do_whole_word_mask=_WWM.value,
+        ngram_max=_NGRAM.value,
         mode=_MODE.value,
         masking=_MASKING.value,
         num_workers=_WORKERS.value,
@@ -71,6 +84,13 @@ def main(argv: list[str]) -> None:
         tfds_data_dir=_TFDS_DIR.value,
         progress=_PROGRESS.value,
     )
-    summary = create_data.create_pretraining_data(options, _INPUT.value, _OUTPUT.value)
+    if _RUNNER.value == "beam":
+        from bert_jax.data import beam_create  # a one-line UserError when apache_beam is not installed
+
+        summary = beam_create.create_pretraining_data_beam(
+            options, _INPUT.value, _OUTPUT.value, _BEAM_OPTIONS.value
+        )
+    else:
+        summary = create_data.create_pretraining_data(options, _INPUT.value, _OUTPUT.value)
     report = inspect.created_data_report(summary)
     print(json.dumps(report, indent=1) if _JSON.value else inspect.format_report(report))

@@ -3,7 +3,8 @@ original BERT's extract_features.py).
 
   bert-jax extract-features --checkpoint=MODEL_DIR_OR_HF_FOLDER --layers=-1,-2 < input.txt > out.jsonl
 
-Each stdin line is `text` or `text_a ||| text_b`.
+Each stdin line is `text` or `text_a ||| text_b`. Any family and tokenizer
+kind: WordPiece, SentencePiece or byte-level BPE (bert_jax.tokenization.load_tokenizer).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from absl import flags
 
 from bert_jax import checkpoints, features
 from bert_jax.errors import UserError
-from bert_jax.tokenization import WordPieceTokenizer
 
 flags.DEFINE_string(
     "checkpoint", None, "Our model dir, a training workdir, a Hugging Face folder or a Google TF checkpoint."
 )
-flags.DEFINE_string("vocab", None, "WordPiece vocab.txt (default: the checkpoint's own).")
+flags.DEFINE_string(
+    "vocab", None,
+    "Tokenizer: vocab.txt, vocab.json (+ merges.txt beside it), a SentencePiece .model or a tokenizer folder "
+    "(default: the checkpoint's own tokenizer files).",
+)
 flags.DEFINE_bool("lower_case", None, "Lower-case input (default: the checkpoint's setting, else true).")
 flags.DEFINE_string("layers", "-1,-2,-3,-4", "Comma-separated encoder layer indexes; -1 is the last layer.")
 flags.DEFINE_integer(
@@ -36,8 +40,7 @@ def main(argv):
     if not FLAGS.checkpoint:
         raise UserError("--checkpoint is required")
     cfg, params, meta = checkpoints.load_model(FLAGS.checkpoint)
-    vocab, lower_case = features.tokenizer_settings(FLAGS.checkpoint, meta, FLAGS.vocab, FLAGS.lower_case)
-    tokenizer = WordPieceTokenizer(vocab, lower_case=lower_case)
+    tokenizer = features.load_tokenizer(FLAGS.checkpoint, meta, FLAGS.vocab, FLAGS.lower_case)
     layers = features.parse_layers(FLAGS.layers, cfg.num_layers)
     extractor = features.FeatureExtractor(cfg, params, layers, FLAGS.max_seq_length, FLAGS.batch_size)
     for obj in features.extract_features(sys.stdin, tokenizer, extractor):

@@ -1,8 +1,11 @@
 """`bert-jax inspect-data --input=SPEC|--shards=GLOB [--vocab_file=V] [--vocab_size_of_model=N|--config=F] [--json]`.
 
-Preflight before training: counts, length histograms, [UNK] rate overall and
-per script, casing of the vocab against do_lower_case, vocab size against the
-model. Exits 1 when it finds a problem (printed as `!! PROBLEM:`).
+Preflight before training: counts, length histograms, [UNK] rate overall and,
+per Unicode script, words, [UNK] words and tokens per word (which languages a
+vocabulary serves badly), casing of the vocab against do_lower_case, vocab
+size against the model. Any vocabulary `load_tokenizer` reads: WordPiece
+vocab.txt, SentencePiece .model, byte-level BPE vocab.json (+ merges.txt), or
+a folder holding one. Exits 1 when it finds a problem (printed as `!! PROBLEM:`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ from bert_jax.errors import UserError
 
 _INPUT = flags.DEFINE_string("input", None, "Corpus spec: globs, tfds:NAME:FEATURE[@DIR] or builtin:stdlib-docs.")
 _SHARDS = flags.DEFINE_string("shards", None, "Created shards: a create-data output directory or a shard glob.")
-_VOCAB = flags.DEFINE_string("vocab_file", None, "BERT vocab.txt (required with --input).")
-_LOWER = flags.DEFINE_boolean("do_lower_case", True, "Lowercase the text as the model will (corpus mode).")
+_VOCAB = flags.DEFINE_string(
+    "vocab_file",
+    None,
+    "Vocabulary (required with --input): vocab.txt (WordPiece), a SentencePiece .model, vocab.json with "
+    "merges.txt beside it (byte-level BPE), or a folder holding one.",
+)
+_LOWER = flags.DEFINE_boolean(
+    "do_lower_case", None, "Lowercase the text as the model will; default: the vocabulary kind's default."
+)
 _MODEL_VOCAB = flags.DEFINE_integer("vocab_size_of_model", None, "The model's vocab_size to check against.")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A pre-training config; its model.vocab_size is checked.")
 _MAX_DOCS = flags.DEFINE_integer("max_documents", 2000, "Corpus mode: look at this many documents at most.")
@@ -41,16 +51,16 @@ def main(argv: list[str]) -> None:
         raise UserError(f"unexpected arguments {argv[1:]}")
     if (_INPUT.value is None) == (_SHARDS.value is None):
         raise UserError("pass exactly one of --input (a corpus) or --shards (created data)")
-    from bert_jax.tokenization import WordPieceTokenizer
+    from bert_jax.tokenization import load_tokenizer
 
-    tokenizer = WordPieceTokenizer(_VOCAB.value, lower_case=_LOWER.value) if _VOCAB.value else None
+    tokenizer = load_tokenizer(_VOCAB.value, lower_case=_LOWER.value) if _VOCAB.value else None
     if _INPUT.value is not None:
         if tokenizer is None:
             raise UserError("--input needs --vocab_file (the vocab the corpus will be tokenized with)")
         report = inspect.inspect_corpus(
             _INPUT.value,
             tokenizer,
-            do_lower_case=_LOWER.value,
+            do_lower_case=tokenizer.lower_case,
             model_vocab_size=_model_vocab_size(),
             max_documents=_MAX_DOCS.value,
             input_format=_FORMAT.value,

@@ -2,6 +2,8 @@
 
 Trains (or resumes) in DIR: config.json, metrics.jsonl, tb/, checkpoints/.
 SIGTERM / SIGINT save a checkpoint and exit 0; rerun the command to resume.
+With --config.probe.every_steps=N (and probe.data_dir) a copy of the weights
+is fine-tuned on a small GLUE set every N steps (bert_jax.finetune.probe).
 Multi-host: auto-detected on TPU VM pod slices and under SLURM; by hand with
 --coordinator_address, --num_processes and --process_id.
 """
@@ -33,7 +35,13 @@ def main(argv):
         )
     from bert_jax.train import loop
 
+    hooks = []
+    if FLAGS.config.probe.every_steps > 0:
+        from bert_jax.finetune import probe
+
+        # Built (and checked) now: bad probe settings fail before training, not at step N.
+        hooks.append(probe.make_probe_hook(FLAGS.config, FLAGS.workdir))
     loop.distributed_init(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    final = loop.train(FLAGS.config, FLAGS.workdir)
+    final = loop.train(FLAGS.config, FLAGS.workdir, step_hooks=hooks)
     if final:
         print(json.dumps({"final": final}, sort_keys=True))

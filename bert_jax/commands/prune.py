@@ -1,11 +1,12 @@
 """`bert-jax prune`: prune a fine-tuned or distilled classifier.
 
-  bert-jax prune --workdir=W --method=heads --sparsity=0.25 --output=DIR
+  bert-jax prune --workdir=W --method=heads --sparsity=0.25 [--steps=200] --output=DIR
   bert-jax prune --workdir=W --method=magnitude --sparsity=0.7 --steps=300 --output=DIR
 
 `heads` removes that fraction of attention heads by importance (Michel et
-al. 2019) and shrinks the matrices; `magnitude` zeroes that fraction of each
-encoder matrix, one-shot or over --steps of fine-tuning on a cubic schedule.
+al. 2019) and shrinks the matrices, then fine-tunes the small model --steps
+steps (recovery); `magnitude` zeroes that fraction of each encoder matrix,
+one-shot or over --steps of fine-tuning on a cubic schedule.
 DIR/results.json: {"dense": {...}, "pruned": {...}}.
 """
 
@@ -22,12 +23,13 @@ flags.DEFINE_string("workdir", None, "A fine-tuning/distillation workdir, or a c
 flags.DEFINE_string("method", "heads", "heads (structured) or magnitude (unstructured).")
 flags.DEFINE_float("sparsity", None, "Fraction in [0, 1): of heads (heads) or of weights (magnitude).")
 flags.DEFINE_string("output", None, "Directory to write; must not exist unless --overwrite.")
-flags.DEFINE_integer("steps", 0, "magnitude: fine-tuning steps with the pruning schedule (0: one-shot).")
+flags.DEFINE_integer("steps", 0, "Fine-tuning steps (0: one-shot); magnitude: on the pruning schedule; heads: "
+                     "recovery of the pruned model.")
 flags.DEFINE_integer("importance_steps", 8, "heads: training batches to score head importance on.")
 flags.DEFINE_string("data_dir", None, "GLUE folder (default: the workdir's config.json data_dir).")
 flags.DEFINE_integer("max_seq_length", None, "Default: the workdir's config.json, else 128.")
 flags.DEFINE_integer("batch_size", 32, "Batch size for importance and recovery fine-tuning.")
-flags.DEFINE_float("learning_rate", 2e-5, "magnitude with --steps: the fine-tuning learning rate.")
+flags.DEFINE_float("learning_rate", 2e-5, "With --steps: the fine-tuning learning rate.")
 flags.DEFINE_integer("throughput_runs", 7, "Timed batches for examples_per_s (median).")
 flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
 FLAGS = flags.FLAGS

@@ -1,7 +1,8 @@
 """`bert-jax quantize`: post-training int8 of a fine-tuned or distilled model.
 
   bert-jax quantize --workdir=FINETUNE_OR_DISTILL_WORKDIR --scheme=int8|int8_weights \
-      --output=DIR [--calibration_steps=N] [--data_dir=GLUE_DIR]
+      --output=DIR [--calibration_steps=N] [--data_dir=GLUE_DIR] \
+      [--act_calibration=absmax] [--act_scope=tensor|token] [--float_inputs=REGEX,...]
 
 DIR holds the quantised checkpoint (docs/compression.md) and results.json
 {"float": {...}, "quantized": {...}}: dev metrics, bytes, examples_per_s.
@@ -25,6 +26,12 @@ flags.DEFINE_integer("max_seq_length", None, "Default: the workdir's config.json
 flags.DEFINE_integer("batch_size", 32, "Calibration batch size.")
 flags.DEFINE_integer("throughput_runs", 7, "Timed batches for examples_per_s (median).")
 flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
+flags.DEFINE_string("act_calibration", None, "int8: Qwix calibration of the activation scales "
+                    "(absmax, absmax,0.9, minmax, rms,4, ...; default absmax).")
+flags.DEFINE_enum("act_scope", None, ["tensor", "token"], "int8: statistic of each calibration batch over "
+                  "the whole input tensor (default) or per token, averaged (Qwix's default).")
+flags.DEFINE_list("float_inputs", None, "int8: module-path regexes whose inputs stay float "
+                  r"(kernels int8), e.g. 'bert/encoder/layer_\d+/output'.")
 FLAGS = flags.FLAGS
 
 
@@ -34,5 +41,6 @@ def main(argv):
     if not FLAGS.workdir or not FLAGS.output:
         raise UserError("--workdir and --output are both required")
     results = quantize.run(FLAGS.workdir, FLAGS.scheme, FLAGS.output, FLAGS.calibration_steps, FLAGS.data_dir,
-                           FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.throughput_runs, FLAGS.overwrite)
+                           FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.throughput_runs, FLAGS.overwrite,
+                           FLAGS.act_calibration, FLAGS.act_scope, FLAGS.float_inputs)
     print(json.dumps(results, indent=2, sort_keys=True))

@@ -157,11 +157,12 @@ def _cpu_cost(config, num_devices: int) -> dict | None:
     return _cost(_compile(build_program(config, cpus[:num_devices])))
 
 
-def matmul_flops(closed_jaxpr) -> float:
+def matmul_flops(closed_jaxpr, loop_bodies_once: bool = False) -> float:
     """FLOPs of every dot_general in a traced program (global shapes, forward,
     backward and any rematerialised recomputation): 2 x output size x the
     contracted size. The part of XLA's count the analytic formula models;
-    elementwise work (GELU, LayerNorm, softmax, the optimizer update) is not in it."""
+    elementwise work (GELU, LayerNorm, softmax, the optimizer update) is not in it.
+    loop_bodies_once: count a scan's body once, as XLA's cost analysis does."""
     total = 0.0
     for eqn in closed_jaxpr.jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
@@ -169,27 +170,31 @@ def matmul_flops(closed_jaxpr) -> float:
             lhs = eqn.invars[0].aval.shape
             out = eqn.outvars[0].aval.shape
             total += 2.0 * float(np.prod(out)) * float(np.prod([lhs[i] for i in contract]))
-        repeat = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+        scanned = eqn.primitive.name == "scan" and not loop_bodies_once
+        repeat = eqn.params.get("length", 1) if scanned else 1
         for sub in jax_core.jaxprs_in_params(eqn.params):
-            total += repeat * matmul_flops(jax_core.ClosedJaxpr(sub, ()))
+            total += repeat * matmul_flops(jax_core.ClosedJaxpr(sub, ()), loop_bodies_once)
     return total
 
 
-def program_matmul_flops(program: TrainProgram) -> float:
-    """matmul_flops of the whole train step, for all devices together."""
+def program_matmul_flops(program: TrainProgram) -> tuple[float, float]:
+    """matmul_flops of the whole train step, for all devices together: every
+    iteration of scanned layers, and their body once (what XLA counts)."""
     traced = program.train_step.trace(program.state, program.batch, program.rng)
-    return matmul_flops(traced.jaxpr)
+    return matmul_flops(traced.jaxpr), matmul_flops(traced.jaxpr, loop_bodies_once=True)
 
 
 def gib(n: float) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
-def compile_for_topology(config, topology: Topology, devices=None) -> dict:
+def compile_for_topology(config, topology: Topology, devices=None, cpu_flops: bool = True) -> dict:
     """Compiles pretrain's step for `topology` and reports on it (a JSON-able dict).
 
     `config` is already resolved (batch, seq_len, mesh). Never raises for
     memory: a program that does not fit is reported with `fits: false`.
+    cpu_flops=False skips the CPU compile that counts a GPU program's FLOPs
+    (the analytic count stands in, and `flops_source` says so).
     """
     devices = compile_only_devices(topology) if devices is None else devices
     program = build_program(config, devices)
@@ -242,7 +247,7 @@ def compile_for_topology(config, topology: Topology, devices=None) -> dict:
             "generated_code": int(mem.generated_code_size_in_bytes),
         },
     )
-    report.update(_flops_and_prediction(config, topology, program, compiled))
+    report.update(_flops_and_prediction(config, topology, program, compiled, cpu_flops))
     return report
 
 
@@ -254,23 +259,32 @@ def _status(fits: bool, needed: int | None, available: int) -> str:
     return f"does not fit: needs {gib(needed)} of {gib(available)}"
 
 
-def _flops_and_prediction(config, topology: Topology, program: TrainProgram, compiled) -> dict:
+def _flops_and_prediction(config, topology: Topology, program: TrainProgram, compiled, cpu_flops: bool) -> dict:
     cost = _cost(compiled)
     source = f"xla:{topology.platform}"
-    if "flops" not in cost:
+    if "flops" not in cost and cpu_flops:
         cost = _cpu_cost(config, topology.num_devices) or {}
         source = f"xla:cpu (the same program for {topology.num_devices} CPU devices)"
     model_cfg = model_config(config)
     analytic = analytic_flops.train_step_flops(
         model_cfg, config.batch_size, config.data.max_seq_length, config.data.max_predictions_per_seq
     )
+    matmuls, matmuls_once = program_matmul_flops(program)
+    # XLA's cost analysis counts a while loop's body once: with scanned layers
+    # its FLOPs are those of one layer plus the rest. Scale them by the traced
+    # matmuls' ratio (every layer / the body once), as if each layer added
+    # what the first does; 1 for unrolled layers. Bytes are left as counted
+    # (a lower bound): most of them lie outside the loop (the optimizer's
+    # pass over every parameter), so scaling them would be far worse.
+    loop_scale = matmuls / matmuls_once if matmuls_once else 1.0
     if "flops" in cost:
-        flops_per_chip = float(cost["flops"])
+        flops_per_chip = float(cost["flops"]) * loop_scale
         bytes_accessed = float(cost.get("bytes accessed", 0.0))
     else:
         flops_per_chip = analytic / topology.num_devices
         bytes_accessed = float(_shard_bytes(program.state)) * 2
-        source = "analytic (bert_jax.flops; too few CPU devices in this process to count with XLA)"
+        why = "too few CPU devices in this process to count with XLA" if cpu_flops else "not counted"
+        source = f"analytic (bert_jax.flops; {why})"
     mesh = program.mesh.shape
     par = roofline.Parallelism(mesh["data"], mesh["fsdp"], mesh["tensor"], topology.num_slices)
     local_batch = config.batch_size / (par.data * par.fsdp)
@@ -297,7 +311,8 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
         # XLA's count also has the elementwise work and, under data
         # parallelism, the optimizer update replicated on every chip.
         "xla_flops_over_analytic": flops_per_chip * topology.num_devices / analytic,
-        "matmul_flops_per_step": program_matmul_flops(program),
+        "matmul_flops_per_step": matmuls,
+        "xla_loop_scale": loop_scale,
         "hbm_bytes_accessed_per_chip": bytes_accessed,
         "collective_bytes_per_chip": {"ici": comm.ici, "dcn": comm.dcn},
         "prediction": {"kind": "roofline prediction, not a measurement", **pred.as_dict()},
@@ -321,33 +336,73 @@ def batch_unit(config, num_devices: int) -> int:
     return data * fsdp * config.optimizer.grad_accum_steps
 
 
-def find_max_batch(config, topology: Topology, devices=None, limit: int = 1 << 16) -> tuple[int, dict | None]:
+def _fit_next(probes: dict[int, dict], hbm: int, lo: int, hi: int | None, max_n: int) -> int:
+    """The next batch (in data-parallel units) to try: where the line through
+    the two largest probes with a memory figure meets 98% of the HBM, kept strictly
+    between the largest that fits (`lo`) and the smallest that does not (`hi`)."""
+    known = sorted(n for n, r in probes.items() if r.get("bytes_per_chip"))
+    ceiling = (hi - 1) if hi is not None else max_n
+    if len(known) < 2:
+        return min(2 * lo, ceiling)
+    a, b = known[-2], known[-1]
+    ua, ub = probes[a]["bytes_per_chip"], probes[b]["bytes_per_chip"]
+    slope = (ub - ua) / (b - a)  # bytes per chip per batch unit
+    # Aim 2% below the limit: memory is nearly linear, and aiming at the limit
+    # itself misses by megabytes about half the time.
+    target = 0.98 * hbm
+    guess = ceiling if slope <= 0 else int(b + (target - ub) // slope)
+    return max(lo + 1, min(guess, ceiling))
+
+
+def find_max_batch(
+    config, topology: Topology, devices=None, limit: int = 1 << 16, max_compiles: int = 6
+) -> tuple[int, dict | None]:
     """Largest global batch (a multiple of the data-parallel size) that fits,
-    by doubling then bisecting; (0, None) if even one example per chip does not."""
+    from a linear fit of memory in the batch: memory per chip = a + b x batch
+    (the state is fixed, activations grow with the batch). Compiles 1 and 8
+    units, predicts where the line meets the chip's HBM, compiles there, and
+    refits on the two largest probes until the batch that fits and the next
+    one that does not are adjacent, or `max_compiles` is spent (then the
+    largest verified to fit). (0, None) if even one example per data-parallel
+    rank does not fit. The returned report carries `batch_search`: every probe
+    as (global batch, bytes per chip, fits), and `max_batch_proven` (the next
+    unit up was compiled and did not fit, or the limit was reached)."""
     devices = compile_only_devices(topology) if devices is None else devices
     unit = batch_unit(config, len(devices))
+    max_n = max(limit // unit, 1)
+    hbm = topology.chip.hbm_bytes
+    probes: dict[int, dict] = {}
 
-    def attempt(n_units: int) -> dict:
-        return compile_for_topology(resolve(config, global_batch=n_units * unit), topology, devices)
+    def attempt(n: int) -> dict:
+        # A GPU program's FLOPs take a CPU compile: only the answer's are counted.
+        batch_config = resolve(config, global_batch=n * unit)
+        probes[n] = compile_for_topology(batch_config, topology, devices, cpu_flops=False)
+        return probes[n]
 
-    lo, lo_report = 0, None
-    hi = 1
-    while hi * unit <= limit:
-        r = attempt(hi)
-        if not r["fits"]:
+    if not attempt(1)["fits"]:
+        return 0, None
+    lo, hi = 1, None
+    nxt = min(8, max_n)
+    while len(probes) < max_compiles and lo < max_n and (hi is None or hi - lo > 1):
+        if nxt in probes:
             break
-        lo, lo_report = hi, r
-        hi *= 2
-    else:
-        return lo * unit, lo_report
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        r = attempt(mid)
+        r = attempt(nxt)
         if r["fits"]:
-            lo, lo_report = mid, r
+            lo = nxt
         else:
-            hi = mid
-    return lo * unit, lo_report
+            hi = nxt
+            # libtpu refuses above its own limit (30.75 of a v4's 32 GiB): aim there.
+            hbm = min(hbm, r.get("compiler_hbm_bytes") or hbm)
+        nxt = _fit_next(probes, hbm, lo, hi, max_n)
+    report = dict(probes[lo])
+    if report.get("flops_source", "").startswith("analytic") and len(jax.devices("cpu")) >= len(devices):
+        report = compile_for_topology(resolve(config, global_batch=lo * unit), topology, devices)
+    report["batch_search"] = [
+        {"global_batch": n * unit, "bytes_per_chip": probes[n].get("bytes_per_chip"), "fits": probes[n]["fits"]}
+        for n in sorted(probes)
+    ]
+    report["max_batch_proven"] = lo >= max_n or (hi is not None and hi - lo == 1)
+    return lo * unit, report
 
 
 def compare_parallelism(config, topology: Topology, devices=None) -> dict[str, dict]:

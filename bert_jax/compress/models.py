@@ -2,16 +2,14 @@
 
 * `load_finetuned_classifier(path)`: a fine-tuning/distillation workdir or a
   checkpoint, checked to have a classification head.
-* `HeadPrunedClassifier`: `BertForSequenceClassification` whose layers keep
-  different numbers of attention heads (of the original head width), built
-  from the shared model's modules; its parameters are the shared layout with
-  the `heads` axis shrunk per layer.
+* `HeadPrunedClassifier` / `head_pruned_config`: the shared
+  `BertForSequenceClassification` with `ModelConfig.heads_per_layer` set, so
+  layers keep different numbers of attention heads (of the original width).
 * `examples_per_second`: measured inference throughput on this host.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 import statistics
@@ -25,19 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bert_jax import checkpoints
-from bert_jax.errors import CheckpointError, UserError
+from bert_jax.errors import UserError
 from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import tasks, trainer
 from bert_jax.finetune.config import finetune_config
-from bert_jax.model import (
-    BertForSequenceClassification,
-    Embeddings,
-    EncoderLayer,
-    ModelConfig,
-    Pooler,
-    _dense,
-    attention_mask,
-)
+from bert_jax.model import BertForSequenceClassification, ModelConfig
 
 Params = dict[str, Any]
 # (input_ids, input_mask, segment_ids) int32 [batch, seq] -> logits float32 [batch, labels]
@@ -133,75 +123,18 @@ def batch_fn(logits: LogitsFn) -> Callable[[Any, dict], jax.Array]:
 # Per-layer head counts
 
 
-@dataclasses.dataclass(frozen=True)
-class _LayerConfig(ModelConfig):
-    """A ModelConfig for one encoder layer keeping `num_heads` heads of width
-    `head_size` (no longer hidden_size / num_heads)."""
-
-    head_size: int = 64
-
-    def __post_init__(self):
-        # The parent's check (hidden_size % num_heads) is what pruning breaks;
-        # every other field is validated with one head.
-        ModelConfig(**{**_model_fields(self), "num_heads": 1})
-        if self.num_heads < 1:
-            raise UserError("a pruned layer must keep at least one attention head")
-
-    @property
-    def head_dim(self) -> int:
-        return self.head_size
+def head_pruned_config(cfg: ModelConfig, heads: Sequence[int]) -> ModelConfig:
+    """`cfg` whose layer i keeps `heads[i]` attention heads of the original
+    width (`ModelConfig.heads_per_layer`; ConfigError for a wrong count)."""
+    return cfg.replace(heads_per_layer=tuple(int(h) for h in heads))
 
 
-def _model_fields(cfg: ModelConfig) -> dict[str, Any]:
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ModelConfig)}
-
-
-def layer_config(cfg: ModelConfig, num_heads: int) -> ModelConfig:
-    """`cfg` for one layer that keeps `num_heads` of its heads (same head width)."""
-    if num_heads == cfg.num_heads:
-        return cfg
-    return _LayerConfig(**{**_model_fields(cfg), "num_heads": num_heads}, head_size=cfg.head_dim)
-
-
-class _PrunedEncoder(nn.Module):
-    cfg: ModelConfig
-    heads: tuple[int, ...]
-
-    @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
-        for i, n in enumerate(self.heads):
-            x = EncoderLayer(layer_config(self.cfg, n), name=f"layer_{i}")(x, mask, deterministic)
-        return x
-
-
-class _PrunedBert(nn.Module):
-    cfg: ModelConfig
-    heads: tuple[int, ...]
-
-    @nn.compact
-    def __call__(self, input_ids, input_mask, segment_ids, deterministic: bool):
-        x = Embeddings(self.cfg, name="embeddings")(input_ids, segment_ids, deterministic)
-        x = _PrunedEncoder(self.cfg, self.heads, name="encoder")(x, attention_mask(input_mask), deterministic)
-        return Pooler(self.cfg, name="pooler")(x)
-
-
-class HeadPrunedClassifier(nn.Module):
-    """`BertForSequenceClassification` with `heads[i]` attention heads in layer i.
-
-    Inputs `[batch, seq]` int32; returns `logits [batch, num_labels]` float32.
-    Parameter names are those of `BertForSequenceClassification` (unrolled).
-    """
-
-    cfg: ModelConfig
-    heads: tuple[int, ...]
-
-    @nn.compact
-    def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True):
-        if len(self.heads) != self.cfg.num_layers:
-            raise CheckpointError(f"{len(self.heads)} head counts for {self.cfg.num_layers} layers")
-        pooled = _PrunedBert(self.cfg, self.heads, name="bert")(input_ids, input_mask, segment_ids, deterministic)
-        x = nn.Dropout(self.cfg.hidden_dropout)(pooled, deterministic=deterministic)
-        return _dense(self.cfg, self.cfg.num_labels, ("embed", "classes"), "classifier")(x).astype(jnp.float32)
+def HeadPrunedClassifier(cfg: ModelConfig, heads: Sequence[int]) -> nn.Module:  # noqa: N802 (a model, by name)
+    """`BertForSequenceClassification` with `heads[i]` attention heads in layer
+    i: the one shared model under `head_pruned_config`. Inputs `[batch, seq]`
+    int32; `logits [batch, num_labels]` float32; parameter names as the
+    unpruned model's, the `heads` axis shrunk per layer."""
+    return BertForSequenceClassification(head_pruned_config(cfg, heads))
 
 
 # --------------------------------------------------------------------------

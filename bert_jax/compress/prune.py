@@ -27,6 +27,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from bert_jax import checkpoints
+from bert_jax.compress import models
 from bert_jax.compress.models import HeadPrunedClassifier
 from bert_jax.errors import CheckpointError, ConfigError, UserError
 from bert_jax.finetune import step as ft_step
@@ -280,15 +281,16 @@ def load_pruned(path: str | os.PathLike) -> tuple[ModelConfig, Params, tuple[int
 METHODS = ("heads", "magnitude")
 
 
-def _recover(cfg: ModelConfig, params: Params, prepared, sparsity: float, steps: int, batch_size: int,
-             learning_rate: float, seed: int = 0) -> Params:
-    """`steps` of fine-tuning's train step with the task loss, its AdamW
-    chained with `magnitude_pruning` (cubic schedule over the first 2/3)."""
+def _fine_tune(model, params: Params, prepared, steps: int, batch_size: int, learning_rate: float,
+               pruning: optax.GradientTransformation | None = None, seed: int = 0) -> Params:
+    """`steps` of fine-tuning's train step on `model` (any module with
+    `BertForSequenceClassification`'s call), its AdamW chained with `pruning`
+    when given; returns NumPy params."""
     config = finetune_config(prepared.task)
     config.learning_rate, config.total_steps, config.batch_size = learning_rate, steps, batch_size
-    tx = optax.chain(trainer.make_optimizer(config, steps),
-                     magnitude_pruning(sparsity, begin_step=0, end_step=max(1, 2 * steps // 3)))
-    model = BertForSequenceClassification(cfg)
+    tx = trainer.make_optimizer(config, steps)
+    if pruning is not None:
+        tx = optax.chain(tx, pruning)
     step = ft_step.make_train_step(model, prepared.head, tx)
     p = jax.tree.map(jnp.asarray, params)
     opt_state = tx.init(p)
@@ -299,20 +301,42 @@ def _recover(cfg: ModelConfig, params: Params, prepared, sparsity: float, steps:
     return checkpoints.numpy_params(p)
 
 
+def _recover(cfg: ModelConfig, params: Params, prepared, sparsity: float, steps: int, batch_size: int,
+             learning_rate: float) -> Params:
+    """Gradual magnitude pruning: `steps` of fine-tuning with the cubic
+    schedule reaching `sparsity` after the first 2/3 (the rest recovers)."""
+    pruning = magnitude_pruning(sparsity, begin_step=0, end_step=max(1, 2 * steps // 3))
+    return _fine_tune(BertForSequenceClassification(cfg), params, prepared, steps, batch_size, learning_rate, pruning)
+
+
+def paired_examples_per_second(fns: Sequence[Callable], params: Sequence[Params], vocab_size: int, seq_len: int,
+                               rounds: int = 7, batch_size: int = 32) -> list[float]:
+    """examples/s of each `(logits_fn, params)`, measured in alternating
+    rounds (so both see the same machine load) and the median over `rounds`."""
+    seen = [[] for _ in fns]
+    for _ in range(max(rounds, 1)):
+        for i, (fn, p) in enumerate(zip(fns, params, strict=True)):
+            seen[i].append(models.examples_per_second(fn, p, vocab_size, seq_len, batch_size, runs=3))
+    return [float(np.median(s)) for s in seen]
+
+
 def run(workdir: str, method: str, sparsity: float, output: str, steps: int = 0, data_dir: str | None = None,
         max_seq_length: int | None = None, batch_size: int = 32, learning_rate: float = 2e-5,
         importance_steps: int = 8, throughput_runs: int = 7, overwrite: bool = False) -> dict:
     """Prunes a fine-tuned classifier and writes `output/` (a checkpoint) and
     `output/results.json` `{"dense": {...}, "pruned": {...}}` with dev metrics
-    and examples_per_s. `heads`: drop the `sparsity` fraction of attention
-    heads by importance (one-shot), shrinking the matrices. `magnitude`: zero
-    the `sparsity` fraction of each encoder matrix, one-shot (`steps=0`) or
-    during `steps` of fine-tuning on the schedule."""
-    from bert_jax.compress import models
-
+    and examples_per_s (with `steps > 0` also `"one_shot"`: the dev metrics
+    right after pruning, before recovery). `heads`: drop the `sparsity`
+    fraction of attention heads by importance, shrinking the matrices, then
+    fine-tune the small model `steps` steps; dense and pruned examples/s are
+    measured in alternating rounds after training. `magnitude`: zero the
+    `sparsity` fraction of each encoder matrix, one-shot (`steps=0`) or
+    during `steps` of fine-tuning on the cubic schedule."""
     if method not in METHODS:
         raise UserError(f"--method={method!r}; expected one of {', '.join(METHODS)}")
     check_sparsity(sparsity, "--sparsity")
+    if steps < 0:
+        raise UserError(f"--steps={steps}; pass 0 (one-shot) or a positive number of fine-tuning steps")
     cfg, params, meta, head = models.load_finetuned_classifier(workdir)
     task, data_dir, seq_len = models.task_settings(workdir, head, data_dir, max_seq_length)
     tokenizer = trainer.load_tokenizer(finetune_config(task), meta, meta["source"])
@@ -321,33 +345,48 @@ def run(workdir: str, method: str, sparsity: float, output: str, steps: int = 0,
                                    max(steps, importance_steps) * batch_size)
     dense_fn = models.classifier_logits_fn(cfg)
 
-    def report(fn, p):
-        return {**models.dev_scores(models.batch_fn(fn), p, prepared),
-                "examples_per_s": models.examples_per_second(fn, p, cfg.vocab_size, seq_len, 32, throughput_runs)}
+    def scores(fn, p):
+        return models.dev_scores(models.batch_fn(fn), p, prepared)
+
+    def speed(fn, p):
+        return models.examples_per_second(fn, p, cfg.vocab_size, seq_len, 32, throughput_runs)
 
     results = {"task": task, "method": method, "source": meta["source"], "max_seq_length": seq_len,
-               "dense": report(dense_fn, params)}
+               "recovery_steps": steps, "dense": scores(dense_fn, params)}
     head = head or {"task": task, "head": "classification", "labels": None}
     if method == "heads":
         batches = itertools.islice(trainer.train_batches(prepared.train, batch_size, seed=0), importance_steps)
         keep = heads_to_keep(head_importance(cfg, params, batches), sparsity)
         small = shrink_heads(params, keep)
-        save_pruned(output, cfg, small, keep, tokenizer.vocab_file, tokenizer.lower_case, overwrite)
-        trainer.write_json(pathlib.Path(output) / trainer.HEAD_FILE, head)
         heads = head_counts(small)
-        results["pruned"] = {**report(pruned_logits_fn(cfg, heads), small), "heads_fraction": sparsity,
-                             "heads_per_layer": list(heads)}
-    else:
+        pruned_fn = pruned_logits_fn(cfg, heads)
         if steps > 0:
+            results["one_shot"] = scores(pruned_fn, small)
+            small = _fine_tune(HeadPrunedClassifier(cfg, heads), small, prepared, steps, batch_size, learning_rate)
+        # model_config.json names the per-layer head counts: predict mode and
+        # load_model rebuild the pruned model from it alone.
+        save_pruned(output, models.head_pruned_config(cfg, heads), small, keep, tokenizer.vocab_file,
+                    tokenizer.lower_case, overwrite)
+        trainer.write_json(pathlib.Path(output) / trainer.HEAD_FILE, head)
+        dense_speed, pruned_speed = paired_examples_per_second(
+            [dense_fn, pruned_fn], [params, small], cfg.vocab_size, seq_len, throughput_runs)
+        results["dense"]["examples_per_s"] = dense_speed
+        results["pruned"] = {**scores(pruned_fn, small), "examples_per_s": pruned_speed,
+                             "heads_fraction": sparsity, "heads_per_layer": list(heads)}
+    else:
+        results["dense"]["examples_per_s"] = speed(dense_fn, params)
+        one_shot = jax.tree.map(lambda w, m: np.asarray(w * m), params, magnitude_masks(params, sparsity))
+        if steps > 0:
+            results["one_shot"] = scores(dense_fn, one_shot)
             pruned = _recover(cfg, params, prepared, sparsity, steps, batch_size, learning_rate)
         else:
-            pruned = jax.tree.map(lambda w, m: np.asarray(w * m), params, magnitude_masks(params, sparsity))
+            pruned = one_shot
         with checkpoints.atomic_directory(output, overwrite) as tmp:
             trainer.save_best(tmp / "model", cfg, pruned, head, tokenizer)
             for item in (tmp / "model").iterdir():
                 item.rename(tmp / item.name)
             (tmp / "model").rmdir()
-        results["pruned"] = {**report(dense_fn, pruned), "sparsity": measured_sparsity(pruned),
-                             "recovery_steps": steps}
+        results["pruned"] = {**scores(dense_fn, pruned), "examples_per_s": speed(dense_fn, pruned),
+                             "sparsity": measured_sparsity(pruned)}
     trainer.write_json(pathlib.Path(output) / "results.json", results)
     return results

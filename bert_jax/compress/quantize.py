@@ -5,14 +5,16 @@ Schemes:
   activations in float (weight-only, "dynamic" nothing).
 * `int8`: the same kernels, and each dense layer's input activation int8
   with one static scale calibrated on example batches (Qwix's static-range
-  quantisation: mean of per-batch absmax over the calibration batches).
+  quantisation: mean over the calibration batches of each batch's absmax of
+  the whole input; `Recipe` tunes the statistic, its scope, and which inputs
+  stay float).
 
 Attention's activation-by-activation einsums stay float in both schemes. The
 embedding tables, not a matmul, are stored int8 with per-row scales and
 dequantised to float on load (they are half of a small BERT's bytes).
 
 Checkpoint format (a directory, `save_quantized` / `load_quantized`):
-`quantization.json` `{"format": "bert-jax-quantized", "scheme": ..., "library": "qwix", ...}`,
+`quantization.json` `{"format": "bert-jax-quantized", "scheme": ..., <other Recipe fields>, "library": "qwix", ...}`,
 `model_config.json` (the float model's fields), `params.safetensors` (one
 tensor per Qwix parameter leaf, named by its pytree path: `...['kernel'].array.qvalue`
 int8, `....scale` float32; embeddings `...['embedding'].qvalue/.scale`), and the
@@ -26,7 +28,7 @@ import itertools
 import json
 import os
 import pathlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -39,6 +41,7 @@ import safetensors.numpy
 from bert_jax import checkpoints
 from bert_jax.compress import models
 from bert_jax.errors import CheckpointError, UserError
+from bert_jax.finetune import trainer
 from bert_jax.finetune.config import finetune_config
 from bert_jax.model import BertForSequenceClassification, ModelConfig
 
@@ -52,24 +55,65 @@ Params = dict[str, Any]
 Batch = dict[str, np.ndarray]
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a classifier is quantised (stored in `quantization.json`).
+
+    `scheme`: `int8_weights` (kernels only) or `int8` (kernels and dense
+    inputs with one static calibrated scale per input). `act_calibration`:
+    Qwix's calibration method of those scales (`absmax`, `absmax,0.9`,
+    `minmax`, `rms,4`, ...). `act_scope`: what one calibration batch
+    contributes: `tensor`, the statistic of the whole `[batch, seq, features]`
+    input; `token`, Qwix's default, the statistic of each token averaged
+    over the tokens (which clips every token larger than the average token:
+    1.6 points of SST-2 lost, docs/compression.md). Either way the scale is
+    the mean over the calibration batches. `float_inputs`: module-path regexes
+    (Qwix paths such as `bert/encoder/layer_0/output`) whose input
+    activations stay float while their kernels are still int8.
+    """
+
+    scheme: str = "int8"
+    act_calibration: str = "absmax"
+    act_scope: str = "tensor"
+    float_inputs: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_scheme(self.scheme)
+        if self.act_scope not in ("tensor", "token"):
+            raise UserError(f"act_scope={self.act_scope!r}; expected 'tensor' or 'token'")
+        object.__setattr__(self, "float_inputs", tuple(self.float_inputs))
+
+    def as_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "float_inputs": list(self.float_inputs)}
+
+
 def check_scheme(scheme: str) -> str:
     if scheme not in SCHEMES:
         raise UserError(f"unknown quantisation scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     return scheme
 
 
-def _rule_kwargs(scheme: str) -> dict[str, Any]:
-    static = {"act_qtype": jnp.int8, "act_static_scale": True} if scheme == "int8" else {}
-    # Only dense layers (dot_general); (batch, length) share one activation
-    # scale so any sequence length runs with the calibrated scales.
-    return {"module_path": ".*", "op_names": ("dot_general",), "weight_qtype": jnp.int8,
-            "act_batch_axes": (0, 1), **static}
+def as_recipe(recipe: Recipe | str) -> Recipe:
+    """A `Recipe`, or a scheme name meaning that scheme's default recipe."""
+    return recipe if isinstance(recipe, Recipe) else Recipe(check_scheme(recipe))
 
 
-def quantized_module(cfg: ModelConfig, scheme: str) -> nn.Module:
+def _rules(recipe: Recipe, rule_cls: type = qwix.QuantizationRule, **extra) -> list:
+    """Qwix rules, first match wins: the `float_inputs` modules weight-only,
+    then every dense layer (dot_general) by the scheme."""
+    dense = {"op_names": ("dot_general",), "weight_qtype": jnp.int8,
+             # (batch, length) share one static scale so any sequence length runs.
+             "act_batch_axes": (0, 1), **extra}
+    weight_only = [rule_cls(module_path=p, **dense) for p in recipe.float_inputs]
+    act = {}
+    if recipe.scheme == "int8":
+        act = {"act_qtype": jnp.int8, "act_static_scale": True, "act_calibration_method": recipe.act_calibration}
+    return weight_only + [rule_cls(module_path=".*", **dense, **act)]
+
+
+def quantized_module(cfg: ModelConfig, recipe: Recipe | str) -> nn.Module:
     """`BertForSequenceClassification(cfg)` with Qwix's PTQ interception."""
-    rules = [qwix.QuantizationRule(**_rule_kwargs(check_scheme(scheme)))]
-    return qwix.quantize_model(BertForSequenceClassification(cfg), qwix.PtqProvider(rules))
+    return qwix.quantize_model(BertForSequenceClassification(cfg), qwix.PtqProvider(_rules(as_recipe(recipe))))
 
 
 def _dummy_inputs() -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -77,15 +121,19 @@ def _dummy_inputs() -> tuple[jax.Array, jax.Array, jax.Array]:
     return ids, jnp.ones_like(ids), ids
 
 
-def abstract_params(cfg: ModelConfig, scheme: str) -> Any:
+def abstract_params(cfg: ModelConfig, recipe: Recipe | str) -> Any:
     """The Qwix parameter tree (shapes only; `WithAux` leaves say how each is quantised)."""
-    module = quantized_module(cfg, scheme)
+    module = quantized_module(cfg, recipe)
     return jax.eval_shape(lambda: nn.meta.unbox(module.init(jax.random.PRNGKey(0), *_dummy_inputs())["params"]))
 
 
-def calibration_stats(cfg: ModelConfig, params: Params, batches: Iterable[Batch]) -> Any:
-    """Qwix `quant_stats` (running absmax of each dense layer's input) over `batches`."""
-    rules = [qwix.QtRule(**_rule_kwargs("int8"))]
+def calibration_stats(cfg: ModelConfig, params: Params, batches: Iterable[Batch], recipe: Recipe | str = "int8") -> Any:
+    """Qwix `quant_stats` over `batches`: per batch, the `act_calibration`
+    statistic of each quantised dense input (over `act_scope`), averaged over batches."""
+    recipe = as_recipe(recipe)
+    # Calibration runs Qwix's QT provider: without channelwise axes an input's
+    # statistic covers the whole batch tensor, not each token.
+    rules = _rules(recipe, qwix.QtRule, disable_channelwise_axes=recipe.act_scope == "tensor")
     module = qwix.quantize_model(BertForSequenceClassification(cfg), qwix.QtProvider(rules))
     variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *_dummy_inputs()))
     stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables["quant_stats"])
@@ -106,21 +154,21 @@ def calibration_stats(cfg: ModelConfig, params: Params, batches: Iterable[Batch]
     return stats
 
 
-def quantize_params(cfg: ModelConfig, params: Params, scheme: str, batches: Iterable[Batch] = ()) -> Any:
+def quantize_params(cfg: ModelConfig, params: Params, recipe: Recipe | str, batches: Iterable[Batch] = ()) -> Any:
     """The Qwix PTQ parameter tree of the float classifier `params`; for
     `int8` the activation scales are calibrated on `batches`."""
-    check_scheme(scheme)
+    recipe = as_recipe(recipe)
     if "classifier" not in params:
         raise UserError("the model has no classification head (params/classifier); quantise a fine-tuned model")
     params = checkpoints.with_layer_layout(params, cfg)
     params = jax.tree.map(jnp.asarray, params)
-    stats = calibration_stats(cfg, params, batches) if scheme == "int8" else {}
-    return qwix.quantize_params(params, abstract_params(cfg, scheme), stats)
+    stats = calibration_stats(cfg, params, batches, recipe) if recipe.scheme == "int8" else {}
+    return qwix.quantize_params(params, abstract_params(cfg, recipe), stats)
 
 
-def logits_fn(cfg: ModelConfig, scheme: str) -> Callable[..., jax.Array]:
+def logits_fn(cfg: ModelConfig, recipe: Recipe | str) -> Callable[..., jax.Array]:
     """Jitted `(qparams, input_ids, input_mask, segment_ids) -> logits [batch, labels]`."""
-    module = quantized_module(cfg, scheme)
+    module = quantized_module(cfg, recipe)
     return jax.jit(lambda p, i, m, s: module.apply({"params": p}, i, m, s))
 
 
@@ -149,9 +197,9 @@ def to_tensors(qparams: Any) -> dict[str, np.ndarray]:
     return tensors
 
 
-def from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, scheme: str, source: str) -> Any:
-    """Inverse of `to_tensors`, shaped by the abstract Qwix tree of `cfg`."""
-    abstract = abstract_params(cfg, scheme)
+def from_tensors(tensors: dict[str, np.ndarray], cfg: ModelConfig, recipe: Recipe | str, source: str) -> Any:
+    """Inverse of `to_tensors`, shaped by the abstract Qwix tree of `cfg` under `recipe`."""
+    abstract = abstract_params(cfg, recipe)
     flat, treedef = jax.tree_util.tree_flatten_with_path(abstract)
     leaves = []
     for path, spec in flat:
@@ -180,7 +228,7 @@ def save_quantized(
     path: str | os.PathLike,
     cfg: ModelConfig,
     qparams: Any,
-    scheme: str,
+    recipe: Recipe | str,
     vocab_file: str | None = None,
     lower_case: bool | None = None,
     extra: dict | None = None,
@@ -188,9 +236,10 @@ def save_quantized(
 ) -> int:
     """Writes the quantised checkpoint directory atomically; returns the bytes of
     `params.safetensors`."""
+    recipe = as_recipe(recipe)
     with checkpoints.atomic_directory(path, overwrite) as tmp:
         safetensors.numpy.save_file(to_tensors(qparams), tmp / WEIGHTS_FILE)
-        info = {"format": FORMAT, "scheme": scheme, "library": f"qwix {qwix.__version__}", **(extra or {})}
+        info = {"format": FORMAT, **recipe.as_json(), "library": f"qwix {qwix.__version__}", **(extra or {})}
         (tmp / QUANT_CONFIG).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         (tmp / checkpoints.MODEL_CONFIG).write_text(
             json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n"
@@ -206,23 +255,44 @@ def is_quantized(path: str | os.PathLike) -> bool:
     return (pathlib.Path(path) / QUANT_CONFIG).is_file()
 
 
-def load_quantized(path: str | os.PathLike) -> tuple[ModelConfig, Any, str, dict]:
-    """(config, Qwix params, scheme, meta) of a `save_quantized` directory."""
+def _recipe_of(info: dict, source: pathlib.Path) -> Recipe:
+    if info.get("format") != FORMAT or "scheme" not in info:
+        raise CheckpointError(f"{source / QUANT_CONFIG} is not a {FORMAT} description; re-run bert-jax quantize")
+    # Checkpoints written before these fields existed: Qwix's per-token absmax, every input int8.
+    return Recipe(info["scheme"], info.get("act_calibration", "absmax"), info.get("act_scope", "token"),
+                  tuple(info.get("float_inputs", ())))
+
+
+def load_quantized(path: str | os.PathLike) -> tuple[ModelConfig, Any, Recipe, dict]:
+    """(config, Qwix params, recipe, meta) of a `save_quantized` directory."""
     path = pathlib.Path(path)
     if not is_quantized(path):
         raise CheckpointError(f"{path} has no {QUANT_CONFIG}; it is not a quantised checkpoint")
-    info = json.loads((path / QUANT_CONFIG).read_text())
-    scheme = check_scheme(info.get("scheme", ""))
+    recipe = _recipe_of(json.loads((path / QUANT_CONFIG).read_text()), path)
     cfg = ModelConfig.from_dict(json.loads((path / checkpoints.MODEL_CONFIG).read_text()))
     tensors = safetensors.numpy.load_file(path / WEIGHTS_FILE)
-    qparams = from_tensors(tensors, cfg, scheme, str(path))
+    qparams = from_tensors(tensors, cfg, recipe, str(path))
     vocab = path / checkpoints.VOCAB_FILE
     lower_case = None
     if (path / checkpoints.TOKENIZER_CONFIG).is_file():
         lower_case = json.loads((path / checkpoints.TOKENIZER_CONFIG).read_text()).get("do_lower_case")
     meta = {"format": FORMAT, "path": str(path), "vocab_file": str(vocab) if vocab.is_file() else None,
-            "lower_case": lower_case, "scheme": scheme}
-    return cfg, qparams, scheme, meta
+            "lower_case": lower_case, "scheme": recipe.scheme}
+    return cfg, qparams, recipe, meta
+
+
+def restore_for_predict(path: str | os.PathLike) -> trainer.Restored | None:
+    """finetune's predict mode on a quantised checkpoint (`bert-jax quantize`'s
+    output, with its head.json): the Qwix model and its parameters as
+    restored from disk; None when `path` is not a quantised checkpoint."""
+    path = pathlib.Path(path)
+    if not is_quantized(path):
+        return None
+    head = trainer.read_head(path)
+    if head["head"] != "classification":
+        raise CheckpointError(f"{path}: a quantised {head['head']!r} head; quantize handles sequence classifiers only")
+    cfg, qparams, recipe, meta = load_quantized(path)
+    return trainer.Restored(cfg, quantized_module(cfg, recipe), qparams, meta, head)
 
 
 # --------------------------------------------------------------------------
@@ -239,16 +309,20 @@ def run(
     batch_size: int = 32,
     throughput_runs: int = 7,
     overwrite: bool = False,
+    act_calibration: str | None = None,
+    act_scope: str | None = None,
+    float_inputs: Sequence[str] | None = None,
 ) -> dict:
     """Quantises a fine-tuned/distilled classifier, saves it to `output`, and
     writes `output/results.json` `{"float": {...}, "quantized": {...}}`, each
     with the dev metrics, `bytes` (parameter file size) and `examples_per_s`
     (batch 32, the task's sequence length, median). The quantised model is
-    evaluated as restored from disk."""
-    from bert_jax.finetune import trainer  # the tokenizer: TensorFlow
-
-    check_scheme(scheme)
-    if calibration_steps < (1 if scheme == "int8" else 0):
+    evaluated as restored from disk. `act_calibration`, `act_scope`,
+    `float_inputs` (None: the defaults of `Recipe`) tune `int8`."""
+    recipe = as_recipe(scheme)
+    overrides = {"act_calibration": act_calibration, "act_scope": act_scope, "float_inputs": float_inputs}
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    if calibration_steps < (1 if recipe.scheme == "int8" else 0):
         raise UserError(f"--calibration_steps={calibration_steps}; int8 needs at least 1 batch")
     cfg, params, meta, head = models.load_finetuned_classifier(workdir)
     task, data_dir, seq_len = models.task_settings(workdir, head, data_dir, max_seq_length)
@@ -256,21 +330,21 @@ def run(
     trainer.check_vocab(cfg, tokenizer, meta["source"])
     prepared = models.prepare_task(task, data_dir, seq_len, tokenizer, calibration_steps * batch_size)
     calibration = itertools.islice(trainer.train_batches(prepared.train, batch_size, seed=0), calibration_steps)
-    qparams = quantize_params(cfg, params, scheme, calibration)
-    nbytes = save_quantized(output, cfg, qparams, scheme, tokenizer.vocab_file, tokenizer.lower_case,
+    qparams = quantize_params(cfg, params, recipe, calibration)
+    nbytes = save_quantized(output, cfg, qparams, recipe, tokenizer.vocab_file, tokenizer.lower_case,
                             extra={"source": meta["source"], "calibration_steps": calibration_steps},
                             overwrite=overwrite)
     if head is not None:
         trainer.write_json(pathlib.Path(output) / trainer.HEAD_FILE, head)
-    cfg, restored, _, _ = load_quantized(output)
-    float_fn, quant_fn = models.classifier_logits_fn(cfg), logits_fn(cfg, scheme)
+    cfg, restored, recipe, _ = load_quantized(output)
+    float_fn, quant_fn = models.classifier_logits_fn(cfg), logits_fn(cfg, recipe)
 
     def report(fn, p, nbytes):
         return {**models.dev_scores(models.batch_fn(fn), p, prepared), "bytes": int(nbytes),
                 "examples_per_s": models.examples_per_second(fn, p, cfg.vocab_size, seq_len, 32, throughput_runs)}
 
     results = {
-        "task": task, "scheme": scheme, "source": meta["source"], "max_seq_length": seq_len,
+        "task": task, **recipe.as_json(), "source": meta["source"], "max_seq_length": seq_len,
         "calibration_steps": calibration_steps, "library": f"qwix {qwix.__version__}",
         "float": report(float_fn, jax.tree.map(jnp.asarray, params), float_bytes(params)),
         "quantized": report(quant_fn, restored, nbytes),

@@ -29,13 +29,13 @@ import multiprocessing
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from bert_jax.data import corpus, instances, masking, records
 from bert_jax.errors import ConfigError, DataError
-from bert_jax.tokenization import WordPieceTokenizer
+from bert_jax.tokenization import load_tokenizer
 
 MODES = ("nsp", "sop", "mlm_packed")
 MASKINGS = ("static", "none")
@@ -55,6 +55,7 @@ class CreateDataOptions:
     dupe_factor: int = 10
     short_seq_prob: float = 0.1
     do_whole_word_mask: bool = False
+    ngram_max: int = 1  # ALBERT: mask spans of up to this many words (1: BERT)
     mode: str = "nsp"  # nsp | sop | mlm_packed
     masking: str = "static"  # static (masks in the records) | none (masked later, in tf.data)
     num_workers: int = 1
@@ -73,6 +74,7 @@ class CreateDataOptions:
             (self.masking in MASKINGS, f"masking {self.masking!r} is not one of {', '.join(MASKINGS)}"),
             (self.max_seq_length >= 8, f"max_seq_length {self.max_seq_length} must be at least 8"),
             (self.max_predictions_per_seq >= 1, "max_predictions_per_seq must be at least 1"),
+            (self.ngram_max >= 1, f"ngram_max {self.ngram_max} must be at least 1"),
             (0.0 < self.masked_lm_prob < 1.0, f"masked_lm_prob {self.masked_lm_prob} must be in (0, 1)"),
             (0.0 <= self.short_seq_prob <= 1.0, f"short_seq_prob {self.short_seq_prob} must be in [0, 1]"),
             (self.dupe_factor >= 1, f"dupe_factor {self.dupe_factor} must be at least 1"),
@@ -127,15 +129,24 @@ def shard_paths(output: str, num_shards: int) -> list[str]:
 # ---- blocks ----
 
 
+def document_chars(doc: corpus.RawDocument) -> int:
+    """Characters of a raw document, as the block rule counts them."""
+    return sum(len(t) for t in doc.texts)
+
+
 def iter_blocks(
-    raw_documents: Iterable[corpus.RawDocument], block_size: int, block_chars: int
-) -> Iterator[list[corpus.RawDocument]]:
-    """Consecutive documents grouped into blocks (the rule in the module docstring)."""
-    block: list[corpus.RawDocument] = []
+    raw_documents: Iterable, block_size: int, block_chars: int, chars_of: Callable = document_chars
+) -> Iterator[list]:
+    """Consecutive documents grouped into blocks (the rule in the module docstring).
+
+    `chars_of(item)` gives an item's characters: `document_chars` for raw
+    documents; the Beam path passes bare character counts (`chars_of=int`).
+    """
+    block: list = []
     chars = 0
     for doc in raw_documents:
         block.append(doc)
-        chars += sum(len(t) for t in doc.texts)
+        chars += chars_of(doc)
         if len(block) >= 2 and (len(block) >= block_size or chars >= block_chars):
             yield block
             block, chars = [], 0
@@ -172,13 +183,15 @@ class BlockProcessor:
 
     def __init__(self, options: CreateDataOptions):
         self.options = options
-        self.tokenizer = WordPieceTokenizer(options.vocab_file, lower_case=options.do_lower_case)
+        self.tokenizer = load_tokenizer(options.vocab_file, lower_case=options.do_lower_case)
         self.serializer = records.ExampleSerializer(
             records.feature_lengths(options.max_seq_length, options.max_predictions_per_seq, options.masking)
         )
 
-    def tokenize(self, block: list[corpus.RawDocument], result: BlockResult) -> tuple[list[str], list]:
-        """(keys, documents as lists of int32 sentence arrays); documents with no token are skipped."""
+    def tokenize(
+        self, block: list[corpus.RawDocument], result: BlockResult
+    ) -> tuple[list[str], list[instances.Document]]:
+        """(keys, tokenized documents); sentences without tokens are dropped, documents without any skipped."""
         docs = [corpus.segment_document(raw, result.stats) for raw in block]
         docs = [d for d in docs if corpus.accept_document(d, result.stats)]
         sentences = [s for d in docs for s in d.sentences]
@@ -186,19 +199,23 @@ class BlockProcessor:
         ids = ids.astype(np.int32)
         result.tokens += len(ids)
         result.unk_tokens += int(np.count_nonzero(ids == self.tokenizer.unk_id))
+        splits = splits.tolist()
         keys, tokenized, start = [], [], 0
         for doc in docs:
-            rows = [ids[splits[i] : splits[i + 1]] for i in range(start, start + len(doc.sentences))]
+            ends = splits[start : start + len(doc.sentences) + 1]
             start += len(doc.sentences)
-            rows = [r for r in rows if len(r)]
-            if rows:
+            # Bounds relative to the document's first token; a repeated bound is an empty sentence.
+            bounds = [0] + [end - ends[0] for prev, end in zip(ends[:-1], ends[1:], strict=True) if end != prev]
+            if len(bounds) > 1:
                 keys.append(doc.key)
-                tokenized.append(rows)
+                tokenized.append(instances.Document(ids[ends[0] : ends[-1]], bounds))
             else:
                 result.skipped["documents_without_tokens"] += 1
         return keys, tokenized
 
-    def instances(self, keys: list[str], docs: list, dupe: int, skipped: collections.Counter) -> list:
+    def instances(
+        self, keys: list[str], docs: list[instances.Document], dupe: int, skipped: collections.Counter
+    ) -> list[instances.Instance]:
         """Instances of one dupe of the block (before masking)."""
         o = self.options
         if o.mode == "mlm_packed":
@@ -243,6 +260,7 @@ class BlockProcessor:
                     mask_id=tok.mask_id,
                     rng=rng,
                     is_continuation=continuation,
+                    ngram_max=o.ngram_max,
                 )
             )
         return features
@@ -360,7 +378,7 @@ def create_pretraining_data(options: CreateDataOptions, input_spec: str, output:
     from tqdm import tqdm  # the bar only: keep import of this module light
 
     options.validate()
-    tokenizer = WordPieceTokenizer(options.vocab_file, lower_case=options.do_lower_case)
+    tokenizer = load_tokenizer(options.vocab_file, lower_case=options.do_lower_case)
     paths = shard_paths(output, options.num_shards)
     directory = os.path.dirname(os.path.abspath(paths[0]))
     os.makedirs(directory, exist_ok=True)

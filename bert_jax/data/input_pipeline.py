@@ -4,8 +4,9 @@ Per epoch `e` each process reads its part of the shards, shuffles with seeds
 derived from (seed, e) only, batches with drop_remainder (batches never cross
 an epoch) and, in dynamic mode, masks every example as a pure function of
 (seed, example id, e). So the batch stream is a pure function of (files, seed,
-process_index, process_count, batch size): resuming skips the raw records
-already consumed without parsing or masking them.
+process_index, process_count, batch size): resuming skips whole shuffle
+windows by arithmetic on the per-shard record counts (`resume_plan`), never
+opening a shard the skipped records used up.
 
 Example ids are `file_index << 32 | record_index` with files in canonical order
 (metadata.json's shard list, else the sorted glob matches): they do not depend
@@ -143,6 +144,58 @@ def count_records(path: str) -> int:
 
 def _first_line(error: tf.errors.OpError) -> str:
     return (error.message or type(error).__name__).strip().splitlines()[0]
+
+
+def resume_plan(
+    counts: list[int], cycle_length: int, chunk: int, skip: int
+) -> tuple[list[tuple[int, int]], int]:
+    """Where `Dataset.interleave` stands after `skip` records, from the record counts alone.
+
+    counts: records per file, in the order the interleave takes its inputs;
+    each file yields chunks of `chunk` records (the last one shorter), and
+    the interleave (block_length 1) takes one chunk per slot in turn,
+    filling an empty slot with the next file when its turn comes (tf.data's
+    order, deterministic or not parallel).
+
+    Returns (inputs, drop): a fresh interleave with the same cycle_length over
+    `inputs` -- (index into counts, chunks of it to skip, -1 for a file to
+    yield nothing: one used up whose slot has not yet found so) -- starting at the
+    slot whose turn it is, then dropping `drop` records, yields exactly the
+    records after the first `skip`. Files used up before that point are not
+    among the inputs, so they are never opened.
+    """
+    chunks = [-(-count // chunk) for count in counts]
+    slots: list[list[int] | None] = [None] * cycle_length  # [file, chunks taken]
+    next_input, turn, taken = 0, 0, 0
+    while True:
+        slot = slots[turn]
+        if slot is None:
+            if next_input < len(counts):
+                slots[turn] = [next_input, 0]
+                next_input += 1
+                continue  # a newly opened file yields in the same turn
+            if all(s is None for s in slots):
+                break  # every record taken
+        elif slot[1] == chunks[slot[0]]:
+            slots[turn] = None  # found used up on its turn; refilled on its next one
+        else:
+            size = min(chunk, counts[slot[0]] - slot[1] * chunk)
+            if taken + size > skip:
+                break  # this chunk holds the first record to keep
+            taken += size
+            slot[1] += 1
+        turn = (turn + 1) % cycle_length
+    inputs = []
+    for k in range(cycle_length):
+        slot = slots[(turn + k) % cycle_length]
+        if slot is not None:
+            # A used-up file not yet found so: an input that yields nothing (-1), so it is not read again.
+            inputs.append((slot[0], -1 if slot[1] == chunks[slot[0]] else slot[1]))
+        elif next_input < len(counts):
+            inputs.append((next_input, 0))
+            next_input += 1
+    inputs += [(i, 0) for i in range(next_input, len(counts))]
+    return inputs, skip - taken
 
 
 class PretrainingPipeline:
@@ -287,7 +340,10 @@ class PretrainingPipeline:
 
     def _count_my_examples(self) -> int:
         counts = self.shards.counts
-        total = sum(counts[i] if counts else count_records(self.shards.paths[i]) for i in self._file_ids)
+        self._record_counts = {
+            i: counts[i] if counts else count_records(self.shards.paths[i]) for i in self._file_ids
+        }
+        total = sum(self._record_counts.values())
         if self._split_by_file:
             return total
         # Records p, p + P, ... of the whole: ceil((total - p) / P).
@@ -349,20 +405,52 @@ class PretrainingPipeline:
         return dataset.batch(self.batch_size, drop_remainder=True)
 
     def _epoch_records(self, epoch: tf.Tensor, skip_records: int = 0) -> tf.data.Dataset:
-        """(example_id, serialized) of this process in `epoch`'s shuffled order, from record `skip_records`."""
+        """(example_id, serialized) of this process in `epoch`'s shuffled order, from record `skip_records`.
+
+        A resume (skip_records > 0, epoch an eager tensor) reads no file that
+        the skipped records used up: whole shuffle windows are skipped by
+        arithmetic on the record counts (`resume_plan`), so only the files
+        open in the interleave at that point are read from their start.
+        """
+        cycle_length = min(self.cycle_length, len(self._file_ids))
+        window = max(self.shuffle_buffer, 1)
+        first_window, skip_in_window = divmod(skip_records, window)
         file_ids = tf.constant(self._file_ids, tf.int64)
-        paths = tf.constant([self.shards.paths[i] for i in self._file_ids])
         order = tf.argsort(tf.random.stateless_uniform([len(self._file_ids)], self._key(1, epoch)))
-        files = tf.data.Dataset.from_tensor_slices((tf.gather(file_ids, order), tf.gather(paths, order)))
+        first_chunks = tf.zeros([len(self._file_ids)], tf.int64)
+        drop = 0
+        if first_window:
+            in_order = order.numpy().tolist()
+            per_process = 1 if self._split_by_file else self.process_count
+            inputs, drop = resume_plan(
+                [self._record_counts[self._file_ids[i]] for i in in_order],
+                cycle_length,
+                READ_CHUNK,
+                first_window * window * per_process,
+            )
+            order = tf.constant([in_order[i] for i, _ in inputs], tf.int32, shape=[len(inputs)])
+            first_chunks = tf.constant([chunk for _, chunk in inputs], tf.int64, shape=[len(inputs)])
+        paths = tf.constant([self.shards.paths[i] for i in self._file_ids])
+        files = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(file_ids, order), tf.gather(paths, order), first_chunks)
+        )
 
         @tf.autograph.experimental.do_not_convert
-        def read(file_id, path):
+        def read(file_id, path, first_chunk):
             # Chunks of records, so per-element tf.data overhead (the map, the interleave) is paid per chunk.
-            chunks = tf.data.TFRecordDataset(path).batch(READ_CHUNK).enumerate()
+            records_before = tf.maximum(first_chunk, 0) * READ_CHUNK
+            # take(0) (a used-up file, first_chunk -1) never pulls from the file, so it is never read.
+            records = (
+                tf.data.TFRecordDataset(path)
+                .skip(records_before)
+                .take(tf.where(first_chunk < 0, tf.constant(0, tf.int64), -1))
+            )
+            chunks = records.batch(READ_CHUNK).enumerate()
             return chunks.map(
                 tf.autograph.experimental.do_not_convert(
                     lambda chunk, serialized: (
                         tf.bitwise.left_shift(file_id, ID_SHIFT)
+                        + records_before
                         + chunk * READ_CHUNK
                         + tf.range(tf.shape(serialized, out_type=tf.int64)[0]),
                         serialized,
@@ -372,25 +460,28 @@ class PretrainingPipeline:
 
         dataset = files.interleave(
             read,
-            cycle_length=min(self.cycle_length, len(self._file_ids)),
+            cycle_length=cycle_length,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         ).unbatch()
+        if drop:
+            dataset = dataset.skip(drop)
         if not self._split_by_file:
             dataset = dataset.shard(self.process_count, self.process_index)
-        return self._window_shuffle(dataset, epoch, skip_records)
+        return self._window_shuffle(dataset, epoch, first_window, skip_in_window)
 
     def _window_shuffle(
-        self, dataset: tf.data.Dataset, epoch: tf.Tensor, skip_records: int
+        self, dataset: tf.data.Dataset, epoch: tf.Tensor, first_window: int, skip_in_window: int
     ) -> tf.data.Dataset:
         """Permute each window of `shuffle_buffer` records with a stateless seed from (seed, epoch, window).
 
-        Unlike Dataset.shuffle, the order depends on no TF global seed, so it is a
-        pure function of the arguments. Skipped whole windows are never permuted.
+        `dataset` starts at window `first_window`; `skip_in_window` records of
+        it are dropped after the permutation. Unlike Dataset.shuffle, the
+        order depends on no TF global seed, so it is a pure function of the
+        arguments.
         """
         if self.shuffle_buffer <= 1:
-            return dataset.skip(skip_records)
-        skipped_windows, skip_in_window = divmod(skip_records, self.shuffle_buffer)
+            return dataset.skip(skip_in_window)
 
         @tf.autograph.experimental.do_not_convert
         def permute(window, records_of_window):
@@ -399,8 +490,7 @@ class PretrainingPipeline:
             order = tf.argsort(tf.random.stateless_uniform(tf.shape(example_ids), key))
             return tf.gather(example_ids, order), tf.gather(serialized, order)
 
-        dataset = dataset.skip(skipped_windows * self.shuffle_buffer)
-        windows = dataset.batch(self.shuffle_buffer).enumerate(start=skipped_windows)
+        windows = dataset.batch(self.shuffle_buffer).enumerate(start=first_window)
         windows = windows.map(permute, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return windows.unbatch().skip(skip_in_window)
 

@@ -5,7 +5,8 @@ A report is a JSON-able dict:
     {"source": str, "kind": "corpus" | "shards" | "created",
      "counts": {...},                      # documents, sentences, instances, tokens, skipped...
      "vocab": {"size", "sha256", "cased", "do_lower_case", "model_vocab_size"},
-     "unk": {"tokens", "unk_tokens", "rate", "by_script": {script: {"words", "unk_words", "rate"}}},
+     "unk": {"tokens", "unk_tokens", "rate",
+             "by_script": {script: {"words", "unk_words", "rate", "tokens", "tokens_per_word"}}},
      "histograms": {name: {"edges": [...], "counts": [...]}},   # counts[i]: edges[i] <= x < edges[i+1]
      "problems": [str], "warnings": [str]}
 
@@ -14,6 +15,16 @@ larger than the model's embedding, shards from another vocab); `warnings`
 deserve a look (a cased vocab fed lowercased text, a high [UNK] rate).
 Scripts are the first word of the Unicode name of a word's first letter
 (LATIN, CYRILLIC, CJK, ...), or DIGIT / PUNCTUATION / SYMBOL / OTHER.
+
+Words per script (corpus reports), for any tokenizer kind: BERT's basic split
+(whitespace; each punctuation mark and CJK ideograph a word of its own; Thai
+and other unspaced scripts stay one word per run). WordPiece splits and
+tokenizes its own (normalized) words, so its figures are exactly its
+tokenization. SentencePiece and byte-level BPE tokenize each word on its own,
+as after a space (Hugging Face's `is_split_into_words` convention), so a
+word's figure may count a word-start piece that running text would not need
+(punctuation, CJK); the overall `tokens`/`unk_tokens` and the sentence
+histogram come from tokenizing whole sentences.
 """
 
 from __future__ import annotations
@@ -103,17 +114,68 @@ def vocab_checks(tokenizer, do_lower_case: bool, model_vocab_size: int | None) -
 
 
 def _unk_section(tokens: int, unk_tokens: int, by_script: dict | None = None) -> tuple[dict, list]:
+    """The `unk` section and its warnings; `by_script` maps a script to its
+    counts {"words", "unk_words", "tokens"}, most words first."""
     rate = unk_tokens / tokens if tokens else 0.0
     section = {"tokens": tokens, "unk_tokens": unk_tokens, "rate": rate}
-    if by_script is not None:
-        section["by_script"] = {
-            script: {**c, "rate": c["unk_words"] / c["words"] if c["words"] else 0.0}
-            for script, c in sorted(by_script.items(), key=lambda item: -item[1]["words"])
-        }
     warnings = []
     if rate > UNK_WARN_RATE:
         warnings.append(f"[UNK] rate {rate:.2%} is above {UNK_WARN_RATE:.0%}; the vocab does not fit this text")
+    if by_script is not None:
+        section["by_script"] = {
+            script: {
+                "words": c["words"],
+                "unk_words": c["unk_words"],
+                "rate": c["unk_words"] / c["words"] if c["words"] else 0.0,
+                "tokens": c["tokens"],
+                "tokens_per_word": c["tokens"] / c["words"] if c["words"] else 0.0,
+            }
+            for script, c in sorted(by_script.items(), key=lambda item: -item[1]["words"])
+        }
+        bad = [(s, c) for s, c in section["by_script"].items() if c["rate"] > UNK_WARN_RATE]
+        if bad:
+            warnings.append(
+                f"scripts with more than {UNK_WARN_RATE:.0%} [UNK] words: "
+                + ", ".join(f"{s} {c['rate']:.2%} of {c['words']} words" for s, c in bad)
+                + "; the vocab serves them badly"
+            )
     return section, warnings
+
+
+def _wordpiece_words(tokenizer, texts):
+    """WordPiece's own words: (words bytes [w], pieces per word [w], word has
+    [UNK] [w], pieces per text [n], [UNK] pieces) for tf.string texts [n]."""
+    import tensorflow as tf
+
+    words = tokenizer.tf_split_words(texts).flat_values.numpy()
+    pieces = tokenizer.tf_encode_words(texts)
+    word_pieces = pieces.merge_dims(0, 1)
+    is_unk = tf.reduce_any(tf.equal(word_pieces, tokenizer.unk_id), axis=1).numpy()
+    unk_tokens = int(tf.reduce_sum(tf.cast(tf.equal(word_pieces.flat_values, tokenizer.unk_id), tf.int64)))
+    per_text = pieces.merge_dims(1, 2).row_lengths().numpy()
+    return words, word_pieces.row_lengths().numpy(), is_unk, per_text, unk_tokens
+
+
+# Byte-level BPE marks a word start by a leading space, which a word tokenized
+# alone lacks; SentencePiece adds its own ("add_dummy_prefix").
+_WORD_PREFIX = {"byte_bpe": b" "}
+
+
+def _basic_words(tokenizer, texts):
+    """As `_wordpiece_words` for any tokenizer: BERT's basic split (no case
+    folding) by tensorflow-text, each word encoded on its own."""
+    # tensorflow-text's BasicTokenizer (what its BertTokenizer splits words
+    # with) is not exported at the package top level.
+    from tensorflow_text.python.ops.bert_tokenizer import BasicTokenizer
+
+    words = BasicTokenizer(lower_case=False).tokenize(texts).flat_values.numpy()
+    prefix = _WORD_PREFIX.get(tokenizer.kind, b"")
+    ids, splits = tokenizer.encode_flat([prefix + w for w in words.tolist()])
+    per_word = np.diff(splits)
+    word_of_piece = np.repeat(np.arange(len(words)), per_word)
+    is_unk = np.bincount(word_of_piece[ids == tokenizer.unk_id], minlength=len(words)) > 0
+    text_ids, text_splits = tokenizer.encode_flat(texts.numpy().tolist())
+    return words, per_word, is_unk, np.diff(text_splits), int(np.count_nonzero(text_ids == tokenizer.unk_id))
 
 
 def inspect_corpus(
@@ -130,29 +192,25 @@ def inspect_corpus(
     import tensorflow as tf
 
     stats = corpus.CorpusStats()
-    by_script: dict = collections.defaultdict(lambda: {"words": 0, "unk_words": 0})
+    by_script: dict = collections.defaultdict(lambda: {"words": 0, "unk_words": 0, "tokens": 0})
     sentence_lengths, document_sentences = [], []
     tokens = unk_tokens = 0
     pending: list[str] = []
+    split_words = _wordpiece_words if tokenizer.kind == "wordpiece" else _basic_words
 
     def flush() -> None:
         nonlocal tokens, unk_tokens
         if not pending:
             return
-        texts = tf.constant(pending, tf.string)
-        words = tokenizer.tf_split_words(texts)
-        pieces = tokenizer.tf_encode_words(texts)
-        flat_words = words.flat_values.numpy()
-        word_pieces = pieces.merge_dims(0, 1)
-        is_unk = tf.reduce_any(tf.equal(word_pieces, tokenizer.unk_id), axis=1).numpy()
-        per_sentence = pieces.merge_dims(1, 2).row_lengths().numpy()
+        words, per_word, is_unk, per_sentence, unk = split_words(tokenizer, tf.constant(pending, tf.string))
         sentence_lengths.extend(per_sentence.tolist())
         tokens += int(per_sentence.sum())
-        unk_tokens += int(tf.reduce_sum(tf.cast(tf.equal(word_pieces.flat_values, tokenizer.unk_id), tf.int64)))
-        for word, unk in zip(flat_words.tolist(), is_unk.tolist(), strict=True):
+        unk_tokens += unk
+        for word, n, word_unk in zip(words.tolist(), per_word.tolist(), is_unk.tolist(), strict=True):
             counts = by_script[script_of(word.decode("utf-8", errors="replace"))]
             counts["words"] += 1
-            counts["unk_words"] += unk
+            counts["unk_words"] += word_unk
+            counts["tokens"] += n
         pending.clear()
 
     for i, doc in enumerate(corpus.iter_documents(spec, format=input_format, stats=stats)):
@@ -354,8 +412,12 @@ def format_report(report: dict) -> str:
     unk = report.get("unk") or {}
     if unk:
         lines.append(f"  [UNK]: {unk['unk_tokens']} of {unk['tokens']} tokens ({unk['rate']:.3%})")
+        if unk.get("by_script"):
+            lines.append(f"    {'script':<14} {'words':>9} {'[UNK] words':>11} {'[UNK] rate':>10} {'tokens/word':>11}")
         for script, c in unk.get("by_script", {}).items():
-            lines.append(f"    {script:<14} words {c['words']:>9}  [UNK] words {c['unk_words']:>7} ({c['rate']:.2%})")
+            lines.append(
+                f"    {script:<14} {c['words']:>9} {c['unk_words']:>11} {c['rate']:>10.2%} {c['tokens_per_word']:>11.2f}"
+            )
     for name, hist in report.get("histograms", {}).items():
         lines.append(f"  {name}:")
         total = max(1, sum(hist["counts"]))

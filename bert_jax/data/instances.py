@@ -1,7 +1,7 @@
 """Token segments of one document -> pre-training instances (before masking).
 
-A tokenized document is a list of int arrays, one per sentence (no empty
-ones). Instances are `Instance(tokens_a, tokens_b, label)`; `assemble` lays
+A tokenized document is a `Document`: its ids in one array and its sentence
+bounds (no empty sentence). Instances are `Instance(tokens_a, tokens_b, label)`; `assemble` lays
 one out as `[CLS] A [SEP] B [SEP]` (or `[CLS] A [SEP]` when B is None).
 
 * `nsp` (google-research/bert `create_instances_from_document`, same
@@ -24,6 +24,7 @@ one out as `[CLS] A [SEP] B [SEP]` (or `[CLS] A [SEP]` when B is None).
 
 from __future__ import annotations
 
+import bisect
 import collections
 from typing import NamedTuple
 
@@ -77,20 +78,28 @@ def _target_length(max_num_tokens: int, short_seq_prob: float, rng: np.random.Ge
     return max_num_tokens
 
 
-def _random_continuation(other: list[np.ndarray], target: int, rng: np.random.Generator) -> np.ndarray:
-    """Sentences of `other` from a random start until `target` tokens are reached."""
-    start = int(rng.integers(0, len(other)))
-    pieces, length = [], 0
-    for sentence in other[start:]:
-        pieces.append(sentence)
-        length += len(sentence)
-        if length >= target:
-            break
-    return np.concatenate(pieces)
+class Document(NamedTuple):
+    """A tokenized document: sentence i is `ids[bounds[i]:bounds[i + 1]]`.
+
+    ids: int32 [tokens]; bounds: Python ints, [sentences + 1], strictly
+    increasing from 0 (no empty sentence). Python ints because the instance
+    loops do scalar arithmetic on them, which NumPy scalars make slower.
+    """
+
+    ids: np.ndarray
+    bounds: list[int]
+
+
+def _random_continuation(other: Document, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Sentences of `other` from a random start until `target` tokens are reached (or the document ends)."""
+    bounds = other.bounds
+    start = int(rng.integers(0, len(bounds) - 1))
+    end = min(bisect.bisect_left(bounds, bounds[start] + target, lo=start + 1), len(bounds) - 1)
+    return other.ids[bounds[start] : bounds[end]]
 
 
 def pair_instances(
-    documents: list[list[np.ndarray]],
+    documents: list[Document],
     index: int,
     *,
     mode: str,
@@ -101,73 +110,80 @@ def pair_instances(
 ) -> list[Instance]:
     """NSP or SOP instances of `documents[index]`.
 
-    documents: the neighbourhood, each a list of sentences as int arrays; NSP's
-    random next segments come from the documents other than `index`. Chunks
-    that cannot make an instance are counted in `skipped`.
+    documents: the neighbourhood; NSP's random next segments come from the
+    documents other than `index`. Chunks that cannot make an instance are
+    counted in `skipped`. Instances hold views of the documents' ids.
     """
-    document = documents[index]
+    bounds = documents[index].bounds
+    sentences = len(bounds) - 1
     max_num_tokens = max_seq_length - 3
     target = _target_length(max_num_tokens, short_seq_prob, rng)
     instances: list[Instance] = []
-    chunk: list[np.ndarray] = []
-    length = 0
+    first = 0  # the chunk's first sentence
     i = 0
-    while i < len(document):
-        chunk.append(document[i])
-        length += len(document[i])
-        if i == len(document) - 1 or length >= target:
-            a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
+    while i < sentences:
+        if i == sentences - 1 or bounds[i + 1] - bounds[first] >= target:
+            size = i + 1 - first
+            a_end = first + (int(rng.integers(1, size)) if size >= 2 else 1)
             if mode == "sop":
-                instance = _sop_instance(chunk, a_end, rng)
+                instance = _sop_instance(documents[index], first, a_end, i + 1, rng)
             else:
-                instance, unused = _nsp_instance(chunk, a_end, documents, index, target, rng)
+                instance, unused = _nsp_instance(documents, index, first, a_end, i + 1, target, rng)
                 i -= unused
             if instance is None:
                 skipped[f"{mode}_unusable_chunks"] += 1
             else:
                 a, b = truncate_seq_pair(instance.tokens_a, instance.tokens_b, max_num_tokens, rng)
                 instances.append(Instance(a, b, instance.label))
-            chunk, length = [], 0
+            first = i + 1
         i += 1
     return instances
 
 
 def _nsp_instance(
-    chunk: list[np.ndarray],
-    a_end: int,
-    documents: list[list[np.ndarray]],
+    documents: list[Document],
     index: int,
+    first: int,
+    a_end: int,
+    end: int,
     target: int,
     rng: np.random.Generator,
 ) -> tuple[Instance | None, int]:
-    """(instance or None, number of chunk sentences handed back to the document)."""
-    tokens_a = np.concatenate(chunk[:a_end])
-    if len(documents) > 1 and (len(chunk) == 1 or rng.random() < 0.5):
+    """(instance or None, number of chunk sentences handed back to the document).
+
+    The chunk is sentences [first, end) of documents[index]; A is [first, a_end).
+    """
+    ids, bounds = documents[index]
+    tokens_a = ids[bounds[first] : bounds[a_end]]
+    if len(documents) > 1 and (end - first == 1 or rng.random() < 0.5):
         other = int(rng.integers(0, len(documents) - 1))
         other += other >= index  # uniform over the documents but this one
         tokens_b = _random_continuation(documents[other], target - len(tokens_a), rng)
-        return Instance(tokens_a, tokens_b, 1), len(chunk) - a_end
-    if len(chunk) == 1:
+        return Instance(tokens_a, tokens_b, 1), end - a_end
+    if end - first == 1:
         # No other document in the neighbourhood: nothing can follow a lone segment.
         return None, 0
-    return Instance(tokens_a, np.concatenate(chunk[a_end:]), 0), 0
+    return Instance(tokens_a, ids[bounds[a_end] : bounds[end]], 0), 0
 
 
-def _sop_instance(chunk: list[np.ndarray], a_end: int, rng: np.random.Generator) -> Instance | None:
-    if len(chunk) == 1:
-        tokens = chunk[0]
+def _sop_instance(
+    document: Document, first: int, a_end: int, end: int, rng: np.random.Generator
+) -> Instance | None:
+    ids, bounds = document
+    if end - first == 1:
+        tokens = ids[bounds[first] : bounds[end]]
         if len(tokens) < 2:
             return None
         cut = int(rng.integers(1, len(tokens)))
         tokens_a, tokens_b = tokens[:cut], tokens[cut:]
     else:
-        tokens_a, tokens_b = np.concatenate(chunk[:a_end]), np.concatenate(chunk[a_end:])
+        tokens_a, tokens_b = ids[bounds[first] : bounds[a_end]], ids[bounds[a_end] : bounds[end]]
     if rng.random() < 0.5:
         return Instance(tokens_b, tokens_a, 1)
     return Instance(tokens_a, tokens_b, 0)
 
 
-def pack_sequences(documents: list[list[np.ndarray]], max_seq_length: int, sep_id: int) -> list[Instance]:
+def pack_sequences(documents: list[Document], max_seq_length: int, sep_id: int) -> list[Instance]:
     """RoBERTa FULL-SENTENCES packing of consecutive documents into one-segment instances."""
     budget = max_seq_length - 2
     instances: list[Instance] = []
@@ -184,14 +200,15 @@ def pack_sequences(documents: list[list[np.ndarray]], max_seq_length: int, sep_i
             instances.append(Instance(np.concatenate(current), None, 0))
         current, length = [], 0
 
-    for d, document in enumerate(documents):
+    for d, (ids, bounds) in enumerate(documents):
         if d > 0 and current:
             if length + 1 > budget:
                 flush()
             else:
                 current.append(separator)
                 length += 1
-        for sentence in document:
+        for s in range(len(bounds) - 1):
+            sentence = ids[bounds[s] : bounds[s + 1]]
             for start in range(0, len(sentence), budget):
                 piece = sentence[start : start + budget]
                 if length + len(piece) > budget:
@@ -209,21 +226,33 @@ def assemble(
 
     Returns input_ids int32 [n, max_seq_length], segment_ids int32 [n, max_seq_length]
     (1 on B and its [SEP]) and lengths int32 [n] (tokens before the padding).
+    Vectorized: one concatenation of all segments, scattered by computed positions.
     """
     n = len(batch)
+    len_a = np.fromiter((len(inst.tokens_a) for inst in batch), np.int64, count=n)
+    len_b = np.fromiter(
+        (-1 if inst.tokens_b is None else len(inst.tokens_b) for inst in batch), np.int64, count=n
+    )
+    has_b = len_b >= 0
+    len_b = np.maximum(len_b, 0)
+    lengths = (2 + len_a + len_b + has_b).astype(np.int32)
     input_ids = np.zeros((n, max_seq_length), np.int32)
     segment_ids = np.zeros((n, max_seq_length), np.int32)
-    lengths = np.zeros(n, np.int32)
+    rows = np.arange(n)
     input_ids[:, 0] = cls_id
-    for row, (a, b, _) in enumerate(batch):
-        end = 1 + len(a)
-        input_ids[row, 1:end] = a
-        input_ids[row, end] = sep_id
-        end += 1
-        if b is not None:
-            input_ids[row, end : end + len(b)] = b
-            input_ids[row, end + len(b)] = sep_id
-            segment_ids[row, end : end + len(b) + 1] = 1
-            end += len(b) + 1
-        lengths[row] = end
+    input_ids[rows, 1 + len_a] = sep_id
+    input_ids[rows[has_b], lengths[has_b] - 1] = sep_id
+    columns = np.arange(max_seq_length)[None, :]
+    segment_ids[(columns >= (2 + len_a)[:, None]) & (columns < lengths[:, None])] = 1
+    pieces = [t for inst in batch for t in (inst.tokens_a, inst.tokens_b) if t is not None]
+    if pieces:
+        # Row r's A starts at column 1, its B at 2 + len_a[r]: each piece's
+        # tokens go to consecutive flat positions from its start.
+        starts = np.stack([rows * max_seq_length + 1, rows * max_seq_length + 2 + len_a], axis=1)
+        sizes = np.stack([len_a, len_b], axis=1)
+        keep = np.stack([np.ones(n, bool), has_b], axis=1)
+        starts, sizes = starts[keep], sizes[keep]
+        ends = np.cumsum(sizes)
+        flat_positions = np.repeat(starts - (ends - sizes), sizes) + np.arange(int(ends[-1]))
+        input_ids.reshape(-1)[flat_positions] = np.concatenate(pieces)
     return input_ids, segment_ids, lengths

@@ -10,6 +10,12 @@ Rules, as the original:
   of the whole vocabulary.
 One difference: a "##" piece right after [SEP] starts a word of its own here;
 the original glued it to the last word of segment A.
+
+N-gram masking (ALBERT, `ngram_max > 1`): as ALBERT's create_pretraining_data
+with `favor_shorter_ngram`, each chosen start word begins a span of n words,
+n drawn from 1..ngram_max with probability proportional to 1/n; spans never
+overlap, never cross [SEP], and shrink to fewer words rather than overshoot
+the budget.
 """
 
 from __future__ import annotations
@@ -48,6 +54,44 @@ def choose_positions(
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, candidates.dtype)
 
 
+def ngram_probabilities(ngram_max: int) -> np.ndarray:
+    """P(n) for n = 1..ngram_max, proportional to 1/n (ALBERT's favor_shorter_ngram)."""
+    weights = 1.0 / np.arange(1, ngram_max + 1)
+    return weights / weights.sum()
+
+
+def choose_ngram_positions(
+    candidates: np.ndarray, word_start: np.ndarray, budget: int, ngram_max: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Sorted positions to predict, masked as spans of 1..ngram_max whole words.
+
+    candidates: int [n] maskable positions in increasing order; word_start: bool
+    [n] (all True to treat every token as a word). A span is n consecutive
+    words whose positions are contiguous (so it never crosses [SEP]).
+    """
+    starts = np.flatnonzero(word_start)
+    ends = np.append(starts[1:], len(candidates))
+    probs = ngram_probabilities(ngram_max)
+    covered = np.zeros(len(candidates), bool)
+    count = 0
+    for word in rng.permutation(len(starts)):
+        if count >= budget:
+            break
+        n = int(rng.choice(ngram_max, p=probs)) + 1
+        n = min(n, len(starts) - word)
+        while n >= 1:
+            lo, hi = starts[word], ends[word + n - 1]
+            contiguous = candidates[hi - 1] - candidates[lo] == hi - lo - 1
+            if contiguous and count + (hi - lo) <= budget:
+                break
+            n -= 1
+        if n < 1 or covered[lo:hi].any():
+            continue
+        covered[lo:hi] = True
+        count += hi - lo
+    return candidates[covered]
+
+
 def mask_batch(
     input_ids: np.ndarray,
     lengths: np.ndarray,
@@ -59,12 +103,14 @@ def mask_batch(
     mask_id: int,
     rng: np.random.Generator,
     is_continuation: np.ndarray | None = None,
+    ngram_max: int = 1,
 ) -> dict[str, np.ndarray]:
     """Mask a padded batch: the rules of BERT's `create_masked_lm_predictions`, vectorized over rows (per row with whole words).
 
     input_ids int32 [n, seq]; lengths [n] (unpadded); maskable bool [n, seq]
     (False at [CLS]/[SEP]/padding); is_continuation bool [n, seq] for
-    whole-word masking or None. Returns {"input_ids" [n, seq] masked,
+    whole-word masking or None; `ngram_max > 1`: spans of up to that many
+    words (tokens without `is_continuation`). Returns {"input_ids" [n, seq] masked,
     "masked_lm_positions", "masked_lm_ids" int32 [n, max_predictions_per_seq],
     "masked_lm_weights" float32 [n, max_predictions_per_seq]}, zero-padded.
     """
@@ -73,7 +119,7 @@ def mask_batch(
     positions = np.zeros((n, width), np.int32)
     budget = np.minimum(width, np.maximum(1, np.round(lengths * masked_lm_prob).astype(np.int64)))
     budget = np.minimum(budget, maskable.sum(axis=1))
-    if is_continuation is None:
+    if is_continuation is None and ngram_max <= 1:
         # A uniformly random k-subset per row: the k smallest of i.i.d. keys.
         keys = rng.random((n, seq))
         keys[~maskable] = 2.0
@@ -88,10 +134,16 @@ def mask_batch(
         for row in range(n):
             length = lengths[row]
             candidates = np.flatnonzero(maskable[row, :length])
-            after = np.zeros(length, bool)
-            after[1:] = maskable[row, : length - 1]
-            word_start = ~(is_continuation[row, :length] & after)[candidates]
-            chosen = choose_positions(candidates, word_start, int(budget[row]), rng)
+            if is_continuation is None:
+                word_start = np.ones(len(candidates), bool)
+            else:
+                after = np.zeros(length, bool)
+                after[1:] = maskable[row, : length - 1]
+                word_start = ~(is_continuation[row, :length] & after)[candidates]
+            if ngram_max > 1:
+                chosen = choose_ngram_positions(candidates, word_start, int(budget[row]), ngram_max, rng)
+            else:
+                chosen = choose_positions(candidates, word_start, int(budget[row]), rng)
             positions[row, : len(chosen)] = chosen
             counts[row] = len(chosen)
     weights = (np.arange(width)[None, :] < counts[:, None]).astype(np.float32)

@@ -1,4 +1,5 @@
-"""Train vocabularies from a corpus spec: WordPiece (BERT vocab.txt) or SentencePiece.
+"""Train vocabularies from a corpus spec: WordPiece (BERT vocab.txt), SentencePiece
+(ALBERT spiece.model) or byte-level BPE (RoBERTa vocab.json + merges.txt).
 
 * WordPiece: the Hugging Face `tokenizers` WordPiece trainer, behind BERT's
   own normalizer and pre-tokenizer -- the rules `bert_jax.tokenization`
@@ -9,16 +10,25 @@
   corpus is too small for the requested size, `[unused0]`, `[unused1]`, ...
   fill it up to exactly `vocab_size` lines (the model's embedding size).
 * SentencePiece: the `sentencepiece` trainer (unigram or BPE), with
-  [PAD]=0, [UNK]=1 and control symbols [CLS] [SEP] [MASK] (ALBERT's layout).
+  <pad>=0, <unk>=1 and control symbols [CLS] [SEP] [MASK] (ALBERT's
+  spiece.model layout, so `load_tokenizer` reads it as an ALBERT tokenizer);
+  uncased, it learns from the text as ALBERT's tokenizer will see it
+  (NFKD, accents dropped, lowercased).
+* Byte-level BPE: Hugging Face `tokenizers`' ByteLevelBPETokenizer (GPT-2's
+  byte alphabet, no prefix space, cased), with RoBERTa's id layout: <s>=0
+  <pad>=1 </s>=2 <unk>=3, the learned tokens, <mask> last.
 
-Both read at most `max_chars` characters of sentences from the corpus's start
+All read at most `max_chars` characters of sentences from the corpus's start
 (default 20 M, plenty for a 30k vocabulary) so a huge corpus costs no more.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import pathlib
+import tempfile
 from collections.abc import Iterator
 
 from bert_jax.data import corpus, records
@@ -27,6 +37,9 @@ from bert_jax.errors import ConfigError, DataError
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 DEFAULT_MAX_CHARS = 20_000_000
 SP_MODEL_TYPES = ("unigram", "bpe")
+# RoBERTa's specials: these four at ids 0-3, <mask> the last id.
+BYTE_BPE_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
+BYTE_BPE_MASK = "<mask>"
 
 
 def sample_sentences(spec: str, max_chars: int = DEFAULT_MAX_CHARS, input_format: str = "auto") -> Iterator[str]:
@@ -92,7 +105,9 @@ def build_sentencepiece_model(
         raise ConfigError(f"sp_model_type {model_type!r} is not one of {', '.join(SP_MODEL_TYPES)}")
     sentences = sample_sentences(spec, max_chars, input_format)
     if lower_case:
-        sentences = (s.lower() for s in sentences)
+        from bert_jax.tokenization import albert_preprocess  # imports TensorFlow: only here
+
+        sentences = (albert_preprocess(s, lower_case=True) for s in sentences)
     directory = os.path.dirname(os.path.abspath(output_prefix))
     os.makedirs(directory, exist_ok=True)
     try:
@@ -105,8 +120,8 @@ def build_sentencepiece_model(
             unk_id=1,
             bos_id=-1,
             eos_id=-1,
-            pad_piece="[PAD]",
-            unk_piece="[UNK]",
+            pad_piece="<pad>",
+            unk_piece="<unk>",
             control_symbols=["[CLS]", "[SEP]", "[MASK]"],
             character_coverage=0.9995,
             num_threads=os.cpu_count() or 1,
@@ -115,6 +130,49 @@ def build_sentencepiece_model(
     except RuntimeError as e:
         raise DataError(f"sentencepiece on {spec!r}: {str(e).splitlines()[0]}") from None
     return output_prefix + ".model"
+
+
+def build_byte_bpe_vocab(
+    spec: str,
+    vocab_size: int,
+    output_dir: str,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    input_format: str = "auto",
+) -> str:
+    """Learn a byte-level BPE of at most `vocab_size` tokens (fewer when the
+    corpus has fewer merges to learn); writes OUTPUT_DIR/vocab.json and
+    merges.txt (RoBERTa's layout, see the module docstring), returns OUTPUT_DIR."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    if vocab_size < 256 + len(BYTE_BPE_SPECIALS) + 1:
+        raise ConfigError(
+            f"vocab_size {vocab_size} is too small for byte-level BPE; use at least "
+            f"{256 + len(BYTE_BPE_SPECIALS) + 1} (256 bytes + 5 special tokens)"
+        )
+    sentences = sample_sentences(spec, max_chars, input_format)
+    first = next(sentences, None)
+    if first is None:
+        raise DataError(f"input {spec!r} has no text to learn a vocabulary from")
+    trainer = ByteLevelBPETokenizer(add_prefix_space=False)
+    trainer.train_from_iterator(
+        itertools.chain([first], sentences),
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[*BYTE_BPE_SPECIALS, BYTE_BPE_MASK],
+        show_progress=False,
+    )
+    # The trainer puts every special first; RoBERTa has <mask> last.
+    by_id = [t for t, _ in sorted(trainer.get_vocab().items(), key=lambda item: item[1])]
+    ordered = [t for t in by_id if t != BYTE_BPE_MASK] + [BYTE_BPE_MASK]
+    os.makedirs(output_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output_dir) as temp:
+        trainer.save_model(temp)  # merges.txt in the trainer's own format
+        vocab_json = json.dumps({t: i for i, t in enumerate(ordered)}, ensure_ascii=False)
+        pathlib.Path(temp, "vocab.json").write_text(vocab_json, encoding="utf-8")
+        # merges first: a folder with vocab.json but no merges.txt is refused by load_tokenizer
+        os.replace(os.path.join(temp, "merges.txt"), os.path.join(output_dir, "merges.txt"))
+        os.replace(os.path.join(temp, "vocab.json"), os.path.join(output_dir, "vocab.json"))
+    return output_dir
 
 
 def _write_lines(path: str, tokens: list[str]) -> None:

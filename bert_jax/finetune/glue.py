@@ -317,7 +317,9 @@ def encode(examples: Sequence[GlueExample], tokenizer, max_seq_length: int) -> d
     """`[CLS] a [SEP] (b [SEP])`, truncated (longer text first) and padded:
     `input_ids`, `input_mask`, `segment_ids`, each `[n, max_seq_length]` int32."""
     rows = [bert_features.Example(i, e.text_a, e.text_b) for i, e in enumerate(examples)]
-    feats = bert_features.convert_examples(rows, tokenizer, max_seq_length)
+    # RoBERTa-family tokenizers: `<s> a </s></s> b </s>`, one token type.
+    double = getattr(tokenizer, "flavor", "") in bert_features.DOUBLE_SEPARATOR_FAMILIES
+    feats = bert_features.convert_examples(rows, tokenizer, max_seq_length, double_separator=double)
     return {
         name: np.stack([getattr(f, name) for f in feats])
         for name in ("input_ids", "input_mask", "segment_ids")

@@ -1,4 +1,4 @@
-"""What the trainer needs of a task, whatever its family (GLUE, SQuAD, NER).
+"""What the trainer needs of a task, whatever its family (GLUE, SQuAD, NER, XNLI).
 
 A family's `prepare(config, tokenizer)` returns `Prepared`: NumPy train
 features, dev sets that score their own predictions, and how to write
@@ -18,10 +18,11 @@ __all__ = ["EvalSet", "Prepared", "family", "module_for", "prepare"]
 
 SQUAD_TASKS = ("squad", "squad1", "squad2")
 NER_TASKS = ("ner", "conll2003")
+XNLI_TASKS = ("xnli",)
 
 
 def family(task: str) -> str:
-    """`glue`, `squad` or `ner` for a config.task value."""
+    """`glue`, `squad`, `ner` or `xnli` for a config.task value."""
     from bert_jax.finetune import glue
 
     task = task.lower()
@@ -29,12 +30,14 @@ def family(task: str) -> str:
         return "squad"
     if task in NER_TASKS:
         return "ner"
+    if task in XNLI_TASKS:
+        return "xnli"
     glue.get_task(task)  # raises ConfigError naming the known tasks
     return "glue"
 
 
 def module_for(task: str):
-    """The reader module (`glue`, `squad`, `ner`) of a task."""
+    """The reader module (`glue`, `squad`, `ner`, `xnli`) of a task."""
     return importlib.import_module(f"bert_jax.finetune.{family(task)}")
 
 

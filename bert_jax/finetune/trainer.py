@@ -9,7 +9,9 @@
   `WORKDIR/best/` and write `WORKDIR/results.json`. Several `seeds` run one
   after another in `WORKDIR/seed_<s>/` and are summarised as mean/std.
 * `mode=predict`: restore `WORKDIR/best/` (or `init_checkpoint`, when it holds
-  a fine-tuned head) and write predictions for `predict_file`.
+  a fine-tuned head) and write predictions for `predict_file`. Formats this
+  layer cannot read (a Qwix-quantised checkpoint lives in `bert_jax.compress`)
+  come in as `restorers` from the command.
 
 The fine-tuned checkpoint is a plain model checkpoint (`save_model`): the
 head lives in `params` beside `bert` (`classifier/{kernel [hidden, labels],
@@ -19,12 +21,14 @@ bias}` or `qa_outputs/{kernel [hidden, 2], bias}`), `model_config.json` has
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import pathlib
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -48,16 +52,26 @@ BEST_DIR = "best"
 
 
 def load_tokenizer(config, meta: dict, checkpoint: str):
-    """WordPieceTokenizer from `config.vocab_file`/`config.lower_case`, else the checkpoint's."""
+    """The tokenizer of `config.vocab_file` (any kind: vocab.txt, a SentencePiece
+    .model, vocab.json + merges.txt, or a folder), else the checkpoint folder's
+    own; `config.lower_case` None: the checkpoint's setting, else the kind's.
+    SQuAD and NER build WordPiece [CLS]/[SEP] sequences: WordPiece only."""
+    from bert_jax import features
     from bert_jax.tokenization import WordPieceTokenizer
 
-    vocab = config.get("vocab_file") or meta.get("vocab_file")
-    if not vocab:
-        raise ConfigError(f"{checkpoint} carries no vocab.txt; set config.vocab_file")
+    vocab = config.get("vocab_file") or None
+    if not vocab and not meta.get("vocab_file"):
+        raise ConfigError(f"{checkpoint} carries no tokenizer files; set config.vocab_file")
     lower_case = config.get("lower_case")
     if lower_case is None:
         lower_case = meta.get("lower_case")
-    return WordPieceTokenizer(vocab, lower_case=True if lower_case is None else bool(lower_case))
+    tokenizer = features.load_tokenizer(checkpoint, meta, vocab, lower_case)
+    if tasks.family(config.task) in ("squad", "ner") and not isinstance(tokenizer, WordPieceTokenizer):
+        raise ConfigError(
+            f"config.task={config.task!r} needs a WordPiece vocab.txt; {type(tokenizer).__name__} "
+            "tokenizers serve the GLUE and XNLI tasks"
+        )
+    return tokenizer
 
 
 def check_vocab(model_cfg: ModelConfig, tokenizer, checkpoint: str) -> None:
@@ -280,40 +294,73 @@ def train(config, workdir: str | os.PathLike) -> dict:
 # Prediction
 
 
-def load_finetuned(path: str | os.PathLike):
-    """(ModelConfig, params, meta, head) of a checkpoint written by `train`."""
-    path = pathlib.Path(path)
-    head_file = path / HEAD_FILE
+def read_head(path: str | os.PathLike) -> dict:
+    """`path/head.json` `{"task", "head", "labels"}`; CheckpointError when missing."""
+    head_file = pathlib.Path(path) / HEAD_FILE
     if not head_file.is_file():
         raise CheckpointError(
             f"{head_file} is missing; predict needs a checkpoint written by finetune training"
         )
-    head = json.loads(head_file.read_text())
+    return json.loads(head_file.read_text())
+
+
+def load_finetuned(path: str | os.PathLike):
+    """(ModelConfig, params, meta, head) of a checkpoint written by `train`."""
+    head = read_head(path)
     cfg, params, meta = checkpoints.load_model(path)
     return cfg, params, meta, head
 
 
-def predict_file(config, workdir: str | os.PathLike) -> pathlib.Path:
+@dataclasses.dataclass
+class Restored:
+    """A fine-tuned model as predict mode runs it: `model.apply({"params":
+    params}, input_ids, input_mask, segment_ids)` gives the head's outputs."""
+
+    cfg: ModelConfig
+    model: Any
+    params: Any
+    meta: dict
+    head: dict
+
+
+# A reader of another checkpoint format (e.g. `compress.quantize.restore_for_predict`):
+# a Restored, or None when the folder is not of its format.
+Restorer = Callable[[pathlib.Path], "Restored | None"]
+
+
+def restore(source: pathlib.Path, restorers: Sequence[Restorer] = ()) -> Restored:
+    """The first of `restorers` that reads `source`, else a checkpoint written by
+    `train` (or by pruning: `heads_per_layer` in its model_config.json)."""
+    for reader in restorers:
+        restored = reader(source)
+        if restored is not None:
+            return restored
+    cfg, params, meta, head = load_finetuned(source)
+    return Restored(cfg, ft_step.make_model(head["head"], cfg), params, meta, head)
+
+
+def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restorer] = ()) -> pathlib.Path:
     """Writes predictions for `config.predict_file` with the fine-tuned
-    checkpoint (`WORKDIR/best`, or `init_checkpoint` when it has a head.json);
-    returns the output path (`config.predict_output` or WORKDIR/predictions.*)."""
+    checkpoint (`WORKDIR/best`, or `init_checkpoint` when it has a head.json),
+    read by `restore(source, restorers)`; returns the output path
+    (`config.predict_output` or WORKDIR/predictions.*)."""
     workdir = pathlib.Path(workdir)
     if not config.predict_file:
         raise ConfigError("mode=predict needs config.predict_file (a test file of the task)")
     source = workdir / BEST_DIR
     if config.init_checkpoint and (pathlib.Path(config.init_checkpoint) / HEAD_FILE).is_file():
         source = pathlib.Path(config.init_checkpoint)
-    cfg, params, meta, head = load_finetuned(source)
+    restored = restore(source, restorers)
+    cfg, params, meta, head = restored.cfg, restored.params, restored.meta, restored.head
     if head["task"] != tasks.module_for(config.task).get_task(config.task).name:
         raise ConfigError(f"{source} was fine-tuned for {head['task']!r}, not config.task={config.task!r}")
     tokenizer = load_tokenizer(config, meta, str(source))
     check_vocab(cfg, tokenizer, str(source))
     module = tasks.module_for(config.task)
     features, context = module.predict_inputs(config, tokenizer, config.predict_file)
-    model = ft_step.make_model(head["head"], cfg)
     mesh = make_mesh(config)
     params = jax.device_put(params, sharding.replicated(mesh))
-    predict_fn = ft_step.make_predict_step(model, head["head"])
+    predict_fn = ft_step.make_predict_step(restored.model, head["head"])
     outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh)
     out_path = pathlib.Path(config.get("predict_output") or workdir / module.PREDICTIONS_FILE)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -324,11 +371,12 @@ def predict_file(config, workdir: str | os.PathLike) -> pathlib.Path:
     return out_path
 
 
-def run(config, workdir: str | os.PathLike):
-    """`mode=train` -> the results dict; `mode=predict` -> the predictions path."""
+def run(config, workdir: str | os.PathLike, restorers: Sequence[Restorer] = ()):
+    """`mode=train` -> the results dict; `mode=predict` -> the predictions path
+    (`restorers` read checkpoint formats beyond `train`'s, see `restore`)."""
     tasks.family(config.task)  # an unknown task fails before any loading
     if config.mode == "train":
         return train(config, workdir)
     if config.mode == "predict":
-        return predict_file(config, workdir)
+        return predict_file(config, workdir, restorers)
     raise ConfigError(f"config.mode={config.mode!r}; expected 'train' or 'predict'")

@@ -2,8 +2,10 @@
 
 `evaluate_params` sums the eval step's counts over batches (exact totals);
 `evaluate_workdir` restores a checkpoint of a training workdir onto the
-configured mesh (any mesh: the restore is sharded) and evaluates it; the
-`bert-jax evaluate` command prints the result and writes WORKDIR/eval_<step>.json.
+configured mesh (any mesh: the restore is sharded) and evaluates it;
+`evaluate_checkpoint` does the same for a model folder (a Hugging Face folder
+of any supported family with its MLM head, or a bert-jax model directory);
+the `bert-jax evaluate` command prints the result and writes WORKDIR/eval_<step>.json.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import jax
 import ml_collections
 import numpy as np
 
+from bert_jax import checkpoints
 from bert_jax.config import model_config
-from bert_jax.errors import CheckpointError, DataError
-from bert_jax.train import checkpointing, optim, phases, sharding
+from bert_jax.errors import CheckpointError, ConfigError, DataError
+from bert_jax.train import checkpointing, mlm_distill, optim, phases, sharding
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
 
@@ -106,6 +109,40 @@ def evaluate_workdir(
         eval_step, restored.params, factory(spec, "eval", files, None), config.eval_steps, bsh
     )
     result["step"] = step
+    return result
+
+
+def evaluate_checkpoint(
+    config: ml_collections.ConfigDict, checkpoint: str, source_factory=None
+) -> dict[str, Any]:
+    """Evaluates a model folder (`checkpoints.load_model`: Hugging Face BERT /
+    RoBERTa / XLM-R / CamemBERT / ALBERT with an MLM head, a bert-jax model
+    dir) on config.eval_steps batches of config.data.eval_files, with its own
+    tokenizer files unless config.data.vocab_file is set. The pair head is
+    scored only when the checkpoint has one."""
+    if not config.data.eval_files and not config.data.get("synthetic", False):
+        raise ConfigError("--checkpoint needs --config.data.eval_files (held-out shards made with its vocab)")
+    loaded_cfg, loaded, meta = checkpoints.load_model(checkpoint)
+    has_pair = any(k[0] == "pair" for k in checkpoints.flatten_params(loaded))
+    model_cfg = loaded_cfg.replace(
+        pair_head=loaded_cfg.pair_head if has_pair else "none", scan_layers=False, dtype=config.model.dtype
+    )
+    if not config.data.vocab_file and meta.get("vocab_file"):
+        config = ml_collections.ConfigDict(config.to_dict())
+        # A Hugging Face folder: the folder itself names its tokenizer files.
+        config.data.vocab_file = meta["path"] if meta.get("format") == "hf" else meta["vocab_file"]
+    mesh = sharding.make_mesh(config.mesh)
+    sharding.check_batch_size(int(config.batch_size), mesh, 1)
+    params, shardings = mlm_distill.place_teacher(checkpoint, loaded, model_cfg, mesh, what="--checkpoint")
+    phase = phases.resolve_phases(config)[0]
+    eval_step = step_lib.make_eval_step(model_cfg, mesh, shardings)
+    bsh = sharding.batch_sharding(mesh)
+    factory = source_factory or phases.default_source_factory(config, "", model_cfg)
+    spec = phases.source_spec(config.batch_size, bsh, phase)
+    result = evaluate_params(eval_step, params, factory(spec, "eval", config.data.eval_files, None),
+                             config.eval_steps, bsh)
+    result["step"] = 0
+    result["checkpoint"] = str(checkpoint)
     return result
 
 

@@ -104,7 +104,11 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
     """The real input pipeline (bert_jax.data.input_pipeline) over created shards."""
     from bert_jax.data import input_pipeline
 
-    vocab_sha = file_sha256(vocab_file) if vocab_file and os.path.isfile(vocab_file) else None
+    family_tokenizer = _family_tokenizer(vocab_file)
+    if family_tokenizer is not None:
+        vocab_sha = family_tokenizer.vocab_sha256  # BPE: of vocab.json + merges.txt, as create-data wrote
+    else:
+        vocab_sha = file_sha256(vocab_file) if vocab_file and os.path.isfile(vocab_file) else None
     dynamic = None
     if data_cfg.masking == "dynamic":
         from bert_jax.data.dynamic_masking import MaskingOptions
@@ -113,14 +117,22 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
             raise ConfigError(
                 "data.masking='dynamic' needs data.vocab_file (the vocab the shards were made with)"
             )
-        with open(vocab_file, encoding="utf-8") as f:
-            tokens = [line.rstrip("\n") for line in f]
-        dynamic = MaskingOptions.from_tokens(
-            tokens,
-            masked_lm_prob=data_cfg.masked_lm_prob,
-            max_predictions_per_seq=data_cfg.max_predictions_per_seq,
-            whole_word_mask=data_cfg.do_whole_word_mask,
-        )
+        if int(data_cfg.get("ngram_max", 1)) > 1:
+            raise ConfigError(
+                f"data.ngram_max={data_cfg.ngram_max} with data.masking='dynamic'; n-gram masking is made by "
+                "create-data: use data.masking='static' (or ngram_max=1)"
+            )
+        if family_tokenizer is not None:
+            dynamic = _family_masking_options(family_tokenizer, data_cfg)
+        else:
+            with open(vocab_file, encoding="utf-8") as f:
+                tokens = [line.rstrip("\n") for line in f]
+            dynamic = MaskingOptions.from_tokens(
+                tokens,
+                masked_lm_prob=data_cfg.masked_lm_prob,
+                max_predictions_per_seq=data_cfg.max_predictions_per_seq,
+                whole_word_mask=data_cfg.do_whole_word_mask,
+            )
 
     def make(spec: SourceSpec, split: str, files: str, state: dict | None) -> BatchSource:
         if not files:
@@ -147,6 +159,35 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
         )
 
     return make
+
+
+def _family_tokenizer(vocab_file: str):
+    """The tokenizer of a SentencePiece `.model`, a byte-level BPE `vocab.json`
+    or a tokenizer folder (bert_jax.tokenization.load_tokenizer); None for a
+    WordPiece vocab.txt, which is read as lines (no TF graph to build)."""
+    if not vocab_file or not (os.path.isdir(vocab_file) or vocab_file.endswith((".model", ".json"))):
+        return None
+    from bert_jax.tokenization import load_tokenizer
+
+    return load_tokenizer(vocab_file)
+
+
+def _family_masking_options(tokenizer, data_cfg):
+    """Dynamic masking for a SentencePiece / byte-level BPE vocabulary: its
+    five special ids are never masked nor drawn as replacements; whole words
+    from the tokenizer's `is_continuation_id` (no "##" pieces there)."""
+    from bert_jax.data.dynamic_masking import MaskingOptions
+
+    t = tokenizer
+    return MaskingOptions(
+        vocab_size=t.vocab_size,
+        mask_id=t.mask_id,
+        never_mask_ids=(t.cls_id, t.sep_id, t.pad_id),
+        special_ids=tuple(sorted({t.pad_id, t.unk_id, t.cls_id, t.sep_id, t.mask_id})),
+        masked_lm_prob=data_cfg.masked_lm_prob,
+        max_predictions_per_seq=data_cfg.max_predictions_per_seq,
+        is_continuation=t.is_continuation_id if data_cfg.do_whole_word_mask else None,
+    )
 
 
 def vocab_size_of(vocab_file: str) -> int:
@@ -198,6 +239,7 @@ def build_shards(
         dupe_factor=data_cfg.dupe_factor,
         short_seq_prob=data_cfg.short_seq_prob,
         do_whole_word_mask=data_cfg.do_whole_word_mask,
+        ngram_max=int(data_cfg.get("ngram_max", 1)),
         mode=data_cfg.mode,
         masking="none" if data_cfg.masking == "dynamic" else "static",
         num_workers=max(1, min(4, os.cpu_count() or 1)),

@@ -1,10 +1,13 @@
 """The pre-training loop: workdir, data, sharded state, steps, logs,
 evaluation, checkpoints, exact resume, signals and sequence-length phases.
 
-`train(config, workdir, source_factory=None)` runs `config.total_steps`
-optimizer steps (continuing from the latest checkpoint in the workdir) and
-returns the last logged metrics. Tests inject synthetic data through
-`source_factory`; the command uses the real input pipeline.
+`train(config, workdir, source_factory=None, step_hooks=())` runs
+`config.total_steps` optimizer steps (continuing from the latest checkpoint in
+the workdir) and returns the last logged metrics. Tests inject synthetic data
+through `source_factory`; the command uses the real input pipeline.
+`step_hooks` (`StepHook`) run every N steps on a host copy of the parameters
+(the `pretrain` command's downstream probe is one); what they return is
+logged beside the training metrics.
 
 Exact resume: the checkpoint holds params, optimizer state, step and base
 key, and the data item the pipeline position; dropout keys are
@@ -15,13 +18,14 @@ per-step losses as one that never stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -33,7 +37,7 @@ import numpy as np
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError, ConfigError, UserError
 from bert_jax.model import ModelConfig
-from bert_jax.train import checkpointing, inputs, metrics_log, optim, sharding
+from bert_jax.train import checkpointing, inputs, metrics_log, mlm_distill, optim, sharding
 from bert_jax.train import evaluate as evaluate_lib
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
@@ -228,6 +232,34 @@ def init_params_from(path: str, model_cfg: ModelConfig, params: Any, shardings: 
 
 
 # ---------------------------------------------------------------------------
+# Step hooks
+
+
+@dataclasses.dataclass(frozen=True)
+class StepHook:
+    """`fn(step, params) -> {key: value}` run after every `every_steps`-th
+    optimizer step (on every process, between steps). `params` is a host
+    NumPy copy of the full, unsharded parameter tree: the hook cannot alter
+    the training state, and the training trajectory is the same with or
+    without it. The result goes to metrics.jsonl as a record with
+    `"split": name`, to TensorBoard as `name/key`, and into the returned
+    metrics as `name/key`."""
+
+    name: str
+    every_steps: int
+    fn: Callable[[int, Any], dict[str, Any]]
+
+
+def host_params(params: Any) -> Any:
+    """A host (NumPy) copy of sharded `params`, gathered across processes."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(params, tiled=True)
+    return jax.device_get(params)
+
+
+# ---------------------------------------------------------------------------
 # The loop
 
 
@@ -265,8 +297,14 @@ def _throughput(config, model_cfg, phase: Phase, steps: int, seconds: float) -> 
 
 
 class _Trainer:
-    def __init__(self, config, workdir: str, source_factory):
+    def __init__(self, config, workdir: str, source_factory, step_hooks: Sequence[StepHook] = ()):
         self.config, self.workdir = config, workdir
+        self.step_hooks = tuple(step_hooks)
+        for hook in self.step_hooks:
+            if hook.every_steps <= 0:
+                raise ConfigError(
+                    f"step hook {hook.name!r} has every_steps={hook.every_steps}; use a positive count"
+                )
         self.is_chief = jax.process_index() == 0
         self.model_cfg = model_config(config)
         self.phases = resolve_phases(config)
@@ -283,6 +321,13 @@ class _Trainer:
             os.path.join(workdir, "checkpoints"), keep=int(config.keep_checkpoints)
         )
         self.log = metrics_log.MetricsLog(workdir, enabled=self.is_chief)
+        # General distillation (config.distill.teacher): checked and loaded before any step.
+        self.distill = mlm_distill.step_options(
+            config, self.model_cfg, self.mesh, resolved_vocab_file(config, workdir), max(p.seq_len for p in self.phases)
+        )
+        if self.distill:
+            say(f"general distillation from {config.distill.teacher} (T={config.distill.temperature}, "
+                f"alpha={config.distill.alpha})")
 
     # -- state ----------------------------------------------------------------
     def initial_state(self) -> tuple[state_lib.TrainState, Any, dict]:
@@ -340,7 +385,8 @@ class _Trainer:
         state, shardings, data_state = self.initial_state()
         step = int(jax.device_get(state.step))
         train_step = step_lib.make_train_step(
-            self.model_cfg, self.optimizer, self.mesh, shardings, self.batch_sharding, accum_steps=self.accum
+            self.model_cfg, self.optimizer, self.mesh, shardings, self.batch_sharding, accum_steps=self.accum,
+            **self.distill,
         )
         eval_step = step_lib.make_eval_step(self.model_cfg, self.mesh, shardings.params, self.batch_sharding)
         # The base dropout key, a copy: the state's own buffers are donated each step.
@@ -371,6 +417,10 @@ class _Trainer:
                     self.log.write(step, result, split="eval")
                     last.update({f"eval_{k}": v for k, v in result.items()})
                 window_start = time.monotonic()  # throughput counts training time only
+            due = [hook for hook in self.step_hooks if step % hook.every_steps == 0]
+            if due and not stop:  # after a SIGTERM the checkpoint comes first, not a probe
+                self._run_hooks(due, step, state.params, last)
+                window_start = time.monotonic()
             if saving or stop:  # a signal may have come during the log or eval above
                 self.ckpt.save(step, state, {"phase": phase.index, "pipeline": source.state()})
             if stop:
@@ -395,6 +445,15 @@ class _Trainer:
         self.log.progress(step, self.total, m, started, start_step)
         return m
 
+    def _run_hooks(self, hooks: Sequence[StepHook], step: int, params: Any, last: dict) -> None:
+        # Copied now: the next train step donates (overwrites) the state's buffers.
+        host = host_params(params)
+        for hook in hooks:
+            result = hook.fn(step, host)
+            self.log.write(step, result, split=hook.name)
+            last.update({f"{hook.name}/{k}": v for k, v in result.items()})
+            say(f"step {step} {hook.name}: {json.dumps(result, sort_keys=True, default=str)}")
+
     def close(self) -> None:
         try:
             self.ckpt.close()
@@ -402,9 +461,15 @@ class _Trainer:
             self.log.close()
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, source_factory=None) -> dict[str, float]:
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    source_factory=None,
+    step_hooks: Sequence[StepHook] = (),
+) -> dict[str, float]:
     """Pre-trains per `config` in `workdir` (resuming there); returns the last
-    logged metrics (with eval_* after the final evaluation)."""
+    logged metrics (with eval_* after the final evaluation, and `name/key`
+    of the step hooks that ran at the last step)."""
     prepare_workdir(workdir)
     chief = jax.process_index() == 0
     with workdir_lock(workdir, enabled=chief), StopFlag() as stop, nn.logical_axis_rules(sharding.RULES):
@@ -413,7 +478,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, source_factory=None) 
         if config.data.corpus and not config.data.vocab_file and not config.data.get("synthetic", False):
             vocab = inputs.build_vocab(config.data, workdir)
             _check_vocab_fits(config, vocab)
-        trainer = _Trainer(config, workdir, source_factory)
+        trainer = _Trainer(config, workdir, source_factory, step_hooks)
         try:
             return trainer.run(stop)
         finally:

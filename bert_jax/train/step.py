@@ -9,6 +9,13 @@ Gradient accumulation (optimizer.grad_accum_steps = k > 1): the batch is
 split into k micro-batches scanned inside the step, their gradients averaged,
 and one update applied (see bert_jax.train.optim for why not optax.MultiSteps).
 
+General distillation (`MlmDistill`): a frozen teacher's forward pass runs
+inside the same step on the same batch; the MLM loss becomes alpha * T^2 *
+KL(teacher_T || student_T) + (1 - alpha) * CE(labels) over the masked
+positions (`mlm_distill_metrics`). The teacher's parameters are one more
+jitted argument, sharded by the same rule table, bound by `MeshJitted` so the
+step is still called as `train_step(state, batch, rng)`.
+
 A non-finite loss never reaches the parameters: the update of such a step is
 dropped (jnp.where) and `metrics["nonfinite"]` is 1; the loop then stops
 (on_nan="stop") or goes on (on_nan="skip").
@@ -16,6 +23,7 @@ dropped (jnp.where) and `metrics["nonfinite"]` is 1; the loop then stops
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -85,16 +93,59 @@ def metrics_from_sums(sums: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _loss_fn(params, model_cfg: ModelConfig, batch: Batch, key) -> tuple[jax.Array, dict[str, jax.Array]]:
+@dataclasses.dataclass(frozen=True)
+class MlmDistill:
+    """General distillation: soft MLM targets from a frozen teacher whose
+    `teacher_cfg` shares the student's vocabulary. `alpha` weights the soft
+    term (T^2-scaled KL at `temperature`), 1 - alpha the hard MLM loss."""
+
+    teacher_cfg: ModelConfig
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+
+def mlm_kl_sum(student_logits: jax.Array, teacher_logits: jax.Array, weights: jax.Array,
+               temperature: float) -> jax.Array:
+    """sum over masked positions of w * KL(softmax(t/T) || softmax(s/T)), in nats;
+    logits `[batch, P, vocab]`, weights `[batch, P]`."""
+    log_p = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature, axis=-1)
+    log_q = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
+    kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+    return jnp.sum(weights.astype(jnp.float32) * kl)
+
+
+def mlm_distill_metrics(metrics: dict[str, jax.Array], kl_sum: jax.Array, weight_sum: jax.Array,
+                        distill: MlmDistill) -> dict[str, jax.Array]:
+    """`metrics_from_sums` output with `mlm_kl` (mean KL per masked token) and
+    the loss's MLM part replaced by alpha * T^2 * mlm_kl + (1 - alpha) * mlm_loss;
+    mlm_loss itself stays the hard cross-entropy (comparable with runs without a teacher)."""
+    out = dict(metrics)
+    out["mlm_kl"] = kl_sum / jnp.maximum(weight_sum, _EPS)
+    soft = distill.alpha * distill.temperature**2 * out["mlm_kl"]
+    out["loss"] = soft + (1.0 - distill.alpha) * metrics["mlm_loss"]
+    if "nsp_loss" in metrics:  # the pair head keeps its hard loss (a teacher may have none)
+        out["loss"] = out["loss"] + metrics["nsp_loss"]
+    return out
+
+
+def _loss_fn(params, model_cfg: ModelConfig, batch: Batch, key, distill: MlmDistill | None = None,
+             teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
     outputs = _forward(model_cfg, params, batch, deterministic=False, key=key)
-    metrics = metrics_from_sums(loss_sums(model_cfg, outputs, batch))
+    sums = loss_sums(model_cfg, outputs, batch)
+    metrics = metrics_from_sums(sums)
+    if distill is not None:
+        teacher = _forward(distill.teacher_cfg, teacher_params, batch, deterministic=True)
+        teacher_logits = jax.lax.stop_gradient(teacher["mlm_logits"])
+        kl = mlm_kl_sum(outputs["mlm_logits"], teacher_logits, batch["masked_lm_weights"], distill.temperature)
+        metrics = mlm_distill_metrics(metrics, kl, sums["mlm_weight_sum"], distill)
     return metrics["loss"], metrics
 
 
-def _grads(model_cfg: ModelConfig, params, batch: Batch, key, accum_steps: int):
+def _grads(model_cfg: ModelConfig, params, batch: Batch, key, accum_steps: int, distill=None, teacher_params=None):
     """(grads, metrics) of the whole batch; with accum_steps > 1 the mean over
     micro-batches `[batch / k, ...]` scanned one after another."""
-    grad_fn = jax.value_and_grad(_loss_fn, has_aux=True)
+    grad_fn = functools.partial(jax.value_and_grad(_loss_fn, has_aux=True), distill=distill,
+                                teacher_params=teacher_params)
     if accum_steps == 1:
         (_, metrics), grads = grad_fn(params, model_cfg, batch, key)
         return grads, metrics
@@ -122,18 +173,21 @@ def train_step(
     state: TrainState,
     batch: Batch,
     rng: jax.Array,
+    teacher_params=None,
     *,
     model_cfg: ModelConfig,
     tx: optax.GradientTransformation,
     schedule=None,
     accum_steps: int = 1,
+    distill: MlmDistill | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step on a global batch (docs/design.md batch format).
 
     Metrics (scalars): loss, mlm_loss, mlm_accuracy, [nsp_loss, nsp_accuracy],
-    grad_norm, learning_rate (of this step), nonfinite (1.0 if skipped)."""
+    grad_norm, learning_rate (of this step), nonfinite (1.0 if skipped);
+    with `distill` (and the teacher's `teacher_params`) also mlm_kl."""
     key = jax.random.fold_in(rng, state.step)
-    grads, metrics = _grads(model_cfg, state.params, batch, key, accum_steps)
+    grads, metrics = _grads(model_cfg, state.params, batch, key, accum_steps, distill, teacher_params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.global_norm(grads))
@@ -166,8 +220,9 @@ class MeshJitted:
     constraints are inert and XLA propagates shardings from the parameters
     and the batch (in_shardings/out_shardings below)."""
 
-    def __init__(self, jitted, mesh: Mesh, rules):
-        self._jitted, self.mesh, self.rules = jitted, mesh, rules
+    def __init__(self, jitted, mesh: Mesh, rules, bound: tuple = ()):
+        # `bound`: trailing arguments passed on every call (the teacher's params).
+        self._jitted, self.mesh, self.rules, self._bound = jitted, mesh, rules, tuple(bound)
 
     def _ctx(self):
         import contextlib
@@ -178,19 +233,19 @@ class MeshJitted:
 
     def __call__(self, *args):
         with self._ctx():
-            return self._jitted(*args)
+            return self._jitted(*args, *self._bound)
 
     def lower(self, *args):
         with self._ctx():
-            return self._jitted.lower(*args)
+            return self._jitted.lower(*args, *self._bound)
 
     def trace(self, *args):
         with self._ctx():
-            return self._jitted.trace(*args)
+            return self._jitted.trace(*args, *self._bound)
 
     def eval_shape(self, *args):
         with self._ctx():
-            return self._jitted.eval_shape(*args)
+            return self._jitted.eval_shape(*args, *self._bound)
 
 
 def make_train_step(
@@ -202,22 +257,33 @@ def make_train_step(
     *,
     accum_steps: int = 1,
     rules=sharding_lib.RULES,
+    distill: MlmDistill | None = None,
+    teacher_params=None,
+    teacher_shardings=None,
 ) -> MeshJitted:
     """`train_step(state, batch, rng) -> (state, metrics)` jitted once with the
     state's shardings in and out, the batch split over data x fsdp, metrics
-    replicated, and the input state donated (its buffers are reused)."""
+    replicated, and the input state donated (its buffers are reused).
+    With `distill`, `teacher_params` (placed with `teacher_shardings`, not
+    donated, never updated) are bound as the step's last argument."""
     tx = as_transformation(optimizer)
     schedule = optimizer.schedule if isinstance(optimizer, Optimizer) else None
     batch_sharding = batch_sharding or sharding_lib.batch_sharding(mesh)
     rep = sharding_lib.replicated(mesh)
-    fn = functools.partial(train_step, model_cfg=model_cfg, tx=tx, schedule=schedule, accum_steps=accum_steps)
+    fn = functools.partial(train_step, model_cfg=model_cfg, tx=tx, schedule=schedule, accum_steps=accum_steps,
+                           distill=distill)
+    in_shardings, bound = (state_shardings, batch_sharding, rep), ()
+    if distill is not None:
+        if teacher_params is None or teacher_shardings is None:
+            raise ValueError("distill needs teacher_params and teacher_shardings")
+        in_shardings, bound = in_shardings + (teacher_shardings,), (teacher_params,)
     jitted = jax.jit(
         fn,
-        in_shardings=(state_shardings, batch_sharding, rep),
+        in_shardings=in_shardings,
         out_shardings=(state_shardings, rep),
         donate_argnums=(0,),
     )
-    return MeshJitted(jitted, mesh, rules)
+    return MeshJitted(jitted, mesh, rules, bound)
 
 
 def make_eval_step(

@@ -1,0 +1,185 @@
+"""Makes the docs/scaling.md results table with `bert-jax compile --find_max_batch`.
+
+One row per (model, sequence length, topology, parallelism): the largest
+global batch that fits and, at that batch, memory per chip, XLA's FLOPs per
+chip and the roofline prediction of step time and MFU. Each row is one
+`bert-jax compile` process writing `DIR/<row>.json`; a row whose JSON exists
+is not compiled again, so the sweep resumes where it stopped.
+
+    python tests/tools/scaling_table.py run [--out=scaling] [--jobs=1] [--only=large-128-v4-8]
+    python tests/tools/scaling_table.py table [--out=scaling]   # markdown on stdout
+    python tests/tools/scaling_table.py compare [--out=scaling] # the a100x8 row against NVIDIA's figure
+
+Layers are scanned (`--config.model.scan_layers=True`): XLA compiles one
+layer body instead of 12 or 24, and the memory and FLOPs are those of the same
+computation. bf16 matmuls (`--config.model.dtype=bfloat16`), float32
+parameters and AdamW state, as pretrain runs. `run` also records each row's
+CPU seconds in `DIR/<row>.cpu_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SIZES = ("large", "base")
+SEQS = (128, 512)
+# In the order rows are run: the ones docs/scaling.md discusses first.
+TOPOLOGIES = ("v4-8", "v5p-64", "h100x8", "v6e-8", "v5e-16", "v5e-256")
+# 1 and 8 data-parallel units, where the memory line meets HBM, and one refit
+# (through a miss, or to try the next unit up): four compiles a row at most.
+MAX_COMPILES = 4
+MESHES = {
+    "DP": {"data": -1, "fsdp": 1, "tensor": 1},
+    "FSDP": {"data": 1, "fsdp": -1, "tensor": 1},
+    "DPxTP": {"data": -1, "fsdp": 1, "tensor": 4},
+}
+
+
+def rows() -> list[tuple[str, int, str, str]]:
+    """(size, seq, topology, parallelism) in run order."""
+    return [(size, seq, topo, par) for topo in TOPOLOGIES for size in SIZES for seq in SEQS for par in MESHES]
+
+
+def row_name(size: str, seq: int, topo: str, par: str) -> str:
+    return f"{size}-{seq}-{topo}-{par}"
+
+
+def command(size: str, seq: int, topo: str, par: str, output: pathlib.Path) -> list[str]:
+    """The `bert-jax compile` command line of one row."""
+    mesh = MESHES[par]
+    return [
+        "bert-jax", "compile", f"--config=configs/bert_{size}.py", f"--topology={topo}", f"--seq_len={seq}",
+        "--config.model.dtype=bfloat16", "--config.model.scan_layers=True",
+        *(f"--config.mesh.{axis}={n}" for axis, n in mesh.items()),
+        "--find_max_batch", f"--max_compiles={MAX_COMPILES}", "--json", f"--output={output}",
+    ]  # fmt: skip
+
+
+def _run_row(row, out: pathlib.Path) -> str:
+    name = row_name(*row)
+    target = out / f"{name}.json"
+    if target.exists():
+        return f"{name}: done before"
+    start_wall = time.time()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(command(*row, target), cwd=REPO, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        (out / f"{name}.err").write_text(proc.stderr)
+        return f"{name}: FAILED (exit {proc.returncode}), see {name}.err"
+    (out / f"{name}.cpu_s").write_text(f"{cpu:.0f}\n")
+    return f"{name}: {time.time() - start_wall:.0f} s wall, {cpu:.0f} CPU-s"
+
+
+def _matches(name: str, only: str) -> bool:
+    """A whole row name, or a prefix of one ending where a part ends."""
+    return name == only or name.startswith(only + "-")
+
+
+def run(out: pathlib.Path, jobs: int, only: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    # --only prefixes also set the order.
+    todo = [r for o in only for r in rows() if _matches(row_name(*r), o)] if only else rows()
+    todo = list(dict.fromkeys(todo))
+    # With jobs > 1 the CPU seconds of parallel rows are mixed; use jobs=1 to time rows.
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for line in pool.map(lambda r: _run_row(r, out), todo):
+            print(line, flush=True)
+
+
+# The published figure docs/scaling.md compares with: NVIDIA DeepLearningExamples,
+# PaddlePaddle BERT-large pre-training phase 1 (seq 128), 8x A100 80GB, mixed
+# precision: 5541 sequences/s.
+PUBLISHED_SEQ_PER_S = 5541
+COMPARISON = [
+    "bert-jax", "compile", "--config=configs/bert_large.py", "--topology=a100x8", "--global_batch=2048",
+    "--seq_len=128", "--config.model.dtype=bfloat16", "--config.model.scan_layers=True", "--json",
+]  # fmt: skip
+
+
+def compare(out: pathlib.Path) -> str:
+    """Compiles the a100x8 row (256 sequences per GPU, as the published run's
+    micro-batch) and sets its predicted sequences/s against the published one."""
+    target = out / "compare-a100x8.json"
+    if not target.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        subprocess.run([*COMPARISON, f"--output={target}"], cwd=REPO, check=True, capture_output=True)
+    r = json.loads(target.read_text())
+    predicted = r["predicted_tokens_per_s"] / r["seq_len"]
+    return (
+        f"a100x8 bert_large seq {r['seq_len']} global batch {r['global_batch']}: {r['status']}; "
+        f"PREDICTED {predicted:,.0f} sequences/s (MFU {100 * r['predicted_mfu']:.0f}%, step "
+        f"{1e3 * r['predicted_step_s']:.0f} ms: compute {1e3 * r['prediction']['compute_s']:.0f}, "
+        f"memory {1e3 * r['prediction']['memory_s']:.0f}, collectives {1e3 * r['prediction']['collective_s']:.0f}); "
+        f"published {PUBLISHED_SEQ_PER_S:,}: prediction / published = {predicted / PUBLISHED_SEQ_PER_S:.2f}"
+    )
+
+
+def _cell_row(r: dict, size: str, seq: int, topo: str, par: str) -> str:
+    mesh = r["mesh"]
+    mesh_text = f"{mesh['data']}x{mesh['fsdp']}x{mesh['tensor']}"
+    best = r.get("max_global_batch", 0)
+    if not best:
+        return f"| {size} | {seq} | {topo} | {par} {mesh_text} | no | 0 | {r['status']} | | | |"
+    per_chip = best / r["num_devices"]
+    proven = "" if r.get("max_batch_proven") else " (≥)"
+    return (
+        f"| {size} | {seq} | {topo} | {par} {mesh_text} | yes | {best}{proven} ({per_chip:g}/chip) "
+        f"| {r['bytes_per_chip'] / (1 << 30):.1f} / {r['hbm_bytes_per_chip'] / (1 << 30):.1f} "
+        f"| {r['flops_per_step_per_chip'] / 1e12:.2f}{'' if r['flops_source'].startswith('xla') else ' (a)'} "
+        f"| {r['predicted_step_s'] * 1e3:.0f} | {100 * r['predicted_mfu']:.0f}% |"
+    )
+
+
+def table(out: pathlib.Path) -> str:
+    """The markdown table of every finished row, then the missing rows."""
+    lines = [
+        "| model | seq | topology | parallelism (data x fsdp x tensor) | fits | largest global batch "
+        "| GiB/chip at it (of HBM) | TFLOP/step/chip (XLA) | PREDICTED step ms | PREDICTED MFU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    missing = []
+    for row in rows():
+        path = out / f"{row_name(*row)}.json"
+        if path.exists():
+            lines.append(_cell_row(json.loads(path.read_text()), *row))
+        else:
+            missing.append(row_name(*row))
+    if missing:
+        lines += ["", f"Not computed ({len(missing)} rows): {', '.join(missing)}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=("run", "table", "compare"))
+    parser.add_argument("--out", default="scaling", type=pathlib.Path, help="directory of the row JSONs")
+    parser.add_argument("--jobs", default=1, type=int, help="rows compiled at once")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="a row name (large-128-v4-8-DP) or a prefix of whole parts (large-128)",
+    )
+    args = parser.parse_args(argv)
+    if args.what == "run":
+        run(args.out, args.jobs, args.only)
+    elif args.what == "compare":
+        print(compare(args.out))
+    else:
+        print(table(args.out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
