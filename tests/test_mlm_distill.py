@@ -128,7 +128,8 @@ def test_gradient_accumulation_gives_the_same_distillation_loss():
     whole = _step_metrics(student, teacher_cfg, teacher, alpha=0.5)
     halves = _step_metrics(student, teacher_cfg, teacher, alpha=0.5, accum_steps=2)
     for key in ("loss", "mlm_kl", "mlm_loss", "grad_norm"):
-        assert float(halves[key]) == pytest.approx(float(whole[key]), rel=1e-5), key
+        # Two micro-batches sum in another order than one batch: float32 rounding (1.3e-5 seen).
+        assert float(halves[key]) == pytest.approx(float(whole[key]), rel=1e-4), key
 
 
 def test_a_teacher_equal_to_the_student_adds_no_soft_loss():
