@@ -336,7 +336,7 @@ class SelfAttention(nn.Module):
             kernel_init=_init(cfg, ("embed", "heads", "kv")),
             bias_init=_zeros(("heads", "kv")),
         )
-        q = proj(name="query")(x if query_positions is None else select_positions(x, query_positions))
+        q = proj(name="query")(x if query_positions is None else gather_positions(x, query_positions))
         k = proj(name="key")(x)
         v = proj(name="value")(x)
         q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "act_kv"))
@@ -389,7 +389,7 @@ class EncoderLayer(nn.Module):
         drop = nn.Dropout(cfg.hidden_dropout)
         attn = SelfAttention(cfg, self.num_heads, name="attention")(x, mask, deterministic, query_positions)
         if query_positions is not None:
-            x = select_positions(x, query_positions)
+            x = gather_positions(x, query_positions)
         x = _layer_norm(cfg, "attention_LayerNorm")(x + drop(attn, deterministic=deterministic))
         h = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate")(x)
         h = ACTIVATIONS[cfg.hidden_act](h)
@@ -459,7 +459,7 @@ class Encoder(nn.Module):
             else:
                 # Scanned layers share one shape: gather after the last.
                 if output_positions is not None:
-                    x = select_positions(x, output_positions)
+                    x = gather_positions(x, output_positions)
                 hidden.append(x)
         else:
             for i in range(cfg.num_layers):
@@ -537,16 +537,6 @@ class BertModel(nn.Module):
 def attention_mask(input_mask: Array) -> Array:
     """`[batch, seq]` 0/1 padding mask -> `[batch, 1, 1, seq]` bool key mask."""
     return (input_mask > 0)[:, None, None, :]
-
-
-def select_positions(x: Array, positions: Array) -> Array:
-    """`x [batch, seq, hidden]`, `positions [batch, Q]` -> `[batch, Q, hidden]`,
-    as a one-hot matmul rather than a gather: exact (HIGHEST precision, one
-    non-zero term per output), and XLA's SPMD partitioner shards it like any
-    matmul, where a gather on tensor-sharded activations was mis-partitioned
-    (jax 0.10.2 CPU, mesh data 2 x fsdp 2 x tensor 2: logits off by ~1%)."""
-    one_hot = jax.nn.one_hot(positions, x.shape[1], dtype=x.dtype)
-    return jnp.einsum("bql,blh->bqh", one_hot, x, precision=jax.lax.Precision.HIGHEST)
 
 
 def gather_positions(x: Array, positions: Array) -> Array:

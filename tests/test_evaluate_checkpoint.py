@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from train_utils import write_sentence_corpus  # noqa: E402
+
 from bert_jax.config import pretrain_config  # noqa: E402
 from bert_jax.data import create_data, records, vocab  # noqa: E402
 from bert_jax.errors import ConfigError  # noqa: E402
@@ -18,20 +20,13 @@ from bert_jax.tokenization import load_tokenizer  # noqa: E402
 from bert_jax.train import evaluate  # noqa: E402
 
 SEQ, P, BATCH = 32, 5, 8  # 8: the simulated devices split the batch
-SENTENCES = [
-    "The keeper climbed the stairs of the lighthouse every evening.",
-    "Ships passed the rocks safely because the lamp never failed.",
-    "In winter the sea was grey, and the wind sang in the rails.",
-    "He wrote each passing ship into a small leather book.",
-]
 
 
 @pytest.fixture(scope="module")
 def roberta(tmp_path_factory):
     """(HF folder, shards dir, parsed records) of a random tiny RobertaForMaskedLM."""
     root = tmp_path_factory.mktemp("eval-roberta")
-    corpus = root / "books.txt"
-    corpus.write_text("\n\n".join(" ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(4)) * 6 + "\n")
+    corpus = write_sentence_corpus(root / "books.txt", repeats=6)
     folder = vocab.build_byte_bpe_vocab(str(corpus), 400, str(root / "vocab"))
     options = create_data.CreateDataOptions(
         vocab_file=f"{folder}/vocab.json", do_lower_case=False, max_seq_length=SEQ, max_predictions_per_seq=P,

@@ -10,24 +10,18 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tokenizers")
 
+from train_utils import write_sentence_corpus  # noqa: E402
+
 from bert_jax.config import family_config  # noqa: E402
 from bert_jax.data import create_data, vocab  # noqa: E402
 from bert_jax.tokenization import load_tokenizer  # noqa: E402
 from bert_jax.train import inputs  # noqa: E402
 
-SENTENCES = [
-    "The keeper climbed the stairs of the lighthouse every evening.",
-    "Ships passed the rocks safely because the lamp never failed.",
-    "In winter the sea was grey, and the wind sang in the rails.",
-    "He wrote each passing ship into a small leather book.",
-]
-
 
 @pytest.fixture(scope="module")
 def roberta_shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("roberta-recipe")
-    corpus = root / "books.txt"
-    corpus.write_text("\n\n".join(" ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(4)) * 10 + "\n")
+    corpus = write_sentence_corpus(root / "books.txt", repeats=10)
     folder = vocab.build_byte_bpe_vocab(str(corpus), 400, str(root / "vocab"))
     vocab_json = f"{folder}/vocab.json"
     options = create_data.CreateDataOptions(

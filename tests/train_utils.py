@@ -78,3 +78,20 @@ def batch(seed: int = 0, batch_size: int = BATCH, seq: int = SEQ, pred: int = PR
         "masked_lm_weights": np.ones((batch_size, pred), np.float32),
         "next_sentence_labels": rng.integers(0, 2, batch_size).astype(np.int32),
     }
+
+
+# Four sentences rotated into documents: a tiny real-text corpus for byte-level
+# BPE vocabularies and create-data in the family tests.
+SENTENCES = [
+    "The keeper climbed the stairs of the lighthouse every evening.",
+    "Ships passed the rocks safely because the lamp never failed.",
+    "In winter the sea was grey, and the wind sang in the rails.",
+    "He wrote each passing ship into a small leather book.",
+]
+
+
+def write_sentence_corpus(path, repeats: int) -> str:
+    """Writes 4 rotated documents `repeats` times (blank-line separated); returns the path."""
+    text = "\n\n".join(" ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(4)) * repeats + "\n"
+    path.write_text(text)
+    return str(path)
