@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "tensorflow>=2.21,<2.22",
     "tensorflow-text>=2.21,<2.22",
     "tensorflow-datasets>=4.9.10,<5",
+    "google-crc32c>=1.5",  # TFRecord framing without TensorFlow (create-data's main process)
     "sentencepiece>=0.2,<0.3",
     "blingfire>=0.1.8,<0.2",
     "tqdm>=4.66",
@@ -44,7 +45,7 @@ EXTRAS = {
     "compress": ["qwix>=0.1.8,<0.2"],
     # create-data as an Apache Beam pipeline (`--runner=beam`); 2.77 is the
     # first Beam whose protobuf range (<7) meets TensorFlow 2.21's (>=6.31.1).
-    "beam": ["apache-beam[tfrecord]>=2.77.0,<2.78", "google-crc32c>=1.5"],
+    "beam": ["apache-beam[tfrecord]>=2.77.0,<2.78"],
     # `bert-jax compile` for TPU and NVIDIA GPU topologies without the devices:
     # libtpu and the CUDA PJRT plugin compile deviceless. Both must match the
     # installed jax exactly (jax[tpu] pins libtpu); no CUDA libraries come with them.

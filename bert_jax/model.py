@@ -85,10 +85,10 @@ class ModelConfig:
     # Pre-training reads the last layer only at the [CLS] and masked positions,
     # so that layer can compute queries, attention and feed-forward there alone
     # (keys and values still over every token): the same outputs, less work.
-    # Off by default: on a data x fsdp x tensor = 2 x 2 x 2 mesh XLA's SPMD
-    # partitioner (jax 0.10.2) gives this graph logits ~1% off the 1-device
-    # ones (docs/performance.md); 1-axis and 2-axis meshes match to 1e-7.
-    last_layer_outputs_only: bool = False
+    # On by default; the train and eval steps turn it off on meshes with data,
+    # fsdp and tensor all > 1, where XLA's SPMD partitioner (jax 0.10.2) gets
+    # this graph wrong (bert_jax.train.step.for_mesh).
+    last_layer_outputs_only: bool = True
     # Attention heads kept in each layer (head pruning), each of width head_dim;
     # None: num_heads everywhere (and the usual parameter shapes).
     heads_per_layer: tuple[int, ...] | None = None

@@ -30,16 +30,40 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import pathlib
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_text as tf_text
 
 from bert_jax.errors import DataError
+
+
+class _ImportedOnUse:
+    """A module imported at its first attribute access, not at this module's import.
+
+    TensorFlow costs ~5 CPU-s to import; a process that only needs this
+    module's constants or pure-Python parts (create-data's main process,
+    `load_vocab`, the byte-level BPE kind) must not pay it. Unlike
+    `importlib.util.LazyLoader` nothing enters `sys.modules` before the import.
+    """
+
+    def __init__(self, name: str):
+        self._name = name
+        self._module = None
+
+    def __getattr__(self, attr: str):
+        if attr in ("_name", "_module"):  # not yet set (a copy being built): no recursion
+            raise AttributeError(attr)
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+tf = _ImportedOnUse("tensorflow")
+tf_text = _ImportedOnUse("tensorflow_text")
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # BERT's max_input_chars_per_word: a longer word (in characters, after
@@ -313,8 +337,11 @@ class WordPieceTokenizer(_TokenizerBase):
             ),
             default_value="",
         )
+        # One trace per tokenizer (the signature fits any batch). No autograph:
+        # the graph has no tensor-dependent Python control flow, and converting
+        # the source cost ~1.1 of the trace's ~1.4 CPU-s, in every process.
         self._encode_flat = tf.function(
-            self._tf_encode_flat, input_signature=[tf.TensorSpec([None], tf.string)]
+            self._tf_encode_flat, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
         )
 
     # ---- in-graph (usable inside tf.data.Dataset.map) ----

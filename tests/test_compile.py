@@ -323,6 +323,18 @@ def test_find_max_batch_aims_at_the_compilers_own_limit(monkeypatch):
     assert [p["global_batch"] for p in report["batch_search"]] == [4, 32, 36, 40]
 
 
+def test_find_max_batch_grows_at_most_32x_where_small_batches_show_no_slope(monkeypatch):
+    from bert_jax.compile import aot
+
+    # Flat up to 64 examples (fixed buffers), then 1/4 GiB per example: 32 GiB hold 152.
+    fake = _fake_compile(lambda b: 10 * GIB + max(0, b - 64) * GIB // 4)
+    monkeypatch.setattr(aot, "compile_for_topology", fake)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
+    # 1 and 8 units show no slope: the third compile is 32 x 8 units (1024), not the 65536 limit.
+    assert fake.calls == [4, 32, 1024, 120, 148, 152]
+    assert best == 152 and report["max_batch_proven"] is False  # 156 not compiled: 6 compiles spent
+
+
 def test_find_max_batch_when_nothing_fits(monkeypatch):
     from bert_jax.compile import aot
 

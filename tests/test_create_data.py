@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from bert_jax.data import create_data, instances, masking, records
+from bert_jax.data import corpus, create_data, instances, masking, records
 from bert_jax.errors import ConfigError, DataError
 
 DOCS, SENTENCES = 12, 8
@@ -324,10 +326,30 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, vocab_file, corpu
     assert _shard_bytes(tmp_path / "a") != _shard_bytes(tmp_path / "c")
 
 
-def test_worker_count_does_not_change_the_records(tmp_path, vocab_file, corpus_file):
+def test_worker_count_does_not_change_the_records_and_workers_keep_tf_out_of_main(
+    tmp_path, vocab_file, corpus_file
+):
     _create(tmp_path, vocab_file, corpus_file, name="one", num_shards=2, num_workers=1)
-    _create(tmp_path, vocab_file, corpus_file, name="two", num_shards=2, num_workers=2)
+    # Two workers, from a fresh process: only the workers may import TensorFlow.
+    code = (
+        "import sys\n"
+        "from bert_jax.data import create_data\n"
+        f"options = create_data.CreateDataOptions(vocab_file={vocab_file!r}, max_seq_length=32, dupe_factor=3,\n"
+        "    input_format='sentences', block_size=4, num_shards=2, num_workers=2)\n"
+        f"create_data.create_pretraining_data(options, {corpus_file!r}, {str(tmp_path / 'two')!r})\n"
+        "assert 'tensorflow' not in sys.modules, 'the main process imported TensorFlow'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
     assert _shard_bytes(tmp_path / "one") == _shard_bytes(tmp_path / "two")
+
+
+def test_the_tokenizer_traces_its_graph_once_whatever_the_block_sizes(vocab_file, corpus_file):
+    processor = create_data.BlockProcessor(_options(vocab_file))
+    blocks = list(create_data.iter_blocks(corpus.iter_raw_documents(corpus_file, "sentences"), 5, 10**6))
+    assert len({len(b) for b in blocks}) > 1
+    for block in blocks:
+        processor(block)
+    assert processor.tokenizer._encode_flat.experimental_get_tracing_count() == 1
 
 
 def test_a_document_makes_the_same_instances_whatever_else_is_in_the_corpus(tmp_path, vocab_file, corpus_file):
@@ -479,6 +501,14 @@ def test_a_vocab_without_special_tokens_is_refused(tmp_path, corpus_file):
     bad.write_text("a\nb\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"lacks the special token\(s\) \[PAD\]"):
         _create(tmp_path, str(bad), corpus_file)
+
+
+def test_a_bad_vocab_with_workers_is_the_same_one_line_error_before_any_output(tmp_path, corpus_file):
+    bad = tmp_path / "vocab.txt"
+    bad.write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"vocab .*vocab.txt: lacks the special token\(s\) \[PAD\]"):
+        _create(tmp_path, str(bad), corpus_file, num_workers=2)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_corpus_without_instances_is_an_error(tmp_path, vocab_file):

@@ -265,7 +265,7 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
     if "flops" not in cost and cpu_flops:
         cost = _cpu_cost(config, topology.num_devices) or {}
         source = f"xla:cpu (the same program for {topology.num_devices} CPU devices)"
-    model_cfg = model_config(config)
+    model_cfg = step.for_mesh(model_config(config), program.mesh)
     analytic = analytic_flops.train_step_flops(
         model_cfg, config.batch_size, config.data.max_seq_length, config.data.max_predictions_per_seq
     )
@@ -336,6 +336,9 @@ def batch_unit(config, num_devices: int) -> int:
     return data * fsdp * config.optimizer.grad_accum_steps
 
 
+MAX_GROWTH = 32
+
+
 def _fit_next(probes: dict[int, dict], hbm: int, lo: int, hi: int | None, max_n: int) -> int:
     """The next batch (in data-parallel units) to try: where the line through
     the two largest probes with a memory figure meets 98% of the HBM, kept strictly
@@ -351,6 +354,12 @@ def _fit_next(probes: dict[int, dict], hbm: int, lo: int, hi: int | None, max_n:
     # itself misses by megabytes about half the time.
     target = 0.98 * hbm
     guess = ceiling if slope <= 0 else int(b + (target - ub) // slope)
+    if hi is None:
+        # Extrapolating from small batches, where fixed buffers hide the slope
+        # (a data x tensor mesh can show none between 1 and 8 units): grow at
+        # most 32x a step, so a miss far above the answer does not cost the
+        # compiles that would have found it.
+        guess = min(guess, MAX_GROWTH * lo)
     return max(lo + 1, min(guess, ceiling))
 
 

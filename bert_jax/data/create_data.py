@@ -17,6 +17,9 @@ Streaming, parallel and a function of (corpus, settings, seed) alone:
   block; shards are filled in block order, written under temporary names and
   renamed when all are complete; metadata.json is written last (a dataset
   without one is incomplete).
+* TensorFlow (the tokenizer) lives where the tokenizing happens: with worker
+  processes the main process only reads, blocks and writes bytes, and never
+  imports it; a forkserver imports it once and forks the workers from there.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from bert_jax.data import corpus, instances, masking, records
-from bert_jax.errors import ConfigError, DataError
+from bert_jax.errors import ConfigError, DataError, UserError
 from bert_jax.tokenization import load_tokenizer
 
 MODES = ("nsp", "sop", "mlm_packed")
@@ -290,7 +293,39 @@ class BlockProcessor:
         return result
 
 
-_WORKER: BlockProcessor | None = None
+@dataclasses.dataclass(frozen=True)
+class VocabInfo:
+    """What metadata.json records of the vocabulary (the attributes `_metadata` reads of a tokenizer)."""
+
+    vocab_sha256: str
+    vocab_size: int
+
+
+class _InProcess:
+    """num_workers == 1: every block in this process, with one tokenizer."""
+
+    def __init__(self, options: CreateDataOptions):
+        self._processor = BlockProcessor(options)
+
+    def vocab(self) -> VocabInfo:
+        tokenizer = self._processor.tokenizer
+        return VocabInfo(tokenizer.vocab_sha256, tokenizer.vocab_size)
+
+    def map(self, blocks: Iterable[list]) -> Iterator[BlockResult]:
+        for block in blocks:
+            yield self._processor(block)
+
+    def close(self) -> None:
+        pass
+
+
+# The worker process's processor, or the one-line error building it raised
+# (handed back by the first task, not lost as a broken pool).
+_WORKER: BlockProcessor | UserError | None = None
+# What a worker needs, imported once by the forkserver rather than by each
+# worker (TensorFlow: ~5 CPU-s). Importing runs no TF op, so the forkserver
+# has no TF threads that a fork could break.
+_WORKER_PRELOAD = ["tensorflow", "tensorflow_text", __name__]
 
 
 def _init_worker(options: CreateDataOptions) -> None:
@@ -300,35 +335,53 @@ def _init_worker(options: CreateDataOptions) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     global _WORKER
-    _WORKER = BlockProcessor(options)
+    try:
+        _WORKER = BlockProcessor(options)
+    except UserError as e:
+        _WORKER = e
+
+
+def _processor() -> BlockProcessor:
+    if isinstance(_WORKER, UserError):
+        raise _WORKER
+    return _WORKER
 
 
 def _work(block: list[corpus.RawDocument]) -> BlockResult:
-    return _WORKER(block)
+    return _processor()(block)
 
 
-def _run_blocks(blocks: Iterable[list], options: CreateDataOptions) -> Iterator[BlockResult]:
-    """BlockResults in block order; worker processes when num_workers > 1."""
-    if options.num_workers == 1:
-        process = BlockProcessor(options)
-        for block in blocks:
-            yield process(block)
-        return
-    # A forkserver that has imported TensorFlow (no TF op run yet, so no TF
-    # threads to break a fork) starts each worker without re-importing it.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    window = 2 * options.num_workers  # blocks in flight: what bounds memory
-    with concurrent.futures.ProcessPoolExecutor(
-        options.num_workers, mp_context=context, initializer=_init_worker, initargs=(options,)
-    ) as pool:
+def _worker_vocab() -> VocabInfo:
+    tokenizer = _processor().tokenizer
+    return VocabInfo(tokenizer.vocab_sha256, tokenizer.vocab_size)
+
+
+class _WorkerPool:
+    """num_workers > 1: blocks to forked worker processes, results in block order."""
+
+    def __init__(self, options: CreateDataOptions):
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_WORKER_PRELOAD)
+        self._window = 2 * options.num_workers  # blocks in flight: what bounds memory
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            options.num_workers, mp_context=context, initializer=_init_worker, initargs=(options,)
+        )
+
+    def vocab(self) -> VocabInfo:
+        """From a worker's tokenizer (its UserError if the vocab is bad): the main process builds none."""
+        return self._pool.submit(_worker_vocab).result()
+
+    def map(self, blocks: Iterable[list]) -> Iterator[BlockResult]:
         pending: collections.deque = collections.deque()
         for block in blocks:
-            pending.append(pool.submit(_work, block))
-            if len(pending) >= window:
+            pending.append(self._pool.submit(_work, block))
+            if len(pending) >= self._window:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
 
 
 # ---- the whole run ----
@@ -375,11 +428,21 @@ def create_pretraining_data(options: CreateDataOptions, input_spec: str, output:
     "instances_per_s". Raises UserError subclasses for bad settings, a bad
     vocab or corpus, and a corpus that yields no instance.
     """
+    options.validate()
+    paths = shard_paths(output, options.num_shards)
+    runner = _InProcess(options) if options.num_workers == 1 else _WorkerPool(options)
+    try:
+        return _create(options, input_spec, paths, runner)
+    finally:
+        runner.close()
+
+
+def _create(
+    options: CreateDataOptions, input_spec: str, paths: list[str], runner: _InProcess | _WorkerPool
+) -> dict:
     from tqdm import tqdm  # the bar only: keep import of this module light
 
-    options.validate()
-    tokenizer = load_tokenizer(options.vocab_file, lower_case=options.do_lower_case)
-    paths = shard_paths(output, options.num_shards)
+    vocab = runner.vocab()  # a bad vocab fails here, before the output is touched
     directory = os.path.dirname(os.path.abspath(paths[0]))
     os.makedirs(directory, exist_ok=True)
     _remove_stale_metadata(directory)
@@ -392,7 +455,7 @@ def create_pretraining_data(options: CreateDataOptions, input_spec: str, output:
     start = time.monotonic()
     bar = tqdm(desc="create-data", unit=" docs", disable=not options.progress, dynamic_ncols=True)
     try:
-        for index, result in enumerate(_run_blocks(blocks, options)):
+        for index, result in enumerate(runner.map(blocks)):
             shard = writers[index % len(writers)]
             for record in result.records:
                 shard.write(record)
@@ -415,12 +478,13 @@ def create_pretraining_data(options: CreateDataOptions, input_spec: str, output:
     finally:
         bar.close()
     elapsed = time.monotonic() - start
-    metadata = _metadata(options, input_spec, tokenizer, paths, writers, totals, reader_stats)
+    metadata = _metadata(options, input_spec, vocab, paths, writers, totals, reader_stats)
     records.write_metadata(directory, metadata)
     return {**metadata, "elapsed_s": elapsed, "instances_per_s": totals.instances / max(elapsed, 1e-9)}
 
 
 def _metadata(options, input_spec, tokenizer, paths, writers, totals: _Totals, reader_stats) -> dict:
+    """metadata.json's content; `tokenizer`: anything with vocab_sha256 and vocab_size (a VocabInfo)."""
     stats = totals.stats
     stats.files = reader_stats.files
     for reason, count in reader_stats.skipped.items():

@@ -29,7 +29,9 @@ With `masking == "none"` (masks drawn later, in tf.data) the three
      "shards": [{"file": "<name relative to the metadata's directory>", "instances": int}]}
 
 Shards are written under a temporary name and renamed when complete, so a
-crash never leaves a truncated file under a shard's name.
+crash never leaves a truncated file under a shard's name. Writing needs no
+TensorFlow (`ShardWriter` frames the records itself); reading and parsing
+import it when first called.
 """
 
 from __future__ import annotations
@@ -38,13 +40,18 @@ import contextlib
 import glob
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+import google_crc32c
 import numpy as np
-import tensorflow as tf
 
 from bert_jax.errors import DataError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 FORMAT = "bert-jax-pretraining/1"
 METADATA_FILE = "metadata.json"
@@ -67,6 +74,8 @@ def feature_lengths(max_seq_length: int, max_predictions_per_seq: int, masking: 
 
 def parse_spec(features: dict[str, dict]) -> dict[str, tf.io.FixedLenFeature]:
     """`tf.io.parse_example` spec for the `features` of a metadata (or `feature_lengths`)."""
+    import tensorflow as tf
+
     dtypes = {"int64": tf.int64, "float32": tf.float32}
     return {k: tf.io.FixedLenFeature([v["length"]], dtypes[v["dtype"]]) for k, v in features.items()}
 
@@ -76,6 +85,8 @@ class ExampleEncoder:
     `ExampleSerializer` does batches faster, to the same bytes)."""
 
     def __init__(self, masking: str):
+        import tensorflow as tf
+
         self._example = tf.train.Example()
         feature = self._example.features.feature
         names = INT_FEATURES + (MLM_FEATURES[:2] if masking != "none" else ())
@@ -198,17 +209,36 @@ def atomic_output(path: str) -> Iterator[str]:
         raise
 
 
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_CRC_MASK_DELTA = 0xA282EAD8
+
+
+def _masked_crc32c(data: bytes) -> bytes:
+    """TFRecord's checksum of `data`: CRC-32C rotated right by 15 bits plus a constant, 4 bytes little-endian."""
+    crc = google_crc32c.value(data)
+    return _CRC.pack((((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF)
+
+
+def tfrecord_frame(record: bytes) -> bytes:
+    """One record as a TFRecord file holds it (the bytes `tf.io.TFRecordWriter` writes, uncompressed):
+    length (uint64 LE), the length's masked CRC-32C, the record, the record's masked CRC-32C."""
+    length = _LENGTH.pack(len(record))
+    return b"".join((length, _masked_crc32c(length), record, _masked_crc32c(record)))
+
+
 class ShardWriter:
-    """A TFRecord file written under a temporary name; `commit()` renames it, `abort()` deletes it."""
+    """A TFRecord file (uncompressed, local) written under a temporary name; `commit()` renames it,
+    `abort()` deletes it. No TensorFlow: the framing is `tfrecord_frame`'s."""
 
     def __init__(self, path: str):
         self.path = path
         self.count = 0
         self._temp = _temp_beside(path)
-        self._writer = tf.io.TFRecordWriter(self._temp)
+        self._writer = open(self._temp, "wb", buffering=1 << 20)  # noqa: SIM115 (closed by commit/abort)
 
     def write(self, record: bytes) -> None:
-        self._writer.write(record)
+        self._writer.write(tfrecord_frame(record))
         self.count += 1
 
     def commit(self) -> None:
@@ -296,6 +326,8 @@ def check_metadata(
 
 def iter_records(path: str) -> Iterator[bytes]:
     """Serialized records of one TFRecord file; DataError naming the file and record on corruption."""
+    import tensorflow as tf
+
     index = 0
     try:
         for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
@@ -310,6 +342,8 @@ def iter_records(path: str) -> Iterator[bytes]:
 
 def parse_records(records: list[bytes], features: dict[str, dict]) -> dict[str, np.ndarray]:
     """Batch-parse serialized records -> {feature: array [n, length]}; DataError if one lacks a feature."""
+    import tensorflow as tf
+
     try:
         parsed = tf.io.parse_example(tf.constant(records, tf.string), parse_spec(features))
     except tf.errors.InvalidArgumentError as e:

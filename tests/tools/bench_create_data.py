@@ -17,8 +17,9 @@ Runs are interleaved (original, ours with each worker count, then again)
 and medians reported: wall seconds, CPU seconds (user + sys of the whole
 process tree: this process is a child subreaper, so worker and forkserver
 processes are counted too), instances, instances per wall second and per
-CPU second, and the ratios to the original. Numbers go to stdout and to
-WORKDIR/results.json.
+CPU second, the ratios to the original, and ours' in-run instances/s (from
+the first block handed out to the last shard written: no imports, no
+worker start-up). Numbers go to stdout and to WORKDIR/results.json.
 """
 
 from __future__ import annotations
@@ -165,29 +166,36 @@ def main() -> None:
                     found = re.findall(r"Wrote (\d+) total instances", f.read())
                 instances = int(found[-1]) if found else 0
             else:
-                instances = json.loads(measured["stdout"])["counts"]["instances"]
+                report = json.loads(measured["stdout"])
+                instances = report["counts"]["instances"]
+                measured["in_run_per_s"] = report["timing"]["instances_per_s"]
             measured.pop("stdout")
+            measured["load_average"] = os.getloadavg()[0]
             results[name].append({**measured, "instances": instances})
+            in_run = f"  in-run {measured['in_run_per_s']:.0f} inst/s" if "in_run_per_s" in measured else ""
             print(f"rep {rep} {name:18s} wall {measured['wall_s']:7.1f} s  cpu {measured['cpu_s']:7.1f} s  "
-                  f"instances {instances}  load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+                  f"instances {instances}{in_run}  load {measured['load_average']:.1f}", flush=True)  # fmt: skip
 
     summary = {}
     for name, reps in results.items():
         wall = statistics.median(r["wall_s"] for r in reps)
         cpu = statistics.median(r["cpu_s"] for r in reps)
         instances = reps[-1]["instances"]
+        in_run = [r["in_run_per_s"] for r in reps if "in_run_per_s" in r]
         summary[name] = {"wall_s": wall, "cpu_s": cpu, "instances": instances,
-                         "per_wall_s": instances / wall, "per_cpu_s": instances / cpu, "runs": reps}  # fmt: skip
+                         "per_wall_s": instances / wall, "per_cpu_s": instances / cpu,
+                         "in_run_per_s": statistics.median(in_run) if in_run else None, "runs": reps}  # fmt: skip
     print(f"\ninput {text} ({os.path.getsize(text) / 1e6:.1f} MB), dupe_factor {args.dupe_factor}, "
           f"{args.reps} interleaved reps, medians; load average now {os.getloadavg()}")  # fmt: skip
     print(f"{'run':18s} {'instances':>9s} {'wall s':>7s} {'CPU s':>7s} {'inst/s':>8s} {'inst/CPU-s':>10s}"
-          f" {'x orig (wall)':>13s} {'x orig (CPU)':>12s}")  # fmt: skip
+          f" {'x orig (wall)':>13s} {'x orig (CPU)':>12s} {'in-run inst/s':>13s}")  # fmt: skip
     base = summary.get("original")
     for name, s in summary.items():
         ratios = (f"{s['per_wall_s'] / base['per_wall_s']:13.1f} {s['per_cpu_s'] / base['per_cpu_s']:12.1f}"
                   if base else "")  # fmt: skip
+        in_run = f" {s['in_run_per_s']:13.0f}" if s["in_run_per_s"] else ""
         print(f"{name:18s} {s['instances']:9d} {s['wall_s']:7.1f} {s['cpu_s']:7.1f} {s['per_wall_s']:8.0f} "
-              f"{s['per_cpu_s']:10.0f} {ratios}")  # fmt: skip
+              f"{s['per_cpu_s']:10.0f} {ratios}{in_run}")  # fmt: skip
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
         json.dump({"args": vars(args), "load_average": os.getloadavg(), "summary": summary}, f, indent=1)
 

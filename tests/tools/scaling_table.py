@@ -124,6 +124,15 @@ def compare(out: pathlib.Path) -> str:
     )
 
 
+def _largest(r: dict, best: int) -> str:
+    """`best`, proven (the next unit up did not fit); else "≥ best", with the
+    smallest batch that did not fit when the search compiled one ("≥ 8, < 1110")."""
+    if r.get("max_batch_proven"):
+        return str(best)
+    misses = [p["global_batch"] for p in r.get("batch_search", []) if not p["fits"]]
+    return f"≥ {best}, < {min(misses)}" if misses else f"≥ {best}"
+
+
 def _cell_row(r: dict, size: str, seq: int, topo: str, par: str) -> str:
     mesh = r["mesh"]
     mesh_text = f"{mesh['data']}x{mesh['fsdp']}x{mesh['tensor']}"
@@ -131,9 +140,8 @@ def _cell_row(r: dict, size: str, seq: int, topo: str, par: str) -> str:
     if not best:
         return f"| {size} | {seq} | {topo} | {par} {mesh_text} | no | 0 | {r['status']} | | | |"
     per_chip = best / r["num_devices"]
-    proven = "" if r.get("max_batch_proven") else " (≥)"
     return (
-        f"| {size} | {seq} | {topo} | {par} {mesh_text} | yes | {best}{proven} ({per_chip:g}/chip) "
+        f"| {size} | {seq} | {topo} | {par} {mesh_text} | yes | {_largest(r, best)} ({per_chip:g}/chip) "
         f"| {r['bytes_per_chip'] / (1 << 30):.1f} / {r['hbm_bytes_per_chip'] / (1 << 30):.1f} "
         f"| {r['flops_per_step_per_chip'] / 1e12:.2f}{'' if r['flops_source'].startswith('xla') else ' (a)'} "
         f"| {r['predicted_step_s'] * 1e3:.0f} | {100 * r['predicted_mfu']:.0f}% |"
