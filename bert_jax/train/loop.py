@@ -310,6 +310,7 @@ class _Trainer:
         self.phases = resolve_phases(config)
         self.total = int(config.total_steps)
         self.mesh = sharding.make_mesh(config.mesh)
+        self.flops_cfg = step_lib.for_mesh(self.model_cfg, self.mesh)  # the model as the step runs it (MFU)
         self.accum = int(config.optimizer.get("grad_accum_steps", 1))
         sharding.check_batch_size(int(config.batch_size), self.mesh, self.accum)
         if config.on_nan not in ("stop", "skip"):
@@ -440,7 +441,7 @@ class _Trainer:
                     "was not applied; lower optimizer.learning_rate, or set on_nan=skip to drop such steps"
                 )
             say(f"step {step}: {int(m['nonfinite'])} step(s) with a non-finite loss skipped (on_nan=skip)")
-        m.update(_throughput(self.config, self.model_cfg, phase, len(window), seconds))
+        m.update(_throughput(self.config, self.flops_cfg, phase, len(window), seconds))
         self.log.write(step, m)
         self.log.progress(step, self.total, m, started, start_step)
         return m
