@@ -300,6 +300,10 @@ class VocabInfo:
     vocab_sha256: str
     vocab_size: int
 
+    @classmethod
+    def of(cls, tokenizer) -> VocabInfo:
+        return cls(tokenizer.vocab_sha256, tokenizer.vocab_size)
+
 
 class _InProcess:
     """num_workers == 1: every block in this process, with one tokenizer."""
@@ -308,8 +312,7 @@ class _InProcess:
         self._processor = BlockProcessor(options)
 
     def vocab(self) -> VocabInfo:
-        tokenizer = self._processor.tokenizer
-        return VocabInfo(tokenizer.vocab_sha256, tokenizer.vocab_size)
+        return VocabInfo.of(self._processor.tokenizer)
 
     def map(self, blocks: Iterable[list]) -> Iterator[BlockResult]:
         for block in blocks:
@@ -352,8 +355,7 @@ def _work(block: list[corpus.RawDocument]) -> BlockResult:
 
 
 def _worker_vocab() -> VocabInfo:
-    tokenizer = _processor().tokenizer
-    return VocabInfo(tokenizer.vocab_sha256, tokenizer.vocab_size)
+    return VocabInfo.of(_processor().tokenizer)
 
 
 class _WorkerPool:

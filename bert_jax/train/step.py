@@ -26,7 +26,7 @@ both Adam moments cost bert_base ~2.5% of its CPU step) and
 `model.last_layer_outputs_only` is switched off on meshes where data, fsdp
 and tensor are all larger than 1 (`for_mesh`): there XLA's SPMD partitioner
 of jax 0.10.2 computes that graph wrongly for some batch shards
-(tests/test_last_layer_outputs.py shows it and pins the fallback).
+(docs/performance.md; tests/test_last_layer_outputs.py pins the fallback).
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ def train_step(
     with `distill` (and the teacher's `teacher_params`) also mlm_kl."""
     key = jax.random.fold_in(rng, state.step)
     grads, metrics = _grads(model_cfg, state.params, batch, key, accum_steps, distill, teacher_params)
-    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.global_norm(grads))
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
 
     def update(params, opt_state, grads):
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -207,7 +208,7 @@ def train_step(
     )
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     metrics = dict(metrics)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = grad_norm
     metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
     if schedule is not None:
         metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
