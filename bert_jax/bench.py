@@ -37,61 +37,16 @@ import numpy as np
 
 from bert_jax import flops
 from bert_jax.compile.topologies import CHIPS
-from bert_jax.config import model_config
+from bert_jax.config import StepShape, model_config, resolve_config
 from bert_jax.errors import ConfigError, UserError
 from bert_jax.model import count_params
 from bert_jax.train import optim, sharding, state, step
 
-# BERT's max_predictions_per_seq for its two sequence lengths; other lengths
-# get round(0.15 * seq_len).
-BERT_MAX_PREDICTIONS = {128: 20, 512: 80}
 # Ids below this are [PAD], [unused*], [UNK], [CLS], [SEP], [MASK] in BERT's vocab.
 _FIRST_ORDINARY_ID = 1000
 
 
-@dataclasses.dataclass(frozen=True)
-class BenchShape:
-    """Sizes of one benchmark: global batch, sequence length, masked positions."""
-
-    batch_size: int
-    seq_len: int
-    max_predictions: int
-
-
-def default_max_predictions(seq_len: int) -> int:
-    """BERT's masked positions per sequence: 20 at 128, 80 at 512, else 15%."""
-    return BERT_MAX_PREDICTIONS.get(seq_len, max(1, round(0.15 * seq_len)))
-
-
-def resolve_config(
-    config: ml_collections.ConfigDict,
-    batch_size: int,
-    seq_len: int,
-    max_predictions: int = 0,
-    dtype: str = "",
-) -> tuple[ml_collections.ConfigDict, BenchShape]:
-    """A copy of `config` with the bench sizes applied (phases ignored)."""
-    if batch_size < 1 or seq_len < 2:
-        raise ConfigError(f"--batch_size={batch_size} and --seq_len={seq_len} must be >= 1 and >= 2")
-    config = ml_collections.ConfigDict(config.to_dict())
-    if seq_len > config.model.max_position_embeddings:
-        raise ConfigError(
-            f"--seq_len={seq_len} exceeds model.max_position_embeddings="
-            f"{config.model.max_position_embeddings}; use a shorter --seq_len"
-        )
-    p = max_predictions or default_max_predictions(seq_len)
-    if not 1 <= p < seq_len:
-        raise ConfigError(f"--max_predictions={p} must be in [1, seq_len={seq_len})")
-    config.batch_size = batch_size
-    config.data.max_seq_length = seq_len
-    config.data.max_predictions_per_seq = p
-    config.phases = []
-    if dtype:
-        config.model.dtype = dtype
-    return config, BenchShape(batch_size, seq_len, p)
-
-
-def synthetic_batch(shape: BenchShape, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_batch(shape: StepShape, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A pre-training batch (docs/design.md) of random tokens: full-length
     sequences, two segments, `max_predictions` distinct masked positions each
     (never [CLS] at 0), all weights 1. Arrays `[batch, seq]`, `[batch, P]`, `[batch]`."""
@@ -373,7 +328,7 @@ def interleave(runners: list[Runner], steps: int, rounds: int, warmup: int = 2) 
     return times
 
 
-def summarise(times_ms: list[float], shape: BenchShape, step_flops: float, peak: float) -> dict[str, float]:
+def summarise(times_ms: list[float], shape: StepShape, step_flops: float, peak: float) -> dict[str, float]:
     """Median step time and the throughputs it implies."""
     ms = statistics.median(times_ms)
     tflops = step_flops / (ms / 1e3) / 1e12

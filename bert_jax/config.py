@@ -223,3 +223,51 @@ def validate_family(config: ml_collections.ConfigDict) -> ModelConfig:
             f"{cfg.type_vocab_size} should be 1"
         )
     return cfg
+
+
+# BERT's max_predictions_per_seq for its two sequence lengths; other lengths
+# get round(0.15 * seq_len).
+BERT_MAX_PREDICTIONS = {128: 20, 512: 80}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepShape:
+    """Sizes of one train step: global batch, sequence length, masked positions per sequence."""
+
+    batch_size: int
+    seq_len: int
+    max_predictions: int
+
+
+def default_max_predictions(seq_len: int) -> int:
+    """BERT's masked positions per sequence: 20 at 128, 80 at 512, else 15%."""
+    return BERT_MAX_PREDICTIONS.get(seq_len, max(1, round(0.15 * seq_len)))
+
+
+def resolve_config(
+    config: ml_collections.ConfigDict,
+    batch_size: int,
+    seq_len: int,
+    max_predictions: int = 0,
+    dtype: str = "",
+) -> tuple[ml_collections.ConfigDict, StepShape]:
+    """A copy of `config` with one step's sizes applied (phases ignored), as
+    `bench` and `compile` take them from their flags."""
+    if batch_size < 1 or seq_len < 2:
+        raise ConfigError(f"--batch_size={batch_size} and --seq_len={seq_len} must be >= 1 and >= 2")
+    config = ml_collections.ConfigDict(config.to_dict())
+    if seq_len > config.model.max_position_embeddings:
+        raise ConfigError(
+            f"--seq_len={seq_len} exceeds model.max_position_embeddings="
+            f"{config.model.max_position_embeddings}; use a shorter --seq_len"
+        )
+    p = max_predictions or default_max_predictions(seq_len)
+    if not 1 <= p < seq_len:
+        raise ConfigError(f"--max_predictions={p} must be in [1, seq_len={seq_len})")
+    config.batch_size = batch_size
+    config.data.max_seq_length = seq_len
+    config.data.max_predictions_per_seq = p
+    config.phases = []
+    if dtype:
+        config.model.dtype = dtype
+    return config, StepShape(batch_size, seq_len, p)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert_jax import bench
-from bert_jax.config import pretrain_config
+from bert_jax.config import StepShape, default_max_predictions, pretrain_config, resolve_config
 from bert_jax.errors import ConfigError, UserError
 
 # Smaller than bert_tiny (1 layer, H=32, V=512): fast to compile.
@@ -97,21 +97,21 @@ def test_cli_bad_flag_exits_2_with_one_line(repo_root):
 
 
 def test_default_max_predictions_is_berts():
-    assert bench.default_max_predictions(128) == 20
-    assert bench.default_max_predictions(512) == 80
-    assert bench.default_max_predictions(64) == 10  # round(0.15 * 64) = round(9.6)
+    assert default_max_predictions(128) == 20
+    assert default_max_predictions(512) == 80
+    assert default_max_predictions(64) == 10  # round(0.15 * 64) = round(9.6)
 
 
 def test_resolve_config_applies_sizes():
-    config, shape = bench.resolve_config(pretrain_config("tiny"), 4, 64, 0, "bfloat16")
-    assert shape == bench.BenchShape(4, 64, 10)
+    config, shape = resolve_config(pretrain_config("tiny"), 4, 64, 0, "bfloat16")
+    assert shape == StepShape(4, 64, 10)
     assert (config.batch_size, config.data.max_seq_length, config.data.max_predictions_per_seq) == (4, 64, 10)
     assert config.model.dtype == "bfloat16"
 
 
 def test_resolve_config_rejects_too_many_predictions():
     with pytest.raises(ConfigError, match=r"--max_predictions=16 must be in \[1, seq_len=16\)"):
-        bench.resolve_config(pretrain_config("tiny"), 4, 16, 16)
+        resolve_config(pretrain_config("tiny"), 4, 16, 16)
 
 
 def test_run_bench_rejects_zero_steps():
@@ -120,7 +120,7 @@ def test_run_bench_rejects_zero_steps():
 
 
 def test_synthetic_batch_has_pretraining_shapes():
-    b = bench.synthetic_batch(bench.BenchShape(3, 16, 4), vocab_size=2000, seed=0)
+    b = bench.synthetic_batch(StepShape(3, 16, 4), vocab_size=2000, seed=0)
     assert {k: (v.shape, v.dtype) for k, v in b.items()} == {
         "input_ids": ((3, 16), np.int32),
         "input_mask": ((3, 16), np.int32),

@@ -23,11 +23,10 @@ import ml_collections
 import numpy as np
 from jax.extend import core as jax_core
 
-from bert_jax import bench
 from bert_jax import flops as analytic_flops
 from bert_jax.compile import roofline
 from bert_jax.compile.topologies import GIB, Topology, compile_only_devices
-from bert_jax.config import model_config
+from bert_jax.config import model_config, resolve_config
 from bert_jax.train import optim, sharding, state, step
 
 # The three layouts --compare_parallelism compiles; -1 takes the rest.
@@ -52,7 +51,7 @@ class TrainProgram:
 def resolve(config: ml_collections.ConfigDict, global_batch: int = 0, seq_len: int = 0):
     """A copy of `config` with --global_batch / --seq_len applied as bench
     applies its flags (BERT's masked positions for the length; phases ignored)."""
-    config, _ = bench.resolve_config(
+    config, _ = resolve_config(
         config, global_batch or config.batch_size, seq_len or config.data.max_seq_length
     )
     return config
