@@ -258,6 +258,17 @@ def position_ids_for(input_ids: Array, cfg: ModelConfig) -> Array:
     return jnp.cumsum(not_pad, axis=-1) * not_pad + cfg.pad_token_id
 
 
+def _embed(cfg: ModelConfig, rows: int, row_axis: str) -> nn.Embed:
+    """A `[rows, embed_dim]` table whose rows are sharded by the logical `row_axis`."""
+    return nn.Embed(
+        rows,
+        cfg.embed_dim,
+        dtype=cfg.compute_dtype,
+        param_dtype=cfg.weight_dtype,
+        embedding_init=_init(cfg, (row_axis, "embed")),
+    )
+
+
 class Embeddings(nn.Module):
     """Word + position + token-type embeddings, LayerNorm, dropout.
 
@@ -269,27 +280,9 @@ class Embeddings(nn.Module):
 
     def setup(self):
         cfg = self.cfg
-        self.word_embeddings = nn.Embed(
-            cfg.vocab_size,
-            cfg.embed_dim,
-            dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype,
-            embedding_init=_init(cfg, ("vocab", "embed")),
-        )
-        self.position_embeddings = nn.Embed(
-            cfg.max_position_embeddings,
-            cfg.embed_dim,
-            dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype,
-            embedding_init=_init(cfg, ("position", "embed")),
-        )
-        self.token_type_embeddings = nn.Embed(
-            cfg.type_vocab_size,
-            cfg.embed_dim,
-            dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype,
-            embedding_init=_init(cfg, ("type", "embed")),
-        )
+        self.word_embeddings = _embed(cfg, cfg.vocab_size, "vocab")
+        self.position_embeddings = _embed(cfg, cfg.max_position_embeddings, "position")
+        self.token_type_embeddings = _embed(cfg, cfg.type_vocab_size, "type")
         self.layer_norm = _layer_norm(cfg, "LayerNorm")
         self.dropout = nn.Dropout(cfg.hidden_dropout)
         if cfg.embedding_size:

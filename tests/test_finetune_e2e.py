@@ -12,13 +12,13 @@ import pytest
 
 pytest.importorskip("bert_jax.tokenization")
 
-import jax  # noqa: E402
+
+from train_utils import save_random_checkpoint, tiny_finetune_config  # noqa: E402
 
 from bert_jax import checkpoints  # noqa: E402
 from bert_jax.errors import DataError  # noqa: E402
 from bert_jax.finetune import config as ft_config  # noqa: E402
 from bert_jax.finetune import probe, trainer  # noqa: E402
-from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs  # noqa: E402
 
 WORDS = ["the", "film", "is", "good", "bad", "great", "awful", "fun", "dull", "very", "not", "a", "."]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
@@ -30,18 +30,7 @@ NEGATIVE = ["the film is bad", "an awful film", "very dull", "not good .", "the 
 def tiny(tmp_path_factory):
     """(checkpoint dir, GLUE-layout data dir) for a random 2-layer H32 BERT."""
     root = tmp_path_factory.mktemp("finetune")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(VOCAB) + "\n")
-    cfg = ModelConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    params = BertForPreTraining(cfg).init(jax.random.PRNGKey(0), **dummy_pretraining_inputs(1, 8, 2))
-    checkpoints.save_model(root / "ckpt", cfg, params, vocab_file=vocab, lower_case=True)
+    save_random_checkpoint(root, VOCAB)
     sst = root / "glue" / "SST-2"
     sst.mkdir(parents=True)
     rows = [f"{t} \t1" for t in POSITIVE] + [f"{t} \t0" for t in NEGATIVE]
@@ -53,21 +42,7 @@ def tiny(tmp_path_factory):
 
 def _config(tiny, **overrides):
     ckpt, data = tiny
-    c = ft_config.finetune_config("sst2")
-    c.update(
-        dict(
-            init_checkpoint=str(ckpt),
-            data_dir=str(data),
-            max_seq_length=16,
-            batch_size=8,
-            eval_batch_size=8,
-            total_steps=3,
-            learning_rate=1e-3,
-            log_every_steps=1,
-        ),
-    )
-    c.update(overrides)
-    return c
+    return tiny_finetune_config(ft_config.finetune_config("sst2"), ckpt, data, **overrides)
 
 
 @pytest.fixture(scope="module")

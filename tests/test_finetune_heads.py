@@ -3,15 +3,15 @@ files, with their predictions in the official / CoNLL formats."""
 
 import json
 
-import jax
 import pytest
 
 pytest.importorskip("bert_jax.tokenization")
 
+from train_utils import save_random_checkpoint  # noqa: E402
+
 from bert_jax import checkpoints  # noqa: E402
 from bert_jax.finetune import config as ft_config  # noqa: E402
 from bert_jax.finetune import trainer  # noqa: E402
-from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs  # noqa: E402
 
 VOCAB = [
     "[PAD]",
@@ -33,18 +33,7 @@ CONTEXT = "john lives in paris . john lives in paris ."
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    root = tmp_path_factory.mktemp("heads")
-    (root / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    cfg = ModelConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    params = BertForPreTraining(cfg).init(jax.random.PRNGKey(0), **dummy_pretraining_inputs(1, 8, 2))
-    return checkpoints.save_model(root / "ckpt", cfg, params, vocab_file=root / "vocab.txt", lower_case=True)
+    return save_random_checkpoint(tmp_path_factory.mktemp("heads"), VOCAB)
 
 
 def _base(ckpt, config):

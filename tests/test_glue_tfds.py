@@ -11,13 +11,11 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 tf = pytest.importorskip("tensorflow")
 
-import jax  # noqa: E402
+from train_utils import save_random_checkpoint  # noqa: E402
 
-from bert_jax import checkpoints  # noqa: E402
 from bert_jax.errors import DataError  # noqa: E402
 from bert_jax.finetune import config as ft_config  # noqa: E402
 from bert_jax.finetune import glue, trainer  # noqa: E402
-from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs  # noqa: E402
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "is", "good", "bad", "a", "cat", "sat"]
 
@@ -112,20 +110,7 @@ def test_unprepared_dataset_is_a_one_line_data_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tfds_ckpt")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(VOCAB) + "\n")
-    cfg = ModelConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    params = BertForPreTraining(cfg).init(jax.random.PRNGKey(0), **dummy_pretraining_inputs(1, 8, 2))
-    checkpoints.save_model(root / "ckpt", cfg, params, vocab_file=vocab, lower_case=True)
-    return root / "ckpt"
+    return save_random_checkpoint(tmp_path_factory.mktemp("tfds_ckpt"), VOCAB, num_layers=1)
 
 
 def test_finetune_over_tfds_sst2_writes_results(mock_glue, tiny_checkpoint, tmp_path):

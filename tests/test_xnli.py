@@ -12,12 +12,11 @@ import pytest
 
 pytest.importorskip("bert_jax.tokenization")
 
-import jax  # noqa: E402
 
-from bert_jax import checkpoints  # noqa: E402
+from train_utils import save_random_checkpoint, tiny_finetune_config  # noqa: E402
+
 from bert_jax.errors import ConfigError, DataError  # noqa: E402
 from bert_jax.finetune import tasks, trainer, xnli  # noqa: E402
-from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs  # noqa: E402
 
 CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "finetune" / "xnli.py"
 
@@ -86,18 +85,7 @@ def dev_rows():
 def tiny(tmp_path_factory):
     """(checkpoint dir, XNLI folder as released: XNLI-1.0/ and XNLI-MT-1.0/multinli/)."""
     root = tmp_path_factory.mktemp("xnli")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    cfg = ModelConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    params = BertForPreTraining(cfg).init(jax.random.PRNGKey(0), **dummy_pretraining_inputs(1, 8, 2))
-    checkpoints.save_model(root / "ckpt", cfg, params, vocab_file=vocab, lower_case=True)
+    save_random_checkpoint(root, VOCAB)
     data = root / "data"
     # One row of a language outside the 15 ("pt"): skipped and counted.
     write_xnli(
@@ -115,21 +103,7 @@ def tiny(tmp_path_factory):
 
 def _config(tiny, **overrides):
     ckpt, data = tiny
-    c = xnli_config()
-    c.update(
-        dict(
-            init_checkpoint=str(ckpt),
-            data_dir=str(data),
-            max_seq_length=16,
-            batch_size=8,
-            eval_batch_size=8,
-            total_steps=2,
-            learning_rate=1e-3,
-            log_every_steps=1,
-        )
-    )
-    c.update(overrides)
-    return c
+    return tiny_finetune_config(xnli_config(), ckpt, data, **{"total_steps": 2, **overrides})
 
 
 # ---- readers ----

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
+
+import jax
 import numpy as np
 
+from bert_jax import checkpoints
 from bert_jax.config import model_section, pretrain_config
+from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs
 
 # 1 layer, hidden 32, 4 heads (divisible by tensor=4), vocab 128.
 TINY_MODEL = dict(
@@ -95,3 +100,41 @@ def write_sentence_corpus(path, repeats: int) -> str:
     text = "\n\n".join(" ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(4)) * repeats + "\n"
     path.write_text(text)
     return str(path)
+
+
+def save_random_checkpoint(root: pathlib.Path, vocab: list[str], num_layers: int = 2) -> pathlib.Path:
+    """A randomly initialised BERT (hidden 32, 2 heads, intermediate 64, 32
+    positions) over `vocab`, saved with its lower-cased vocab.txt as the
+    checkpoint `root/ckpt`, the way fine-tuning tests start. Returns that path."""
+    vocab_file = root / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    cfg = ModelConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_layers=num_layers,
+        num_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
+    params = BertForPreTraining(cfg).init(jax.random.PRNGKey(0), **dummy_pretraining_inputs(1, 8, 2))
+    checkpoints.save_model(root / "ckpt", cfg, params, vocab_file=vocab_file, lower_case=True)
+    return root / "ckpt"
+
+
+def tiny_finetune_config(config, ckpt, data_dir, /, **overrides):
+    """`config` (a fine-tuning config) set to fine-tune `ckpt` on `data_dir`
+    for 3 steps of 8 sequences of 16 tokens, then `overrides`."""
+    config.update(
+        dict(
+            init_checkpoint=str(ckpt),
+            data_dir=str(data_dir),
+            max_seq_length=16,
+            batch_size=8,
+            eval_batch_size=8,
+            total_steps=3,
+            learning_rate=1e-3,
+            log_every_steps=1,
+        )
+    )
+    config.update(overrides)
+    return config
