@@ -7,6 +7,7 @@ chip and the roofline prediction of step time and MFU. Each row is one
 is not compiled again, so the sweep resumes where it stopped.
 
     python tests/tools/scaling_table.py run [--out=scaling] [--jobs=1] [--only=large-128-v4-8]
+    python tests/tools/scaling_table.py run --only=base-128-v4-8-DPxTP --max_compiles=8 --redo  # narrow a bracket
     python tests/tools/scaling_table.py table [--out=scaling]   # markdown on stdout
     python tests/tools/scaling_table.py compare [--out=scaling] # the a100x8 row against NVIDIA's figure
 
@@ -52,30 +53,36 @@ def row_name(size: str, seq: int, topo: str, par: str) -> str:
     return f"{size}-{seq}-{topo}-{par}"
 
 
-def command(size: str, seq: int, topo: str, par: str, output: pathlib.Path) -> list[str]:
+def command(
+    size: str, seq: int, topo: str, par: str, output: pathlib.Path, max_compiles: int = MAX_COMPILES
+) -> list[str]:
     """The `bert-jax compile` command line of one row."""
     mesh = MESHES[par]
     return [
         "bert-jax", "compile", f"--config=configs/bert_{size}.py", f"--topology={topo}", f"--seq_len={seq}",
         "--config.model.dtype=bfloat16", "--config.model.scan_layers=True",
         *(f"--config.mesh.{axis}={n}" for axis, n in mesh.items()),
-        "--find_max_batch", f"--max_compiles={MAX_COMPILES}", "--json", f"--output={output}",
+        "--find_max_batch", f"--max_compiles={max_compiles}", "--json", f"--output={output}",
     ]  # fmt: skip
 
 
-def _run_row(row, out: pathlib.Path) -> str:
+def _run_row(row, out: pathlib.Path, max_compiles: int = MAX_COMPILES, redo: bool = False) -> str:
     name = row_name(*row)
     target = out / f"{name}.json"
-    if target.exists():
+    if target.exists() and not redo:
         return f"{name}: done before"
+    # Written beside the row and moved over it on success: a redo that fails
+    # or is stopped keeps the row it had.
+    partial = out / f"{name}.json.partial"
     start_wall = time.time()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(command(*row, target), cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(command(*row, partial, max_compiles), cwd=REPO, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         (out / f"{name}.err").write_text(proc.stderr)
         return f"{name}: FAILED (exit {proc.returncode}), see {name}.err"
+    partial.replace(target)
     (out / f"{name}.cpu_s").write_text(f"{cpu:.0f}\n")
     return f"{name}: {time.time() - start_wall:.0f} s wall, {cpu:.0f} CPU-s"
 
@@ -85,14 +92,16 @@ def _matches(name: str, only: str) -> bool:
     return name == only or name.startswith(only + "-")
 
 
-def run(out: pathlib.Path, jobs: int, only: list[str]) -> None:
+def run(
+    out: pathlib.Path, jobs: int, only: list[str], max_compiles: int = MAX_COMPILES, redo: bool = False
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # --only prefixes also set the order.
     todo = [r for o in only for r in rows() if _matches(row_name(*r), o)] if only else rows()
     todo = list(dict.fromkeys(todo))
     # With jobs > 1 the CPU seconds of parallel rows are mixed; use jobs=1 to time rows.
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        for line in pool.map(lambda r: _run_row(r, out), todo):
+        for line in pool.map(lambda r: _run_row(r, out, max_compiles, redo), todo):
             print(line, flush=True)
 
 
@@ -180,9 +189,13 @@ def main(argv: list[str]) -> None:
         default=[],
         help="a row name (large-128-v4-8-DP) or a prefix of whole parts (large-128)",
     )
+    parser.add_argument(
+        "--max_compiles", default=MAX_COMPILES, type=int, help="compiles per row (more narrow a wide bracket)"
+    )
+    parser.add_argument("--redo", action="store_true", help="compile rows again even where their JSON exists")
     args = parser.parse_args(argv)
     if args.what == "run":
-        run(args.out, args.jobs, args.only)
+        run(args.out, args.jobs, args.only, args.max_compiles, args.redo)
     elif args.what == "compare":
         print(compare(args.out))
     else:
