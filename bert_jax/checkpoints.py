@@ -277,14 +277,17 @@ def _restore_tree(path: pathlib.Path, subtree: str | None = None) -> Params:
         return _strip_box_values(_orbax_restore(path, subtree))
     except CheckpointError:
         raise
-    except (OSError, ValueError) as e:  # orbax reports a missing/corrupt tree as these
-        raise CheckpointError(f"{path} is not a readable orbax checkpoint ({e})") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:  # orbax reports a missing/corrupt tree as these
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path} is not a readable orbax checkpoint ({first})") from None
 
 
 def _orbax_restore(path: pathlib.Path, subtree: str | None) -> Params:
     checkpointer = ocp.PyTreeCheckpointer()
     metadata = checkpointer.metadata(path).item_metadata
     tree = getattr(metadata, "tree", metadata)
+    if not tree:
+        raise CheckpointError(f"{path} has unreadable or empty array metadata; the checkpoint is damaged")
     if subtree is not None:
         if not isinstance(tree, Mapping) or subtree not in tree:
             raise CheckpointError(f"{path} holds no {subtree!r} entry; found {sorted(tree or {})}")
@@ -356,13 +359,30 @@ def _load_workdir(workdir: pathlib.Path, step: int | None) -> tuple[ModelConfig,
     elif step not in steps:
         raise CheckpointError(f"{workdir / 'checkpoints'} has no step {step}; saved steps: {steps}")
     state_dir = workdir / "checkpoints" / str(step) / "state"
-    params = _restore_tree(state_dir, subtree="params")
+    try:
+        params = _restore_tree(state_dir, subtree="params")
+    except CheckpointError as e:
+        raise CheckpointError(_damaged_step_message(workdir, step, steps, e)) from None
     check_shapes(params, cfg, str(state_dir))
     data = config.get("data") if isinstance(config.get("data"), Mapping) else {}
     vocab = data.get("vocab_file") or None
     if not (vocab and pathlib.Path(vocab).is_file()):
         vocab = str(workdir / VOCAB_FILE) if (workdir / VOCAB_FILE).is_file() else None
     return cfg, params, _meta("workdir", workdir, vocab, data.get("do_lower_case"), step=step)
+
+
+def _damaged_step_message(workdir: pathlib.Path, step: int, steps: list[int], error: Exception) -> str:
+    """Names a damaged step and the newest earlier one whose params restore."""
+    for earlier in reversed([s for s in steps if s < step]):
+        try:
+            _restore_tree(workdir / "checkpoints" / str(earlier) / "state", subtree="params")
+        except CheckpointError:
+            continue
+        return (
+            f"checkpoint step {step} of {workdir} is damaged ({error}); step {earlier} is intact: "
+            f"pass --step={earlier} or the path {workdir / 'checkpoints' / str(earlier)}"
+        )
+    return f"checkpoint step {step} of {workdir} is damaged ({error}); no earlier step is intact"
 
 
 # --------------------------------------------------------------------------

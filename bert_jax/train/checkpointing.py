@@ -12,8 +12,11 @@ target sharding, whatever mesh saved it. gs:// paths work the same way
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -27,6 +30,71 @@ log = logging.getLogger(__name__)
 
 def _is_remote(path: str) -> bool:
     return "://" in str(path)
+
+
+class DamagedCheckpoint(CheckpointError):
+    """A saved step whose files cannot be read back (a missing or truncated
+    array file, garbage metadata): `step` names it."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+# What orbax / TensorStore raise for unreadable checkpoint files.
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
+
+
+ERROR_LOG = "checkpoint-errors.log"
+
+
+@contextlib.contextmanager
+def stderr_to(path: str | None) -> Iterator[None]:
+    """Sends this process's stderr (file descriptor 2, where TensorStore's
+    threads print tracebacks when reading a damaged checkpoint) to `path`
+    for the block; the one-line error is printed after it. BERT_JAX_TRACEBACK
+    set, or no `path`: stderr stays as it is."""
+    if path is None or os.environ.get("BERT_JAX_TRACEBACK"):
+        yield
+        return
+    try:
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(target, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
+
+
+@contextlib.contextmanager
+def library_logs_to(path: str) -> Iterator[None]:
+    """Routes what orbax logs through absl (errors of a failed asynchronous
+    save with their tracebacks, hundreds of lines) to the file `path`, not
+    stderr: the user sees the one-line CheckpointError. Kept on stderr with
+    BERT_JAX_TRACEBACK set."""
+    if os.environ.get("BERT_JAX_TRACEBACK") or _is_remote(path):
+        yield
+        return
+    absl_logger = logging.getLogger("absl")
+    handler = logging.FileHandler(path, delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    propagate = absl_logger.propagate
+    absl_logger.addHandler(handler)
+    absl_logger.propagate = False
+    try:
+        yield
+    finally:
+        absl_logger.propagate = propagate
+        absl_logger.removeHandler(handler)
+        handler.close()
 
 
 class Checkpointer:
@@ -83,7 +151,7 @@ class Checkpointer:
         complete = [s for s in self._manager.all_steps(read=True) if s != step]
         kept = f"step {max(complete)} is intact" if complete else "no earlier checkpoint exists"
         raise CheckpointError(
-            f"saving checkpoint step {step} in {self.directory} failed ({error}); {kept}; "
+            f"saving checkpoint step {step} in {self.directory} failed ({_first_line(error)}); {kept}; "
             "free disk space or fix permissions and rerun to resume"
         ) from None
 
@@ -95,22 +163,85 @@ class Checkpointer:
         """(state placed with `abstract_state`'s shardings, data position).
         A checkpoint of another model shape raises CheckpointError naming the
         first parameter that differs."""
-        self._check_shapes(step, abstract_state)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state.to_dict()), data=ocp.args.JsonRestore()
-        )
-        try:
-            restored = self._manager.restore(step, args=args)
-        except (OSError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{self.directory}/{step} cannot be restored ({e})") from None
+        with stderr_to(self._error_log()):
+            self._check_shapes(step, abstract_state)
+            args = ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state.to_dict()), data=ocp.args.JsonRestore()
+            )
+            restored = self._restore(step, args)
         return TrainState.from_dict(restored["state"]), dict(restored["data"] or {})
+
+    def _error_log(self) -> str | None:
+        """WORKDIR/checkpoint-errors.log: where library tracebacks go (local dirs only)."""
+        return None if _is_remote(self.directory) else os.path.join(os.path.dirname(self.directory), ERROR_LOG)
+
+    def _restore(self, step: int, args) -> dict[str, Any]:
+        try:
+            return self._manager.restore(step, args=args)
+        except _READ_ERRORS as e:
+            raise DamagedCheckpoint(f"{self.directory}/{step} cannot be restored ({_first_line(e)})", step) from None
+
+    def restore_newest_intact(
+        self, abstract_state: TrainState, warn=None
+    ) -> tuple[int, TrainState, dict[str, Any]] | None:
+        """(step, state, data position) of the newest step that restores;
+        each damaged newer one is reported through `warn` (one line naming
+        it and the step used instead). None when there is no step at all;
+        DamagedCheckpoint when every step is damaged."""
+        steps = self.all_steps()
+        damaged: list[DamagedCheckpoint] = []
+        for step in reversed(steps):
+            try:
+                state, data = self.restore(step, abstract_state)
+            except DamagedCheckpoint as e:
+                damaged.append(e)
+                continue
+            if damaged:
+                moved = [self._set_aside(d.step) for d in damaged]
+                if warn is not None:
+                    warn(f"checkpoint {damaged[0]}: damaged; resuming from step {step}, the newest intact "
+                         f"one (the damaged step{'s' if len(moved) > 1 else ''} moved to {', '.join(moved)})")
+            return step, state, data
+        if damaged:
+            raise DamagedCheckpoint(
+                f"every checkpoint in {self.directory} is damaged (steps {steps}; newest: {damaged[0]}); "
+                "use another workdir or config.init_checkpoint",
+                damaged[0].step,
+            )
+        return None
+
+    def _set_aside(self, step: int) -> str:
+        """Renames a damaged step's directory to `<step>.damaged` (kept for
+        inspection, no longer a step), so the resumed run can save that step anew."""
+        src = os.path.join(self.directory, str(step))
+        dst = f"{src}.damaged"
+        n = 1
+        while os.path.exists(dst):
+            n += 1
+            dst = f"{src}.damaged{n}"
+        os.rename(src, dst)
+        self._manager.reload()
+        return dst
+
+    def intact_before(self, step: int, abstract_state: TrainState) -> int | None:
+        """The newest step before `step` that restores, else None."""
+        for earlier in reversed([s for s in self.all_steps() if s < step]):
+            try:
+                self.restore(earlier, abstract_state)
+            except DamagedCheckpoint:
+                continue
+            return earlier
+        return None
 
     def _check_shapes(self, step: int, abstract_state: TrainState) -> None:
         try:
             meta = self._manager.item_metadata(step)["state"]
-        except (OSError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{self.directory}/{step}/state is unreadable ({e})") from None
-        saved = jax.tree_util.tree_flatten_with_path(getattr(meta, "tree", meta))[0]
+        except _READ_ERRORS as e:
+            raise DamagedCheckpoint(f"{self.directory}/{step}/state is unreadable ({_first_line(e)})", step) from None
+        tree = getattr(meta, "tree", meta)
+        if not tree or "params" not in tree:
+            raise DamagedCheckpoint(f"{self.directory}/{step}/state has no readable 'params' metadata", step)
+        saved = jax.tree_util.tree_flatten_with_path(tree)[0]
         saved = {jax.tree_util.keystr(p): tuple(m.shape) for p, m in saved if hasattr(m, "shape")}
         wanted = jax.tree_util.tree_flatten_with_path(abstract_state.to_dict())[0]
         for path, leaf in wanted:
@@ -133,3 +264,9 @@ class Checkpointer:
             self.wait()
         finally:
             self._manager.close()
+
+
+def _first_line(error: Exception) -> str:
+    """An error's first line, cut short: TensorStore messages run long."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -98,7 +98,13 @@ def evaluate_workdir(
     abstract, shardings = state_lib.abstract_state(
         model_cfg, optimizer, mesh, phase.seq_len, phase.max_predictions
     )
-    restored, _ = ckpt.restore(step, abstract)
+    try:
+        restored, _ = ckpt.restore(step, abstract)
+    except checkpointing.DamagedCheckpoint as e:
+        intact = ckpt.intact_before(step, abstract)
+        ckpt.close()
+        use = f"step {intact} is intact: pass --step={intact}" if intact is not None else "no earlier step is intact"
+        raise CheckpointError(f"checkpoint step {step} is damaged ({e}); {use}") from None
     ckpt.close()
     eval_step = step_lib.make_eval_step(model_cfg, mesh, shardings.params)
     bsh = sharding.batch_sharding(mesh)

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -58,6 +59,24 @@ def say(message: str) -> None:
     """A status line on the console (process 0 only)."""
     if jax.process_index() == 0:
         print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (process 0 only)."""
+    if jax.process_index() == 0:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def check_resume_batch_size(data_state: dict, batch_size: int, workdir: str, step: int) -> None:
+    """The saved data position counts batches of the batch size it was saved
+    with; another batch size would silently skip or repeat examples."""
+    saved = data_state.get("batch_size")
+    if saved is not None and int(saved) != batch_size:
+        raise ConfigError(
+            f"batch_size={batch_size} but {workdir}/checkpoints/{step} was saved with batch_size={saved}; "
+            f"the data position depends on it: resume with --config.batch_size={saved}, or start anew in "
+            "another --workdir (config.init_checkpoint to keep the weights)"
+        )
 
 
 LOCK_FILE = ".lock"
@@ -336,10 +355,11 @@ class _Trainer:
         abstract, shardings = state_lib.abstract_state(
             self.model_cfg, self.optimizer, self.mesh, first.seq_len, first.max_predictions
         )
-        latest = self.ckpt.latest_step()
-        if latest is not None:
-            say(f"resuming from {self.workdir}/checkpoints/{latest}")
-            state, data_state = self.ckpt.restore(latest, abstract)
+        restored = self.ckpt.restore_newest_intact(abstract, warn=warn)
+        if restored is not None:
+            step, state, data_state = restored
+            say(f"resuming from {self.workdir}/checkpoints/{step}")
+            check_resume_batch_size(data_state, int(self.config.batch_size), self.workdir, step)
             return state, shardings, data_state
         state, shardings = state_lib.create_sharded_state(
             self.model_cfg,
@@ -423,7 +443,11 @@ class _Trainer:
                 self._run_hooks(due, step, state.params, last)
                 window_start = time.monotonic()
             if saving or stop:  # a signal may have come during the log or eval above
-                self.ckpt.save(step, state, {"phase": phase.index, "pipeline": source.state()})
+                self.ckpt.save(
+                    step,
+                    state,
+                    {"phase": phase.index, "pipeline": source.state(), "batch_size": int(config.batch_size)},
+                )
             if stop:
                 say(f"stopped by signal at step {step}; checkpoint saved; rerun the same command to resume")
                 break
@@ -473,7 +497,12 @@ def train(
     of the step hooks that ran at the last step)."""
     prepare_workdir(workdir)
     chief = jax.process_index() == 0
-    with workdir_lock(workdir, enabled=chief), StopFlag() as stop, nn.logical_axis_rules(sharding.RULES):
+    with (
+        workdir_lock(workdir, enabled=chief),
+        StopFlag() as stop,
+        nn.logical_axis_rules(sharding.RULES),
+        checkpointing.library_logs_to(os.path.join(workdir, checkpointing.ERROR_LOG)),
+    ):
         if chief:
             write_config(config, workdir)
         if config.data.corpus and not config.data.vocab_file and not config.data.get("synthetic", False):
