@@ -387,7 +387,7 @@ def test_a_crash_leaves_no_complete_looking_shard(tmp_path, vocab_file, corpus_f
 
     monkeypatch.setattr(create_data.BlockProcessor, "__call__", crash_on_second_block)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _create(tmp_path, vocab_file, corpus_file, num_shards=2)
+        _create(tmp_path, vocab_file, corpus_file, num_shards=2, overwrite=True)
     names = os.listdir(tmp_path / "out")
     # The old metadata is gone, so the old shards no longer pass for a dataset, and no temp file remains.
     assert "metadata.json" not in names

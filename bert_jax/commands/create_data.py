@@ -1,7 +1,9 @@
 """`bert-jax create-data --input_file=SPEC --output_file=OUT --vocab_file=VOCAB [...]`.
 
 Raw text -> sharded TFRecord pre-training instances + metadata.json (see
-bert_jax/data/create_data.py and docs/data.md). Flags keep the names of
+bert_jax/data/create_data.py and docs/data.md). An output directory holding
+another run's dataset is refused unless --overwrite; SIGTERM / Ctrl-C stop it
+with one line (exit 143 / 130) and no shard left behind. Flags keep the names of
 google-research/bert's create_pretraining_data.py.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import flags
 
@@ -56,6 +59,9 @@ _BEAM_OPTIONS = flags.DEFINE_string(
     "With --runner=beam: Beam's own flags, one shell-quoted string "
     '(e.g. "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp --setup_file=./setup.py").',
 )
+_OVERWRITE = flags.DEFINE_boolean(
+    "overwrite", False, "Replace a dataset already in the output directory (else refused: one run's shards per directory)."
+)
 _JSON = flags.DEFINE_boolean("json", False, "Print the summary as JSON instead of text.")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
 
@@ -83,6 +89,7 @@ def main(argv: list[str]) -> None:
         input_format=_FORMAT.value,
         tfds_data_dir=_TFDS_DIR.value,
         progress=_PROGRESS.value,
+        overwrite=_OVERWRITE.value,
     )
     if _RUNNER.value == "beam":
         from bert_jax.data import beam_create  # a one-line UserError when apache_beam is not installed
@@ -91,6 +98,11 @@ def main(argv: list[str]) -> None:
             options, _INPUT.value, _OUTPUT.value, _BEAM_OPTIONS.value
         )
     else:
-        summary = create_data.create_pretraining_data(options, _INPUT.value, _OUTPUT.value)
+        try:
+            summary = create_data.create_pretraining_data(options, _INPUT.value, _OUTPUT.value)
+        except create_data.Stopped as e:
+            # One line, and the shell's status for that signal (143 for SIGTERM, 130 for SIGINT).
+            print(f"bert-jax create-data: {e}", file=sys.stderr, flush=True)
+            sys.exit(128 + e.signum)
     report = inspect.created_data_report(summary)
     print(json.dumps(report, indent=1) if _JSON.value else inspect.format_report(report))

@@ -13,7 +13,7 @@ import json
 from absl import flags
 from ml_collections import config_flags
 
-from bert_jax.compress import quantize
+from bert_jax.compress import extras
 from bert_jax.errors import UserError
 from bert_jax.finetune import trainer
 
@@ -29,6 +29,7 @@ def main(argv):
         raise UserError("--config is required, e.g. --config=configs/finetune/glue.py")
     if not FLAGS.workdir:
         raise UserError("--workdir is required")
-    # Predict mode also reads `bert-jax quantize`'s output (a layer above the trainer).
-    out = trainer.run(FLAGS.config, FLAGS.workdir, restorers=(quantize.restore_for_predict,))
+    # Predict mode also reads `bert-jax quantize`'s output (a layer above the trainer);
+    # Qwix (the compress extra) is imported only for such a checkpoint.
+    out = trainer.run(FLAGS.config, FLAGS.workdir, restorers=(extras.restore_quantized_for_predict,))
     print(json.dumps(out, indent=2, sort_keys=True) if isinstance(out, dict) else f"wrote {out}")

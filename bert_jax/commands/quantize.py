@@ -14,7 +14,7 @@ import json
 
 from absl import flags
 
-from bert_jax.compress import quantize
+from bert_jax.compress import extras
 from bert_jax.errors import UserError
 
 flags.DEFINE_string("workdir", None, "A fine-tuning/distillation workdir, or a checkpoint with its classifier.")
@@ -40,6 +40,9 @@ def main(argv):
         raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
     if not FLAGS.workdir or not FLAGS.output:
         raise UserError("--workdir and --output are both required")
+    # Imported here, not at the top: `--help` needs no Qwix, and without it this
+    # is one line naming the compress extra.
+    quantize = extras.quantize_module()
     results = quantize.run(FLAGS.workdir, FLAGS.scheme, FLAGS.output, FLAGS.calibration_steps, FLAGS.data_dir,
                            FLAGS.max_seq_length, FLAGS.batch_size, FLAGS.throughput_runs, FLAGS.overwrite,
                            FLAGS.act_calibration, FLAGS.act_scope, FLAGS.float_inputs)

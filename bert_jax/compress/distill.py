@@ -411,7 +411,7 @@ def run(config, workdir: str) -> dict:
     student_params = initial_params(student_cfg, source, config.max_seq_length, jax.random.PRNGKey(seed + 1), mesh)
     logging.info("student: %d layers, hidden %d, from %s", student_cfg.num_layers, student_cfg.hidden_size, origin)
     workdir.mkdir(parents=True, exist_ok=True)
-    trainer.write_json(workdir / "config.json", config.to_dict())
+    trainer.write_json(workdir / trainer.CONFIG_FILE, config.to_dict())
     teacher_predict = ft_step.make_predict_step(BertForSequenceClassification(teacher_cfg), "classification")
     teacher_dev = models.dev_scores(teacher_predict, teacher_params, prepared, config.eval_batch_size)
     best, best_step, best_params = train_student(config, prepared, teacher_cfg, teacher_params, student_cfg,

@@ -81,7 +81,7 @@ def task_settings(workdir: str | pathlib.Path, head: dict | None, data_dir: str 
     """(task, data_dir, max_seq_length) for evaluating a fine-tuned model:
     explicit values first, then WORKDIR/config.json, then head.json's task."""
     saved = {}
-    config_file = pathlib.Path(workdir) / "config.json"
+    config_file = pathlib.Path(workdir) / trainer.CONFIG_FILE
     if config_file.is_file():
         saved = json.loads(config_file.read_text())
     task = (head or {}).get("task") or saved.get("task")
@@ -91,6 +91,16 @@ def task_settings(workdir: str | pathlib.Path, head: dict | None, data_dir: str 
     if not data_dir:
         raise UserError(f"{workdir}/config.json does not name the data; pass --data_dir=GLUE_DIR")
     return task, data_dir, int(max_seq_length or saved.get("max_seq_length") or 128)
+
+
+def write_run_config(output: str | pathlib.Path, workdir: str | pathlib.Path, task: str, data_dir: str,
+                     max_seq_length: int, **settings) -> None:
+    """OUTPUT/config.json: the task settings `task_settings` reads back (so the
+    output serves as the --workdir of the next command, as a fine-tuning
+    workdir does) and the job's own `settings`."""
+    config = {"task": task, "data_dir": str(data_dir), "max_seq_length": int(max_seq_length),
+              "workdir": str(workdir), **settings}
+    trainer.write_json(pathlib.Path(output) / trainer.CONFIG_FILE, config)
 
 
 def prepare_task(task: str, data_dir: str, max_seq_length: int, tokenizer, train_examples: int) -> tasks.Prepared:

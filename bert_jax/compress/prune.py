@@ -388,5 +388,7 @@ def run(workdir: str, method: str, sparsity: float, output: str, steps: int = 0,
             (tmp / "model").rmdir()
         results["pruned"] = {**scores(dense_fn, pruned), "examples_per_s": speed(dense_fn, pruned),
                              "sparsity": measured_sparsity(pruned)}
+    models.write_run_config(output, workdir, task, data_dir, seq_len, method=method, sparsity=sparsity, steps=steps,
+                            importance_steps=importance_steps, batch_size=batch_size, learning_rate=learning_rate)
     trainer.write_json(pathlib.Path(output) / "results.json", results)
     return results

@@ -35,18 +35,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import qwix
 import safetensors.numpy
 
 from bert_jax import checkpoints
 from bert_jax.compress import models
+from bert_jax.compress.extras import QUANT_CONFIG, is_quantized, qwix_missing
 from bert_jax.errors import CheckpointError, UserError
 from bert_jax.finetune import trainer
 from bert_jax.finetune.config import finetune_config
 from bert_jax.model import BertForSequenceClassification, ModelConfig
 
+try:
+    import qwix
+except ImportError as e:  # only the `compress` extra installs it
+    raise qwix_missing(e) from None
+
 SCHEMES = ("int8", "int8_weights")
-QUANT_CONFIG = "quantization.json"
 WEIGHTS_FILE = "params.safetensors"
 FORMAT = "bert-jax-quantized"
 _INIT_SHAPE = (1, 8)  # [batch, seq] for shape tracing; parameter shapes do not depend on it
@@ -251,10 +255,6 @@ def save_quantized(
         return (tmp / WEIGHTS_FILE).stat().st_size
 
 
-def is_quantized(path: str | os.PathLike) -> bool:
-    return (pathlib.Path(path) / QUANT_CONFIG).is_file()
-
-
 def _recipe_of(info: dict, source: pathlib.Path) -> Recipe:
     if info.get("format") != FORMAT or "scheme" not in info:
         raise CheckpointError(f"{source / QUANT_CONFIG} is not a {FORMAT} description; re-run bert-jax quantize")
@@ -336,6 +336,8 @@ def run(
                             overwrite=overwrite)
     if head is not None:
         trainer.write_json(pathlib.Path(output) / trainer.HEAD_FILE, head)
+    models.write_run_config(output, workdir, task, data_dir, seq_len, **recipe.as_json(),
+                            calibration_steps=calibration_steps, batch_size=batch_size)
     cfg, restored, recipe, _ = load_quantized(output)
     float_fn, quant_fn = models.classifier_logits_fn(cfg), logits_fn(cfg, recipe)
 

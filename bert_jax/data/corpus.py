@@ -20,7 +20,8 @@ Specs (`iter_documents(spec)`):
 Raw paragraphs are joined (hard-wrapped lines) and split into sentences by
 `bert_jax.data.segment`. Nothing here aborts on odd text: bytes that are not
 UTF-8 become U+FFFD (counted per line in `CorpusStats.skipped["non_utf8_lines"]`,
-the first file named in `CorpusStats.first_seen`), lines over
+the first file:line named in `CorpusStats.first_seen`, and reported once on
+stderr with that count and place, `warn_non_utf8`), lines over
 `MAX_LINE_BYTES` are cut into pieces (`long_lines_cut`), empty files and
 documents are skipped and counted.
 """
@@ -33,6 +34,7 @@ import dataclasses
 import glob
 import gzip
 import os
+import sys
 import sysconfig
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -72,6 +74,7 @@ class CorpusStats:
     characters: int = 0
     skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     first_seen: dict = dataclasses.field(default_factory=dict)
+    non_utf8_warned: bool = False  # `warn_non_utf8` has printed its line
 
     def note(self, reason: str, where: str, count: int = 1) -> None:
         """Count `count` cases of `reason`; remember the first place it happened."""
@@ -119,14 +122,39 @@ def iter_raw_documents(
     if format not in FORMATS:
         raise DataError(f"corpus format {format!r} is unknown; use one of {', '.join(FORMATS)}")
     stats = stats if stats is not None else CorpusStats()
-    if spec == BUILTIN_STDLIB_DOCS:
-        yield from _stdlib_documents(stats)
-    elif spec.startswith("builtin:"):
-        raise DataError(f"corpus {spec!r}: unknown built-in corpus; the one built in is {BUILTIN_STDLIB_DOCS}")
-    elif spec.startswith("tfds:"):
-        yield from _tfds_documents(spec, stats, tfds_data_dir)
-    else:
-        yield from _file_documents(spec, format, stats)
+    try:
+        if spec == BUILTIN_STDLIB_DOCS:
+            yield from _stdlib_documents(stats)
+        elif spec.startswith("builtin:"):
+            raise DataError(f"corpus {spec!r}: unknown built-in corpus; the one built in is {BUILTIN_STDLIB_DOCS}")
+        elif spec.startswith("tfds:"):
+            yield from _tfds_documents(spec, stats, tfds_data_dir)
+        else:
+            yield from _file_documents(spec, format, stats)
+    finally:
+        # Also when the reader stops early (build-vocab's --max_chars): what was read is reported.
+        warn_non_utf8(stats)
+
+
+def warn_non_utf8(stats: CorpusStats) -> None:
+    """One line on stderr, once per `stats`, when lines that are not UTF-8 were read with U+FFFD.
+
+    Corpora are decoded with replacement rather than refused (a web-scale
+    corpus nearly always holds a few bad bytes), but never silently: the
+    tokenizer drops U+FFFD, so a Latin-1 "naïve" becomes "nave".
+    """
+    count = stats.skipped.get("non_utf8_lines", 0)
+    if not count or stats.non_utf8_warned:
+        return
+    stats.non_utf8_warned = True
+    where = stats.first_seen.get("non_utf8_lines", "")
+    print(
+        f"warning: {count} corpus line{'s' if count > 1 else ''} not UTF-8 (first at {where}); the bad bytes "
+        "were read as U+FFFD, which the tokenizer drops. Convert the files to UTF-8 (e.g. iconv -f latin1 "
+        "-t utf-8) to keep those characters.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def segment_document(raw: RawDocument, stats: CorpusStats) -> Document:

@@ -17,6 +17,10 @@ Streaming, parallel and a function of (corpus, settings, seed) alone:
   block; shards are filled in block order, written under temporary names and
   renamed when all are complete; metadata.json is written last (a dataset
   without one is incomplete).
+* One run per output directory: a dataset already there (metadata.json or
+  shards of the same names, any shard count) is refused unless `overwrite`,
+  which removes it first; temporary shards a killed run left are removed.
+  SIGTERM / SIGINT raise `Stopped`, so the temporary shards are removed then too.
 * TensorFlow (the tokenizer) lives where the tokenizing happens: with worker
   processes the main process only reads, blocks and writes bytes, and never
   imports it; a forkserver imports it once and forks the workers from there.
@@ -26,11 +30,15 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
+import json
 import multiprocessing
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -68,6 +76,7 @@ class CreateDataOptions:
     input_format: str = "auto"  # see bert_jax.data.corpus
     tfds_data_dir: str | None = None
     progress: bool = False
+    overwrite: bool = False  # replace a dataset already in the output directory (else refused)
 
     def validate(self) -> None:
         """ConfigError naming the first setting that cannot work."""
@@ -94,7 +103,7 @@ class CreateDataOptions:
     def settings(self) -> dict:
         """What metadata.json records under "settings" (everything that shapes the records)."""
         fields = dataclasses.asdict(self)
-        for transient in ("vocab_file", "do_lower_case", "num_workers", "progress", "tfds_data_dir"):
+        for transient in ("vocab_file", "do_lower_case", "num_workers", "progress", "tfds_data_dir", "overwrite"):
             fields.pop(transient)
         return fields
 
@@ -416,10 +425,106 @@ class _Totals:
         self.masked_positions += result.masked_positions
 
 
-def _remove_stale_metadata(directory: str) -> None:
-    path = os.path.join(directory, records.METADATA_FILE)
-    if os.path.exists(path):
-        os.remove(path)  # the shards are about to change; an old description must not outlive them
+# ---- the output directory: one run's shards, nothing left behind ----
+
+_SHARD_NUMBER = re.compile(r"-\d{5}-of-\d{5}")
+
+
+class Stopped(UserError):
+    """create-data was stopped by a signal; the shards it was writing are removed."""
+
+    def __init__(self, signum: int, directory: str):
+        self.signum = signum
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name}; the partial shards were removed and nothing of this run "
+            f"is kept in {directory}; run the same command again to create the dataset"
+        )
+
+
+@contextlib.contextmanager
+def stop_on_signals(directory: str) -> Iterator[None]:
+    """SIGTERM and SIGINT raise `Stopped` in the main thread, so the shard writers'
+    `abort` runs (Python's default SIGTERM ends the process on the spot and
+    leaves the temporary shards behind). A second signal during that cleanup is
+    ignored rather than cutting it short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = []
+
+    def handler(signum, frame):
+        if not stopping:
+            stopping.append(signum)
+            raise Stopped(signum, directory)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _shard_family(paths: list[str]) -> re.Pattern:
+    """Names of the shards a run with any shard count would write for these
+    paths (`part-00001-of-00004.tfrecord` for `part-00000-of-00002.tfrecord`)."""
+    alternatives = []
+    for name in sorted({os.path.basename(p) for p in paths}):
+        match = _SHARD_NUMBER.search(name)
+        if match:
+            before, after = name[: match.start()], name[match.end() :]
+            alternatives.append(re.escape(before) + _SHARD_NUMBER.pattern + re.escape(after))
+        else:
+            alternatives.append(re.escape(name))
+    return re.compile("^(?:" + "|".join(alternatives) + ")$")
+
+
+def _listed_shards(directory: str) -> set[str]:
+    """The shard names an existing metadata.json in `directory` lists (none if unreadable)."""
+    try:
+        with open(os.path.join(directory, records.METADATA_FILE), encoding="utf-8") as f:
+            return {str(s["file"]) for s in json.load(f).get("shards", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()
+
+
+def existing_dataset(directory: str, paths: list[str]) -> tuple[list[str], list[str]]:
+    """(dataset files, stale temporary files) already in `directory`: the
+    metadata.json, shards of these paths' family (any shard count) or listed in
+    that metadata; and the temporary shards a killed run left (never complete)."""
+    if not os.path.isdir(directory):
+        return [], []
+    family = _shard_family(paths)
+    listed = _listed_shards(directory)
+    dataset, stale = [], []
+    for name in sorted(os.listdir(directory)):
+        base = name.split(records.TEMP_MARK, 1)[0]
+        ours = base == records.METADATA_FILE or base in listed or family.match(base)
+        if not ours or not os.path.isfile(os.path.join(directory, name)):
+            continue
+        (stale if records.TEMP_MARK in name else dataset).append(name)
+    return dataset, stale
+
+
+def prepare_output_directory(directory: str, paths: list[str], overwrite: bool) -> None:
+    """Makes `directory` ready for one run's shards: removes what a killed run
+    left under temporary names, and refuses (DataError) a dataset already there
+    unless `overwrite`, which removes it first. Two runs' shards never mix
+    (a 2-shard run beside an old 4-shard one would pass for a 6-shard set)."""
+    os.makedirs(directory, exist_ok=True)
+    dataset, stale = existing_dataset(directory, paths)
+    for name in stale:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(directory, name))
+    if dataset and not overwrite:
+        shown = ", ".join(dataset[:3]) + (f", ... ({len(dataset)} files)" if len(dataset) > 3 else "")
+        raise DataError(
+            f"output directory {directory} already holds a dataset ({shown}); one directory holds one run's "
+            "shards: pass --overwrite to replace it, or write to another directory"
+        )
+    # Metadata first: a directory whose shards are being replaced must never pass for a dataset.
+    for name in sorted(dataset, key=lambda n: n != records.METADATA_FILE):
+        os.remove(os.path.join(directory, name))
 
 
 def create_pretraining_data(options: CreateDataOptions, input_spec: str, output: str) -> dict:
@@ -432,11 +537,12 @@ def create_pretraining_data(options: CreateDataOptions, input_spec: str, output:
     """
     options.validate()
     paths = shard_paths(output, options.num_shards)
-    runner = _InProcess(options) if options.num_workers == 1 else _WorkerPool(options)
-    try:
-        return _create(options, input_spec, paths, runner)
-    finally:
-        runner.close()
+    with stop_on_signals(os.path.dirname(os.path.abspath(paths[0]))):
+        runner = _InProcess(options) if options.num_workers == 1 else _WorkerPool(options)
+        try:
+            return _create(options, input_spec, paths, runner)
+        finally:
+            runner.close()
 
 
 def _create(
@@ -446,8 +552,7 @@ def _create(
 
     vocab = runner.vocab()  # a bad vocab fails here, before the output is touched
     directory = os.path.dirname(os.path.abspath(paths[0]))
-    os.makedirs(directory, exist_ok=True)
-    _remove_stale_metadata(directory)
+    prepare_output_directory(directory, paths, options.overwrite)
 
     reader_stats = corpus.CorpusStats()
     raw = corpus.iter_raw_documents(input_spec, options.input_format, reader_stats, options.tfds_data_dir)

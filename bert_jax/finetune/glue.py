@@ -19,7 +19,7 @@ import numpy as np
 
 from bert_jax import features as bert_features
 from bert_jax.errors import ConfigError, DataError
-from bert_jax.finetune import metrics
+from bert_jax.finetune import files, metrics
 from bert_jax.finetune.prepared import EvalSet, Prepared
 
 
@@ -198,14 +198,9 @@ class GlueExample:
 
 def read_tsv_rows(path: str | pathlib.Path) -> list[tuple[int, list[str]]]:
     """(1-based line number, fields) for every non-empty line of a TSV; raises
-    DataError for a missing or empty file."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"{path} does not exist; data_dir must hold the GLUE folder layout (e.g. SST-2/train.tsv)"
-        )
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [(i, line.rstrip("\r\n").split("\t")) for i, line in enumerate(f, start=1) if line.strip()]
+    DataError for a missing or empty file, a directory, or a line that is not UTF-8."""
+    path = files.check_file(path, "data_dir must hold the GLUE folder layout (e.g. SST-2/train.tsv)")
+    rows = [(i, line.rstrip("\r\n").split("\t")) for i, line in files.utf8_lines(path, newline="") if line.strip()]
     if not rows:
         raise DataError(f"{path} is empty; expected a header row and examples")
     return rows

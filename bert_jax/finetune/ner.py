@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bert_jax.errors import ConfigError, DataError
-from bert_jax.finetune import metrics
+from bert_jax.finetune import files, metrics
 from bert_jax.finetune.prepared import EvalSet, Prepared
 
 PREDICTIONS_FILE = "predictions.txt"
@@ -43,33 +43,30 @@ class Sentence:
 
 def read_conll(path: str | pathlib.Path) -> list[Sentence]:
     """Sentences of a CoNLL file; DataError names the file and line of a bad row."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; pass a CoNLL-2003 format file")
+    path = files.check_file(path, "pass a CoNLL-2003 format file")
     sentences, words, tags, where, fields_per_line = [], [], [], "", None
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields or fields[0] == "-DOCSTART-":
-                if words:
-                    sentences.append(Sentence(words, tags, where))
-                words, tags = [], []
-                continue
-            if fields_per_line is None:
-                if len(fields) < 2:
-                    raise DataError(
-                        f"{path}:{line_no}: one field; expected `word ... tag` (at least 2 fields)"
-                    )
-                fields_per_line = len(fields)
-            if len(fields) != fields_per_line:
+    for line_no, line in files.utf8_lines(path):
+        fields = line.split()
+        if not fields or fields[0] == "-DOCSTART-":
+            if words:
+                sentences.append(Sentence(words, tags, where))
+            words, tags = [], []
+            continue
+        if fields_per_line is None:
+            if len(fields) < 2:
                 raise DataError(
-                    f"{path}:{line_no}: {len(fields)} fields, expected {fields_per_line} as the file's first "
-                    "token line (word ... tag); fix that line"
+                    f"{path}:{line_no}: one field; expected `word ... tag` (at least 2 fields)"
                 )
-            if not words:
-                where = f"{path}:{line_no}"
-            words.append(fields[0])
-            tags.append(fields[-1])
+            fields_per_line = len(fields)
+        if len(fields) != fields_per_line:
+            raise DataError(
+                f"{path}:{line_no}: {len(fields)} fields, expected {fields_per_line} as the file's first "
+                "token line (word ... tag); fix that line"
+            )
+        if not words:
+            where = f"{path}:{line_no}"
+        words.append(fields[0])
+        tags.append(fields[-1])
     if words:
         sentences.append(Sentence(words, tags, where))
     if not sentences:

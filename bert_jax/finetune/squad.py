@@ -27,7 +27,7 @@ import numpy as np
 from absl import logging
 
 from bert_jax.errors import ConfigError, DataError
-from bert_jax.finetune import metrics
+from bert_jax.finetune import files, metrics
 from bert_jax.finetune.prepared import EvalSet, Prepared
 
 PREDICTIONS_FILE = "predictions.json"
@@ -86,11 +86,10 @@ def split_words(context: str) -> tuple[list[str], list[int]]:
 def read_squad(path: str | pathlib.Path, is_training: bool) -> tuple[list[SquadExample], int]:
     """Examples of a SQuAD JSON file and how many training answers were
     skipped because their text is not at `answer_start` in the context."""
-    path = pathlib.Path(path)
+    path = files.check_file(path, "pass a SQuAD JSON file")
+    text = files.utf8_text(path)  # a byte that is not UTF-8: DataError naming the line
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist; pass a SQuAD JSON file") from None
+        data = json.loads(text)["data"]
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"{path} is not a SQuAD JSON file with a 'data' list ({e})") from None
     examples, skipped = [], 0

@@ -6,7 +6,8 @@
   folder) through `bert_jax.checkpoints.load_model`, add the task head,
   fine-tune for `total_steps` (or `num_epochs`), evaluate on dev every
   `eval_every_steps` and at the end, keep the best dev checkpoint in
-  `WORKDIR/best/` and write `WORKDIR/results.json`. Several `seeds` run one
+  `WORKDIR/best/` and write `WORKDIR/results.json` (and the resolved config,
+  `WORKDIR/config.json`, first). Several `seeds` run one
   after another in `WORKDIR/seed_<s>/` and are summarised as mean/std.
 * `mode=predict`: restore `WORKDIR/best/` (or `init_checkpoint`, when it holds
   a fine-tuned head) and write predictions for `predict_file`. Formats this
@@ -44,6 +45,7 @@ from bert_jax.train import optim, sharding
 
 HEAD_FILE = "head.json"
 RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.json"
 BEST_DIR = "best"
 
 
@@ -263,6 +265,9 @@ def train(config, workdir: str | os.PathLike) -> dict:
     pretrained = checkpoints.with_layer_layout(params, model_cfg.replace(scan_layers=False))
     seeds = list(config.seeds or ()) or [config.seed]
     workdir.mkdir(parents=True, exist_ok=True)
+    # The resolved config: quantize / prune / export read the task, data_dir and
+    # max_seq_length of this workdir from it (as they do from distill's).
+    write_json(workdir / CONFIG_FILE, config.to_dict())
     head = {"task": prepared.task, "head": prepared.head, "labels": prepared.labels}
     cfg = finetune_config(model_cfg, prepared.num_labels, config)
     runs = []
@@ -339,6 +344,19 @@ def restore(source: pathlib.Path, restorers: Sequence[Restorer] = ()) -> Restore
     return Restored(cfg, ft_step.make_model(head["head"], cfg), params, meta, head)
 
 
+def check_predict_file(path: str) -> None:
+    """ConfigError naming `config.predict_file` when it is missing or a
+    directory (checked before any checkpoint is loaded)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"config.predict_file={path} is a directory, not a file; name the file to predict, "
+            f"e.g. {path / 'test.tsv'}"
+        )
+    if not path.exists():
+        raise ConfigError(f"config.predict_file={path} does not exist; pass a test file of the task")
+
+
 def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restorer] = ()) -> pathlib.Path:
     """Writes predictions for `config.predict_file` with the fine-tuned
     checkpoint (`WORKDIR/best`, or `init_checkpoint` when it has a head.json),
@@ -347,6 +365,7 @@ def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restore
     workdir = pathlib.Path(workdir)
     if not config.predict_file:
         raise ConfigError("mode=predict needs config.predict_file (a test file of the task)")
+    check_predict_file(config.predict_file)
     source = workdir / BEST_DIR
     if config.init_checkpoint and (pathlib.Path(config.init_checkpoint) / HEAD_FILE).is_file():
         source = pathlib.Path(config.init_checkpoint)

@@ -40,7 +40,7 @@ import numpy as np
 from absl import logging
 
 from bert_jax.errors import ConfigError, DataError
-from bert_jax.finetune import glue, metrics
+from bert_jax.finetune import files, glue, metrics
 from bert_jax.finetune.prepared import EvalSet, Prepared
 
 LANGUAGES = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
@@ -84,8 +84,7 @@ class XnliExample:
 def read_table(path: pathlib.Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(header, [(line, fields)]) of a TSV with a header row; DataError names
     the file (and line) of a missing file or a row of another field count."""
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; data_dir must hold the XNLI-1.0 / XNLI-MT-1.0 files")
+    files.check_file(path, "data_dir must hold the XNLI-1.0 / XNLI-MT-1.0 files")
     rows = glue.read_tsv_rows(path)
     header = rows[0][1]
     for line, fields in rows[1:]:
