@@ -24,6 +24,8 @@ All read at most `max_chars` characters of sentences from the corpus's start
 
 from __future__ import annotations
 
+import collections
+import io
 import itertools
 import json
 import os
@@ -35,8 +37,15 @@ from bert_jax.data import corpus, records
 from bert_jax.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+CONTINUATION_PREFIX = "##"
+# The WordPiece alphabet: at most this many characters (the most frequent).
+WORDPIECE_LIMIT_ALPHABET = 1000
 DEFAULT_MAX_CHARS = 20_000_000
 SP_MODEL_TYPES = ("unigram", "bpe")
+# Fixed, not the machine's core count: the unigram trainer's sums (and so
+# its pieces) depend on how many threads share the sentences, and the model
+# file records the count. 16 is sentencepiece's own default.
+SP_NUM_THREADS = 16
 # RoBERTa's specials: these four at ids 0-3, <mask> the last id.
 BYTE_BPE_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 BYTE_BPE_MASK = "<mask>"
@@ -70,16 +79,22 @@ def build_wordpiece_vocab(
     trainer = BertWordPieceTokenizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lower_case
     )
-    sentences = sample_sentences(spec, max_chars, input_format)
-    first = next(sentences, None)
-    if first is None:
+    # Read once: the base pieces are counted in one pass, learnt from in the next.
+    sentences = list(sample_sentences(spec, max_chars, input_format))
+    if not sentences:
         raise DataError(f"input {spec!r} has no text to learn a vocabulary from")
+    alphabet, continuations = wordpiece_base_pieces(trainer, sentences, WORDPIECE_LIMIT_ALPHABET)
+    # Every base piece is handed in, in a fixed order, so the trainer assigns
+    # none itself: it would number "##x" pieces in the order of its hash map of
+    # words (another order every process), and break ties between merges of
+    # equal count by those numbers -- another vocab every run.
     trainer.train_from_iterator(
-        itertools.chain([first], sentences),
+        sentences,
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
-        limit_alphabet=1000,
+        special_tokens=[*SPECIAL_TOKENS, *alphabet, *continuations],
+        limit_alphabet=len(alphabet),
+        initial_alphabet=alphabet,
         show_progress=False,
     )
     by_id = sorted(trainer.get_vocab().items(), key=lambda item: item[1])
@@ -87,6 +102,30 @@ def build_wordpiece_vocab(
     tokens += [f"[unused{i}]" for i in range(vocab_size - len(tokens))]
     _write_lines(output_path, tokens)
     return output_path
+
+
+def wordpiece_base_pieces(trainer, sentences: list[str], limit_alphabet: int) -> tuple[list[str], list[str]]:
+    """(alphabet, continuation pieces) the WordPiece trainer would start from, in a fixed order.
+
+    The alphabet: the `limit_alphabet` most frequent characters of the words
+    (ties: the lower code point), sorted by code point; the continuations:
+    "##c" for each of those characters seen after a word's first character,
+    sorted. Words as `trainer` (a BertWordPieceTokenizer) normalizes and splits them.
+    """
+    normalizer, pre_tokenizer = trainer.normalizer, trainer.pre_tokenizer
+    words: collections.Counter = collections.Counter()
+    for sentence in sentences:
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(sentence)))
+    chars: collections.Counter = collections.Counter()
+    later: set[str] = set()
+    for word, count in words.items():
+        for char in word:
+            chars[char] += count
+        later.update(word[1:])
+    ranked = sorted(chars.items(), key=lambda item: (-item[1], item[0]))
+    alphabet = sorted(char for char, _ in ranked[:limit_alphabet])
+    continuations = [CONTINUATION_PREFIX + char for char in alphabet if char in later]
+    return alphabet, continuations
 
 
 def build_sentencepiece_model(
@@ -110,10 +149,13 @@ def build_sentencepiece_model(
         sentences = (albert_preprocess(s, lower_case=True) for s in sentences)
     directory = os.path.dirname(os.path.abspath(output_prefix))
     os.makedirs(directory, exist_ok=True)
+    model = io.BytesIO()
     try:
+        # To a stream, not to OUTPUT_PREFIX: a model written by the trainer
+        # holds that path, so the same model saved elsewhere had other bytes.
         spm.SentencePieceTrainer.train(
             sentence_iterator=sentences,
-            model_prefix=output_prefix,
+            model_writer=model,
             vocab_size=vocab_size,
             model_type=model_type,
             pad_id=0,
@@ -124,12 +166,22 @@ def build_sentencepiece_model(
             unk_piece="<unk>",
             control_symbols=["[CLS]", "[SEP]", "[MASK]"],
             character_coverage=0.9995,
-            num_threads=os.cpu_count() or 1,
+            num_threads=SP_NUM_THREADS,
             minloglevel=2,
         )
     except RuntimeError as e:
         raise DataError(f"sentencepiece on {spec!r}: {str(e).splitlines()[0]}") from None
+    _write_bytes(output_prefix + ".model", model.getvalue())
+    _write_lines(output_prefix + ".vocab", sentencepiece_vocab_lines(model.getvalue()))
     return output_prefix + ".model"
+
+
+def sentencepiece_vocab_lines(model: bytes) -> list[str]:
+    """The trainer's OUTPUT_PREFIX.vocab lines of a serialized model: "piece<TAB>score", score as C++ prints it."""
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_proto=model)
+    return [f"{processor.id_to_piece(i)}\t{processor.get_score(i):g}" for i in range(processor.get_piece_size())]
 
 
 def build_byte_bpe_vocab(
@@ -173,6 +225,11 @@ def build_byte_bpe_vocab(
         os.replace(os.path.join(temp, "merges.txt"), os.path.join(output_dir, "merges.txt"))
         os.replace(os.path.join(temp, "vocab.json"), os.path.join(output_dir, "vocab.json"))
     return output_dir
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with records.atomic_output(path) as temp, open(temp, "wb") as f:
+        f.write(data)
 
 
 def _write_lines(path: str, tokens: list[str]) -> None:
