@@ -20,6 +20,11 @@
 
 All read at most `max_chars` characters of sentences from the corpus's start
 (default 20 M, plenty for a 30k vocabulary) so a huge corpus costs no more.
+
+The same corpus and settings give the same bytes in any process, folder or
+thread count (docs/design.md, "Determinism"): WordPiece's base pieces are
+handed to the trainer in a fixed order (`wordpiece_base_pieces`), SentencePiece
+trains with a fixed thread count and its model never records the output path.
 """
 
 from __future__ import annotations
