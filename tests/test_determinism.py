@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import random
 import subprocess
 import sys
 
@@ -47,7 +48,13 @@ def _environment(hash_seed: int, threads: int) -> dict[str, str]:
     return env
 
 
-def _build_vocab(output: pathlib.Path, flags: list[str], hash_seed: int, threads: int) -> None:
+def _build_vocab(
+    output: pathlib.Path,
+    flags: list[str],
+    hash_seed: int,
+    threads: int,
+    source: str = corpus.BUILTIN_STDLIB_DOCS,
+) -> None:
     """`bert-jax build-vocab` in a process of its own, with `threads` cores and tokenizers threads."""
     command = [
         sys.executable,
@@ -55,7 +62,7 @@ def _build_vocab(output: pathlib.Path, flags: list[str], hash_seed: int, threads
         _CLI_WITH_CORES,
         str(threads),
         "build-vocab",
-        "--input=builtin:stdlib-docs",
+        f"--input={source}",
         f"--max_chars={SAMPLE_CHARS}",
         f"--output={output}",
         *flags,
@@ -75,6 +82,25 @@ def test_build_vocab_gives_the_same_bytes_in_another_process_folder_and_thread_c
     for suffix in suffixes:
         ours, theirs = pathlib.Path(f"{first}{suffix}"), pathlib.Path(f"{second}{suffix}")
         assert ours.read_bytes() == theirs.read_bytes(), f"{kind}: {ours.name} differs between the two runs"
+
+
+def test_wordpiece_over_the_alphabet_limit_gives_the_same_bytes_in_another_process(tmp_path):
+    """1700 characters, most of them seen once or twice: which 1000 make the alphabet is decided by ties."""
+    rng = random.Random(0)
+    letters = [chr(c) for c in range(0x0430, 0x0430 + 32)]  # Cyrillic lower case: the words
+    rare = [chr(c) for c in range(0x4E00, 0x4E00 + 1700)]  # CJK: one-character words
+    lines = []
+    for _ in range(2000):
+        words = ["".join(rng.choices(letters, k=rng.randint(1, 6))) for _ in range(8)]
+        lines.append(" ".join([*words, rng.choice(rare)]) + ".")
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    _build_vocab(first, ["--vocab_size=1500"], hash_seed=1, threads=1, source=str(text))
+    _build_vocab(second, ["--vocab_size=1500"], hash_seed=2, threads=4, source=str(text))
+    tokens = first.read_text(encoding="utf-8").split("\n")
+    assert sum(len(t) == 1 for t in tokens) == vocab.WORDPIECE_LIMIT_ALPHABET
+    assert first.read_bytes() == second.read_bytes()
 
 
 def test_wordpiece_base_pieces_are_sorted_after_the_special_tokens(tmp_path):
