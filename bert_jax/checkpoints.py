@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
+import logging
 import os
 import pathlib
 import re
@@ -77,6 +79,11 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     tmp.mkdir()
     try:
         yield tmp
+    except OSError as e:  # a full disk, a permission: one line, no half-written output
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"cannot write {path} ({e.strerror or e}); nothing was written: free disk space or fix permissions"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -206,15 +213,34 @@ def save_model(
     if vocab_file:
         tokenizer_files(vocab_file)
     with atomic_directory(path, overwrite) as tmp:
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(tmp / PARAMS_DIR, params)
-        checkpointer.wait_until_finished()
+        _save_params(tmp / PARAMS_DIR, params)
         _write_json(tmp / MODEL_CONFIG, dataclasses.asdict(model_cfg))
         if vocab_file:
             copy_tokenizer_files(vocab_file, tmp)
         if lower_case is not None:
             _write_json(tmp / TOKENIZER_CONFIG, {"do_lower_case": bool(lower_case)})
     return pathlib.Path(path)
+
+
+def _save_params(path: pathlib.Path, params: Params) -> None:
+    """Writes `params` with orbax; its write errors (TensorStore reports a
+    full disk as ValueError) become OSError for `atomic_directory`, and its
+    absl error logs stay off the console unless BERT_JAX_TRACEBACK is set."""
+    absl_logger = logging.getLogger("absl")
+    quiet = not os.environ.get("BERT_JAX_TRACEBACK")
+    level = absl_logger.level
+    if quiet:
+        absl_logger.setLevel(logging.CRITICAL)
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(path, params)
+        checkpointer.wait_until_finished()
+    except ValueError as e:
+        first = (str(e).strip().splitlines() or ["ValueError"])[0][:200]
+        raise OSError(errno.EIO, first) from None
+    finally:
+        if quiet:
+            absl_logger.setLevel(level)
 
 
 def tokenizer_files(vocab_file: str | os.PathLike) -> list[pathlib.Path]:

@@ -10,6 +10,7 @@ and the two conversion jobs.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
@@ -123,7 +124,12 @@ def export_hf(
     params = checkpoints.numpy_params(params)
     state, architecture = hf_state(params, cfg)
     with checkpoints.atomic_directory(output, overwrite) as tmp:
-        save_file(state, str(tmp / checkpoints.HF_SAFETENSORS), metadata={"format": "pt"})
+        try:
+            save_file(state, str(tmp / checkpoints.HF_SAFETENSORS), metadata={"format": "pt"})
+        except Exception as e:  # safetensors' own error type wraps the OS error
+            if isinstance(e, OSError) or type(e).__name__ == "SafetensorError":
+                raise OSError(errno.EIO, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+            raise
         (tmp / checkpoints.HF_CONFIG).write_text(json.dumps(hf_config(cfg, architecture), indent=2) + "\n")
         tokenizer_class, spm_name = _HF_TOKENIZER[cfg.family]
         if vocab_file:

@@ -156,6 +156,17 @@ def load_tokenizer(checkpoint: str, meta: dict, vocab: str | None, lower_case: b
     return load(vocab, lower_case=meta.get("lower_case") if lower_case is None else lower_case)
 
 
+def check_tokenizer_fits(tokenizer, cfg: ModelConfig, source: str) -> None:
+    """A tokenizer with more ids than the model's embedding table would give
+    NaN vectors for the ids past it: refused, naming `source`."""
+    size = getattr(tokenizer, "vocab_size", None)
+    if isinstance(size, int) and size > cfg.vocab_size:
+        raise UserError(
+            f"the tokenizer {source} has {size} tokens but the checkpoint's vocab_size is {cfg.vocab_size}; "
+            "its ids would index past the embedding table: use the checkpoint's own vocab (leave out --vocab)"
+        )
+
+
 def parse_layers(spec: str, num_layers: int) -> list[int]:
     """`"-1,-2"` -> [-1, -2], each in [-num_layers, num_layers)."""
     try:

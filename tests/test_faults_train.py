@@ -8,15 +8,18 @@ fallback), never a traceback or a silently wrong result."""
 import errno
 import json
 import os
+import pathlib
 import shutil
+import types
 
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from train_utils import tiny_config
+from train_utils import PRED, SEQ, tiny_config
 
-from bert_jax import checkpoints
-from bert_jax.errors import CheckpointError, ConfigError
+from bert_jax import checkpoints, features
+from bert_jax.data import input_pipeline
+from bert_jax.errors import CheckpointError, ConfigError, UserError
+from bert_jax.model import ModelConfig
 from bert_jax.train import evaluate, loop
 
 # ---------------------------------------------------------------------------
@@ -109,3 +112,125 @@ def test_disk_full_during_a_save_is_one_line(tmp_path, monkeypatch, capfd):
         loop.train(tiny_config(total_steps=4, eval_steps=1), str(tmp_path))
     err = capfd.readouterr().err
     assert "Traceback" not in err and "No space" not in err, err
+
+
+# ---------------------------------------------------------------------------
+# Token ids beyond the model's vocabulary, lengths beyond its position table
+
+
+def _shards(directory, vocab_size=2000, seq=SEQ, pred=PRED):
+    """Created shards of random ids below `vocab_size` (recorded in metadata.json)."""
+    input_pipeline.write_random_shards(
+        str(directory), num_files=1, records_per_file=16, max_seq_length=seq,
+        max_predictions_per_seq=pred, masking="static", vocab_size=vocab_size,
+    )
+    return str(directory)
+
+
+def _eval_config(workdir, eval_files):
+    config = evaluate.load_workdir_config(str(workdir))
+    config.data.synthetic = False
+    config.data.eval_files = eval_files
+    return config
+
+
+def test_evaluate_refuses_shards_of_a_larger_vocab(two_checkpoints, tmp_path):
+    shards = _shards(tmp_path / "big")
+    with pytest.raises(
+        ConfigError, match=r"big/metadata.json: the shards were made with a 2000-token vocab .* model.vocab_size=128"
+    ):
+        evaluate.evaluate_workdir(_eval_config(two_checkpoints, shards), str(two_checkpoints))
+
+
+def test_pretrain_refuses_shards_of_a_larger_vocab_before_any_step(tmp_path):
+    shards = _shards(tmp_path / "big")
+    config = tiny_config(**{"data.synthetic": False, "data.train_files": shards})
+    with pytest.raises(ConfigError, match=r"2000-token vocab \(vocab.size\) but model.vocab_size=128"):
+        loop.train(config, str(tmp_path / "run"))
+
+
+def test_shards_longer_than_the_position_table_are_refused(tmp_path):
+    shards = _shards(tmp_path / "long", vocab_size=2000, seq=64, pred=4)
+    config = tiny_config(**{"data.synthetic": False, "data.train_files": shards, "model.vocab_size": 2000})
+    with pytest.raises(ConfigError, match=r"settings.max_seq_length=64 exceeds the model's max_position_embeddings=32"):
+        loop.train(config, str(tmp_path / "run"))
+
+
+def test_max_seq_length_beyond_the_position_table_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.max_seq_length=64 exceeds model.max_position_embeddings=32"):
+        loop.train(tiny_config(**{"data.max_seq_length": 64}), str(tmp_path / "run"))
+
+
+def test_extract_features_refuses_a_larger_vocab():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(195)]
+    tokenizer = types.SimpleNamespace(vocab_size=len(vocab))
+    with pytest.raises(UserError, match=r"the tokenizer big.txt has 200 tokens but the checkpoint's vocab_size is 128"):
+        features.check_tokenizer_fits(tokenizer, ModelConfig(vocab_size=128), "big.txt")
+
+
+def test_non_finite_evaluation_is_an_error_and_keeps_a_good_result(two_checkpoints, tmp_path):
+    """Shards whose metadata understates their ids: the metrics come out NaN;
+    that is an error and the earlier eval_4.json stays as it was."""
+    workdir = tmp_path / "run"
+    shutil.copytree(two_checkpoints, workdir)
+    good = evaluate.write_result(str(workdir), {"step": 4, "mlm_loss": 5.0})
+    before = pathlib.Path(good).read_text()
+    shards = _shards(tmp_path / "lying")
+    meta = json.loads((tmp_path / "lying" / "metadata.json").read_text())
+    meta["vocab"]["size"] = 128
+    (tmp_path / "lying" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"gave non-finite metrics \(.*mlm_loss=nan"):
+        evaluate.evaluate_workdir(_eval_config(workdir, shards), str(workdir))
+    with pytest.raises(UserError, match=r"non-finite metrics \(mlm_loss=nan\); nothing was written"):
+        evaluate.write_result(str(workdir), {"step": 4, "mlm_loss": float("nan")})
+    assert pathlib.Path(good).read_text() == before
+    assert sorted(p for p in os.listdir(workdir) if p.startswith("eval_")) == ["eval_4.json"]
+
+
+# ---------------------------------------------------------------------------
+# Resume with another batch size; step sizes; a failed start; the first ETA
+
+
+def test_resume_with_another_batch_size_is_refused(two_checkpoints, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(two_checkpoints, workdir)
+    with pytest.raises(
+        ConfigError, match=r"batch_size=16 but .*checkpoints/4 was saved with batch_size=8; the data position"
+    ):
+        loop.train(tiny_config(total_steps=6, batch_size=16), str(workdir))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"data.max_seq_length": 1}, r"data.max_seq_length=1; use at least 4 tokens"),
+        ({"batch_size": -8}, r"batch_size=-8; use a positive number"),
+        ({"data.max_predictions_per_seq": 20}, r"max_predictions_per_seq=20 with max_seq_length=16; .* use 1 to 14"),
+    ],
+    ids=["seq1", "negative_batch", "more_masks_than_tokens"],
+)
+def test_bad_step_sizes_are_one_line_each(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        loop.train(tiny_config(**overrides), str(tmp_path / "run"))
+
+
+def test_a_failed_start_leaves_no_files_in_a_fresh_workdir(tmp_path):
+    workdir = tmp_path / "fresh"
+    with pytest.raises(ConfigError, match="there are 8"):
+        loop.train(tiny_config(**{"mesh.data": 3}), str(workdir))
+    assert not workdir.exists()
+
+
+def test_a_failed_start_keeps_what_was_there(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="there are 8"):
+        loop.train(tiny_config(**{"mesh.data": 3}), str(tmp_path))
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_the_first_eta_leaves_out_compilation(tmp_path, capsys):
+    """Step 1 is mostly compilation: no ETA there; the later ones time steps after it."""
+    loop.train(tiny_config(total_steps=3, checkpoint_every_steps=0, eval_steps=1), str(tmp_path))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert lines[0].startswith("step 1/3") and "ETA" not in lines[0]
+    assert all("| ETA " in line for line in lines[1:]), lines

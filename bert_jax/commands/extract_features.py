@@ -41,6 +41,7 @@ def main(argv):
         raise UserError("--checkpoint is required")
     cfg, params, meta = checkpoints.load_model(FLAGS.checkpoint)
     tokenizer = features.load_tokenizer(FLAGS.checkpoint, meta, FLAGS.vocab, FLAGS.lower_case)
+    features.check_tokenizer_fits(tokenizer, cfg, FLAGS.vocab or meta.get("vocab_file") or FLAGS.checkpoint)
     layers = features.parse_layers(FLAGS.layers, cfg.num_layers)
     extractor = features.FeatureExtractor(cfg, params, layers, FLAGS.max_seq_length, FLAGS.batch_size)
     for obj in features.extract_features(sys.stdin, tokenizer, extractor):

@@ -10,6 +10,7 @@ the `bert-jax evaluate` command prints the result and writes WORKDIR/eval_<step>
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -23,8 +24,8 @@ import numpy as np
 
 from bert_jax import checkpoints
 from bert_jax.config import model_config
-from bert_jax.errors import CheckpointError, ConfigError, DataError
-from bert_jax.train import checkpointing, mlm_distill, optim, phases, sharding
+from bert_jax.errors import CheckpointError, ConfigError, DataError, UserError
+from bert_jax.train import checkpointing, mlm_distill, optim, phases, preflight, sharding
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
 
@@ -85,6 +86,7 @@ def evaluate_workdir(
     """Restores step `step` (default: latest) of `workdir` on config.mesh and
     evaluates config.eval_steps batches of config.data.eval_files."""
     model_cfg = model_config(config)
+    preflight.check_run(config, model_cfg, phases.resolve_phases(config), splits=("eval",))
     mesh = sharding.make_mesh(config.mesh)
     optimizer = optim.make_optimizer(config.optimizer, config.total_steps)
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=0, async_save=False)
@@ -115,6 +117,7 @@ def evaluate_workdir(
         eval_step, restored.params, factory(spec, "eval", files, None), config.eval_steps, bsh
     )
     result["step"] = step
+    preflight.check_finite_metrics(result, f"{workdir}/checkpoints/{step}")
     return result
 
 
@@ -137,6 +140,7 @@ def evaluate_checkpoint(
         config = ml_collections.ConfigDict(config.to_dict())
         # A Hugging Face folder: the folder itself names its tokenizer files.
         config.data.vocab_file = meta["path"] if meta.get("format") == "hf" else meta["vocab_file"]
+    preflight.check_run(config, model_cfg, phases.resolve_phases(config), splits=("eval",))
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_batch_size(int(config.batch_size), mesh, 1)
     params, shardings = mlm_distill.place_teacher(checkpoint, loaded, model_cfg, mesh, what="--checkpoint")
@@ -149,15 +153,24 @@ def evaluate_checkpoint(
                              config.eval_steps, bsh)
     result["step"] = 0
     result["checkpoint"] = str(checkpoint)
+    preflight.check_finite_metrics(result, str(checkpoint))
     return result
 
 
 def write_result(workdir: str, result: dict[str, Any]) -> str:
-    """WORKDIR/eval_<step>.json (written to a temp name, then renamed)."""
+    """WORKDIR/eval_<step>.json (written to a temp name, then renamed, so a
+    failed write never replaces a good file); a non-finite metric is an
+    error, never written (JSON has no NaN)."""
+    preflight.check_finite_metrics(result, f"step {result['step']}")
     path = os.path.join(workdir, f"eval_{result['step']}.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(result, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise UserError(f"cannot write {path} ({e.strerror or e}); free disk space or fix permissions") from None
     return path

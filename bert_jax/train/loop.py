@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -38,7 +39,7 @@ import numpy as np
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError, ConfigError, UserError
 from bert_jax.model import ModelConfig
-from bert_jax.train import checkpointing, inputs, metrics_log, mlm_distill, optim, sharding
+from bert_jax.train import checkpointing, inputs, metrics_log, mlm_distill, optim, preflight, sharding
 from bert_jax.train import evaluate as evaluate_lib
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
@@ -91,16 +92,55 @@ class TrainingDiverged(UserError):
 
 
 def prepare_workdir(workdir: str) -> None:
+    probe = os.path.join(workdir, f".write-test-{os.getpid()}")
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write-test-{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        try:
+            with open(probe, "w") as f:
+                f.write("ok")
+        finally:  # a full disk fails the write after the open made the file
+            with contextlib.suppress(OSError):
+                os.remove(probe)
     except OSError as e:
         raise UserError(
             f"cannot write to workdir {workdir} ({e.strerror or e}); pick a writable --workdir"
         ) from None
+
+
+# What a start writes into the workdir before the first step; removed again
+# when that start fails in a workdir that held none of them.
+START_FILES = ("config.json", "checkpoints", "tb", "metrics.jsonl", checkpointing.ERROR_LOG)
+
+
+def _entries(workdir: str) -> set[str] | None:
+    """The workdir's entries now; None when it does not exist."""
+    try:
+        return set(os.listdir(workdir))
+    except OSError:
+        return None
+
+
+def remove_start_leftovers(workdir: str, before: set[str] | None) -> None:
+    """After a failed start (no step logged, no checkpoint saved): removes
+    what this run created (config.json, empty checkpoints/, tb/, ...), and
+    the workdir itself when this run created it and it is empty again."""
+    now = _entries(workdir) or set()
+    if "metrics.jsonl" in now - (before or set()) and os.path.getsize(os.path.join(workdir, "metrics.jsonl")):
+        return  # steps ran: their logs are worth keeping
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if "checkpoints" in now and "checkpoints" not in (before or set()) and os.listdir(ckpt_dir):
+        return
+    for name in START_FILES:
+        if name in now and name not in (before or set()):
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+    if before is None:
+        with contextlib.suppress(OSError):
+            os.rmdir(workdir)  # only when empty
 
 
 def _pid_alive(pid: int) -> bool:
@@ -327,9 +367,10 @@ class _Trainer:
         self.is_chief = jax.process_index() == 0
         self.model_cfg = model_config(config)
         self.phases = resolve_phases(config)
+        preflight.check_run(config, self.model_cfg, self.phases)
         self.total = int(config.total_steps)
         self.mesh = sharding.make_mesh(config.mesh)
-        self.flops_cfg = step_lib.for_mesh(self.model_cfg, self.mesh)  # the model as the step runs it (MFU)
+        self.flops_cfg = self.model_cfg  # the model as the step runs it (MFU)
         self.accum = int(config.optimizer.get("grad_accum_steps", 1))
         sharding.check_batch_size(int(config.batch_size), self.mesh, self.accum)
         if config.on_nan not in ("stop", "skip"):
@@ -416,7 +457,9 @@ class _Trainer:
         ckpt_every, eval_every = int(config.checkpoint_every_steps), int(config.eval_every_steps)
         phase, source, last = None, None, {}
         window: list[dict[str, Any]] = []
+        # The ETA counts from the end of the first step: that one includes compilation.
         started, start_step, window_start = time.monotonic(), step, time.monotonic()
+        first_step = step + 1
         while step < self.total:
             if phase is None or not phase.start <= step < phase.stop:
                 phase = phase_at(self.phases, step)
@@ -426,6 +469,8 @@ class _Trainer:
             batch = evaluate_lib.to_global(next(source), self.batch_sharding)
             state, metrics = train_step(state, batch, rng)
             step += 1
+            if step == first_step:  # compiled now: the ETA's clock starts here
+                started, start_step = time.monotonic(), step
             window.append(metrics)
             boundary = step == phase.stop or step == self.total
             saving = bool(stop) or step == self.total or (ckpt_every > 0 and step % ckpt_every == 0)
@@ -495,8 +540,18 @@ def train(
     """Pre-trains per `config` in `workdir` (resuming there); returns the last
     logged metrics (with eval_* after the final evaluation, and `name/key`
     of the step hooks that ran at the last step)."""
-    prepare_workdir(workdir)
     chief = jax.process_index() == 0
+    before = _entries(workdir)
+    try:
+        return _train(config, workdir, source_factory, step_hooks, chief)
+    except BaseException:
+        if chief:
+            remove_start_leftovers(workdir, before)
+        raise
+
+
+def _train(config, workdir: str, source_factory, step_hooks: Sequence[StepHook], chief: bool) -> dict[str, float]:
+    prepare_workdir(workdir)
     with (
         workdir_lock(workdir, enabled=chief),
         StopFlag() as stop,

@@ -69,9 +69,8 @@ class MetricsLog:
         """`step 120/600 loss 6.1234 mlm_acc 0.081 | 512 ex/s 32768 tok/s | ETA 1m40s`."""
         if not self.enabled:
             return
-        done = step - start_step
+        done = step - start_step  # steps timed since `started` (the loop starts after the first, compiled step)
         rate = done / max(time.monotonic() - started, 1e-9)
-        eta = (total - step) / rate if rate > 0 else 0.0
         parts = [f"step {step}/{total}", f"loss {metrics['loss']:.4f}"]
         if "mlm_accuracy" in metrics:
             parts.append(f"mlm_acc {metrics['mlm_accuracy']:.3f}")
@@ -80,7 +79,9 @@ class MetricsLog:
             line += f" | {metrics['examples_per_s']:.0f} ex/s {metrics['tokens_per_s']:.0f} tok/s"
         if "mfu" in metrics:
             line += f" MFU {100 * metrics['mfu']:.1f}%"
-        print(f"{line} | ETA {_fmt_duration(eta)}", file=sys.stdout, flush=True)
+        if done > 0:  # no rate yet: the first step's time is mostly compilation
+            line += f" | ETA {_fmt_duration((total - step) / rate)}"
+        print(line, file=sys.stdout, flush=True)
 
     def close(self) -> None:
         if self._writer is not None:
