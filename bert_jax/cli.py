@@ -250,6 +250,9 @@ def _flags_error_message(error, prog: str) -> str:
     if inline:  # a DEFINE_config_dict flag: its config is built in, not read from a file
         name = inline.group(1)
         return f"--{name} takes no file here; change single keys with --{name}.KEY=VALUE ({prog} --help)"
+    order = re.match(r"Found (--[^=\s]+)\S* in argv before a value for (--\w+) was specified", text)
+    if order:  # config_flags applies overrides to the file's config, so the file must come first
+        return f"{order.group(1)} comes before {order.group(2)}=FILE; put {order.group(2)}=FILE first"
     missing = re.findall(r"Flag (--\S+) must have a value other than None", text)
     if missing and len(missing) == len(text.splitlines()):
         return f"missing required flag{'s' * (len(missing) > 1)} {', '.join(missing)}; {prog} --help lists its flags"
