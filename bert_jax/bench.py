@@ -366,9 +366,7 @@ def run_bench(
     rounds = min(rounds, steps)
     batch_np = synthetic_batch(shape, model_cfg.vocab_size, config.seed)
     devices = jax.devices()
-    # The FLOPs of the step as it runs on this mesh (step.for_mesh).
-    run_cfg = step.for_mesh(model_cfg, sharding.make_mesh(config.mesh))
-    step_flops = flops.train_step_flops(run_cfg, shape.batch_size, shape.seq_len, shape.max_predictions)
+    step_flops = flops.train_step_flops(model_cfg, shape.batch_size, shape.seq_len, shape.max_predictions)
     peak, peak_source = device_peak_flops(devices[0], model_cfg.dtype)
     if devices[0].platform != "cpu":
         peak *= len(devices)  # CPU "devices" share one host's cores, measured together

@@ -27,6 +27,31 @@ SIZES = {
 }
 
 
+# logical axis name -> the mesh axes it is split over: one of data, fsdp,
+# tensor, several joined by "," (split over their product), or "none"
+# (replicated). A mesh axis of size 1 splits nothing, so this one table gives
+# DP (data=N), FSDP (fsdp=N), TP (tensor=N) and any mix.
+DEFAULT_MESH_RULES = {
+    # parameters
+    "vocab": "tensor",
+    "embed": "fsdp",
+    "mlp": "tensor",
+    "heads": "tensor",
+    "kv": "none",
+    "position": "none",
+    "type": "none",
+    "layers": "none",
+    "classes": "none",
+    # activations: batch over every data-parallel axis, heads / MLP over tensor
+    "batch": "data,fsdp",
+    "length": "none",
+    "act_embed": "none",
+    "act_heads": "tensor",
+    "act_kv": "none",
+    "act_mlp": "tensor",
+}
+
+
 def model_section(size: str = "base", **overrides) -> ml_collections.ConfigDict:
     """The `model` section for a named size, every ModelConfig field present."""
     if size not in SIZES:
@@ -105,6 +130,10 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.mesh.data = -1
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
+    # The logical-axis rule table (bert_jax.train.sharding): which mesh axes
+    # each named parameter / activation dimension is split over. One rule can
+    # be changed from the command line, e.g. --config.mesh.rules.embed=none.
+    c.mesh.rules = ml_collections.ConfigDict(DEFAULT_MESH_RULES)
 
     # Probe: fine-tune a copy on a small downstream set every N steps (0 = off).
     c.probe = ml_collections.ConfigDict()

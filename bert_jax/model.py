@@ -85,9 +85,7 @@ class ModelConfig:
     # Pre-training reads the last layer only at the [CLS] and masked positions,
     # so that layer can compute queries, attention and feed-forward there alone
     # (keys and values still over every token): the same outputs, less work.
-    # On by default; the train and eval steps turn it off on meshes with data,
-    # fsdp and tensor all > 1, where XLA's SPMD partitioner (jax 0.10.2) gets
-    # this graph wrong (bert_jax.train.step.for_mesh).
+    # On by default, on every mesh (tests/test_activation_sharding.py).
     last_layer_outputs_only: bool = True
     # Attention heads kept in each layer (head pruning), each of width head_dim;
     # None: num_heads everywhere (and the usual parameter shapes).
@@ -213,16 +211,43 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 }
 
 
+class _LogicalBox(nn.LogicallyPartitioned):
+    """A parameter boxed with its logical axis names, as
+    `nn.with_logical_partitioning` makes it, except that unboxing a value
+    whose rank differs from the names applies no sharding constraint.
+
+    Why: `nn.DenseGeneral` builds a multi-axis kernel (`[embed, heads, kv]`)
+    by calling its initializer on the flattened 2-D shape and unboxing that
+    before reshaping and re-boxing it. Under a mesh (the step traces with one,
+    so that the activation constraints below take effect) a 3-name
+    constraint on the 2-D value is invalid; the reshaped parameter keeps its
+    names and is constrained as usual."""
+
+    def unbox(self, apply_constraint: bool = True):
+        if jnp.ndim(self.value) != len(self.names):
+            apply_constraint = False
+        return super().unbox(apply_constraint)
+
+
+def _boxed(init: Callable, axes: tuple[str, ...]) -> Callable:
+    """`init` whose output carries the logical names `axes` (`_LogicalBox`)."""
+
+    def boxed_init(*args, **kwargs):
+        return _LogicalBox(init(*args, **kwargs), axes)
+
+    return boxed_init
+
+
 def _init(cfg: ModelConfig, axes: tuple[str, ...]):
-    return nn.with_logical_partitioning(nn.initializers.normal(stddev=cfg.initializer_range), axes)
+    return _boxed(nn.initializers.normal(stddev=cfg.initializer_range), axes)
 
 
 def _zeros(axes: tuple[str, ...]):
-    return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+    return _boxed(nn.initializers.zeros_init(), axes)
 
 
 def _ones(axes: tuple[str, ...]):
-    return nn.with_logical_partitioning(nn.initializers.ones_init(), axes)
+    return _boxed(nn.initializers.ones_init(), axes)
 
 
 def _layer_norm(cfg: ModelConfig, name: str, axis_name: str = "embed") -> nn.LayerNorm:

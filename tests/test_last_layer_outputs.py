@@ -82,24 +82,5 @@ def test_flops_count_the_last_layer_at_the_read_positions():
     assert flops.forward_flops_breakdown(cfg.replace(scan_layers=True), b, s, p)["encoder"] == 12 * full_layer
 
 
-@pytest.mark.parametrize(
-    ("sizes", "kept"),
-    [((1, 1, 1), True), ((8, 1, 1), True), ((2, 1, 4), True), ((1, 4, 2), True), ((2, 4, 1), True), ((2, 2, 2), False)],
-)
-def test_the_step_keeps_the_option_except_on_three_axis_meshes(sizes, kept):
-    """On data x fsdp x tensor all > 1, XLA's SPMD partitioner (jax 0.10.2)
-    computes this graph wrongly for some batch shards, so the steps run the
-    full last layer there (bert_jax.train.step.for_mesh)."""
-    from jax.sharding import Mesh
-
-    from bert_jax.train import step
-
-    devices = np.asarray(jax.devices()[: int(np.prod(sizes))]).reshape(sizes)
-    mesh = Mesh(devices, ("data", "fsdp", "tensor"))
-    cfg = step.for_mesh(ModelConfig(**TINY, last_layer_outputs_only=True), mesh)
-    assert cfg.last_layer_outputs_only is kept
-    assert step.for_mesh(ModelConfig(**TINY, last_layer_outputs_only=False), mesh).last_layer_outputs_only is False
-
-
 def test_the_default_is_on():
     assert ModelConfig().last_layer_outputs_only is True

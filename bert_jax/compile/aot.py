@@ -264,7 +264,7 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
     if "flops" not in cost and cpu_flops:
         cost = _cpu_cost(config, topology.num_devices) or {}
         source = f"xla:cpu (the same program for {topology.num_devices} CPU devices)"
-    model_cfg = step.for_mesh(model_config(config), program.mesh)
+    model_cfg = model_config(config)
     analytic = analytic_flops.train_step_flops(
         model_cfg, config.batch_size, config.data.max_seq_length, config.data.max_predictions_per_seq
     )

@@ -6,8 +6,9 @@ XLA all-gathers a layer's weights where it is used and reduce-scatters its
 gradients) and `tensor` (Megatron-style: attention heads, the MLP's inner
 dimension and the vocabulary split across devices).
 
-The model (bert_jax.model) names every parameter and activation axis; RULES
-maps those names to mesh axes. A mesh axis of size 1 shards nothing, so the
+The model (bert_jax.model) names every parameter and activation axis; the
+rule table (configuration: `mesh.rules`, default
+`bert_jax.config.DEFAULT_MESH_RULES`) maps those names to mesh axes. A mesh axis of size 1 shards nothing, so the
 same table gives DP (data=N), FSDP (fsdp=N), TP (tensor=N) and any mix.
 """
 
@@ -23,31 +24,60 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from bert_jax.config import DEFAULT_MESH_RULES
 from bert_jax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
-# logical axis name -> mesh axis (or None: replicated along that dimension).
-RULES: tuple[tuple[str, Any], ...] = (
-    # parameters
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv", None),
-    ("position", None),
-    ("type", None),
-    ("layers", None),
-    ("classes", None),
-    # activations
-    ("batch", BATCH_AXES),
-    ("length", None),
-    ("act_embed", None),
-    ("act_heads", "tensor"),
-    ("act_kv", None),
-    ("act_mlp", "tensor"),
-)
+Rules = tuple[tuple[str, Any], ...]
+
+
+def _mesh_axes_of(logical: str, value: Any) -> Any:
+    """One rule's value ("tensor", "data,fsdp", "none" or "", or a sequence)
+    as flax wants it: a mesh axis name, a tuple of names, or None."""
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else [str(n) for n in value]
+    names = [n for n in names if n and n.lower() != "none"]
+    for name in names:
+        if name not in MESH_AXES:
+            raise ConfigError(
+                f"mesh.rules.{logical}={value!r}: unknown mesh axis {name!r}; "
+                f"use {', '.join(MESH_AXES)} (joined by ',') or 'none'"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"mesh.rules.{logical}={value!r} names a mesh axis twice")
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else tuple(names)
+
+
+def rules_from_table(table: Any) -> Rules:
+    """The rule table of a config (`mesh.rules`: logical axis -> mesh axes)
+    as the (logical, mesh) pairs flax takes; logical axes the table leaves
+    out keep their default. ConfigError for a logical axis the model does
+    not name or a mesh axis that does not exist."""
+    table = dict(table or {})
+    unknown = sorted(set(table) - set(DEFAULT_MESH_RULES))
+    if unknown:
+        raise ConfigError(
+            f"mesh.rules.{unknown[0]}: unknown logical axis; the model names "
+            f"{', '.join(DEFAULT_MESH_RULES)}"
+        )
+    merged = {**DEFAULT_MESH_RULES, **table}
+    return tuple((logical, _mesh_axes_of(logical, merged[logical])) for logical in DEFAULT_MESH_RULES)
+
+
+def rules_of(mesh_cfg: Any) -> Rules:
+    """The rule table of a config's `mesh` section (the default where a
+    config, e.g. an older run's config.json, has none)."""
+    table = mesh_cfg.get("rules") if hasattr(mesh_cfg, "get") else None
+    return rules_from_table(table)
+
+
+# The default table (bert_jax.config.DEFAULT_MESH_RULES) as flax's pairs.
+RULES: Rules = rules_from_table(DEFAULT_MESH_RULES)
 
 
 def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, int, int]:
@@ -98,6 +128,7 @@ def logical_shardings(boxed_abstract: Any, mesh: Mesh, rules=RULES) -> Any:
     """NamedShardings for a tree of (possibly `nn.Partitioned`-boxed) abstract
     arrays: the rule table applied to each leaf's logical axis names."""
     logical = nn.get_partition_spec(boxed_abstract)
+    check_param_rules(logical, rules)
     mesh_specs = nn.logical_to_mesh(logical, rules)
     shapes = nn.meta.unbox(boxed_abstract)
     return jax.tree.map(
@@ -106,6 +137,29 @@ def logical_shardings(boxed_abstract: Any, mesh: Mesh, rules=RULES) -> Any:
         shapes,
         is_leaf=lambda s: isinstance(s, PartitionSpec),
     )
+
+
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def check_param_rules(logical_specs: Any, rules: Rules) -> None:
+    """ConfigError naming the parameter when the rule table splits two of its
+    dimensions over the same mesh axis (no valid sharding exists; flax
+    would silently replicate one of them)."""
+    table = dict(rules)
+    flat, _ = jax.tree_util.tree_flatten_with_path(logical_specs, is_leaf=lambda s: isinstance(s, PartitionSpec))
+    for path, spec in flat:
+        used: dict[str, str] = {}
+        for logical in spec or ():
+            axes = table.get(logical) if isinstance(logical, str) else None
+            for axis in (axes,) if isinstance(axes, str) else tuple(axes or ()):
+                if axis in used:
+                    raise ConfigError(
+                        f"parameter {_path_name(path)}: mesh.rules splits both its {used[axis]!r} and "
+                        f"{logical!r} dimensions over mesh axis {axis!r}; map one of them elsewhere or to 'none'"
+                    )
+                used[axis] = logical
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

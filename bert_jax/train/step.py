@@ -23,10 +23,11 @@ both Adam moments cost bert_base ~2.5% of its CPU step) and
 `metrics["nonfinite"]` is 1; the loop then stops (on_nan="stop") or goes on
 (on_nan="skip").
 
-`model.last_layer_outputs_only` is switched off on meshes where data, fsdp
-and tensor are all larger than 1 (`for_mesh`): there XLA's SPMD partitioner
-of jax 0.10.2 computes that graph wrongly for some batch shards
-(docs/performance.md; tests/test_last_layer_outputs.py pins the fallback).
+The step runs under the mesh and the logical-axis rule table (`MeshJitted`),
+so the model's activation constraints take effect on every mesh. (Before
+they did, XLA's SPMD partitioner got the last layer at the read positions
+wrong on 3-axis meshes and the step had to run the full last layer there;
+tests/test_activation_sharding.py compares a 2x2x2 step with one device.)
 """
 
 from __future__ import annotations
@@ -223,14 +224,12 @@ def eval_step(state_or_params, batch: Batch, *, model_cfg: ModelConfig) -> dict[
 
 
 class MeshJitted:
-    """A jitted function that traces inside the rule table; `lower` / `trace`
-    / `eval_shape` for ahead-of-time use.
-
-    No global mesh is set (jax.set_mesh): with one, flax's parameter shape
-    check re-runs DenseGeneral's kernel init on the flattened 2-D kernel and
-    its 3-axis logical constraint fails. So the model's activation
-    constraints are inert and XLA propagates shardings from the parameters
-    and the batch (in_shardings/out_shardings below)."""
+    """A jitted function that traces with the mesh (`jax.set_mesh`) and the
+    logical-axis rule table in force, so every `nn.with_logical_constraint`
+    in the model takes effect: activations are split as the rules say
+    (batch over data x fsdp, heads and the MLP over tensor) instead of XLA
+    guessing their layout from the parameters'. `lower` / `trace` /
+    `eval_shape` for ahead-of-time use."""
 
     def __init__(self, jitted, mesh: Mesh, rules, bound: tuple = ()):
         # `bound`: trailing arguments passed on every call (the teacher's params).
@@ -240,6 +239,7 @@ class MeshJitted:
         import contextlib
 
         stack = contextlib.ExitStack()
+        stack.enter_context(jax.set_mesh(self.mesh))
         stack.enter_context(nn.logical_axis_rules(self.rules))
         return stack
 
@@ -260,15 +260,6 @@ class MeshJitted:
             return self._jitted.eval_shape(*args, *self._bound)
 
 
-def for_mesh(model_cfg: ModelConfig, mesh: Mesh) -> ModelConfig:
-    """`model_cfg` as the step runs it on `mesh`: without
-    `last_layer_outputs_only` when data, fsdp and tensor are all > 1 (see the
-    module docstring); unchanged otherwise."""
-    if model_cfg.last_layer_outputs_only and all(mesh.shape.get(a, 1) > 1 for a in ("data", "fsdp", "tensor")):
-        return model_cfg.replace(last_layer_outputs_only=False)
-    return model_cfg
-
-
 def make_train_step(
     model_cfg: ModelConfig,
     optimizer: Optimizer | optax.GradientTransformation,
@@ -287,7 +278,6 @@ def make_train_step(
     replicated, and the input state donated (its buffers are reused).
     With `distill`, `teacher_params` (placed with `teacher_shardings`, not
     donated, never updated) are bound as the step's last argument."""
-    model_cfg = for_mesh(model_cfg, mesh)
     tx = as_transformation(optimizer)
     schedule = optimizer.schedule if isinstance(optimizer, Optimizer) else None
     batch_sharding = batch_sharding or sharding_lib.batch_sharding(mesh)
@@ -314,7 +304,7 @@ def make_eval_step(
     """`eval_step(params, batch) -> sums` jitted with the params' shardings."""
     batch_sharding = batch_sharding or sharding_lib.batch_sharding(mesh)
     jitted = jax.jit(
-        functools.partial(eval_step, model_cfg=for_mesh(model_cfg, mesh)),
+        functools.partial(eval_step, model_cfg=model_cfg),
         in_shardings=(params_shardings, batch_sharding),
         out_shardings=sharding_lib.replicated(mesh),
     )
