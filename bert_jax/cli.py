@@ -45,7 +45,7 @@ COMMANDS = {
 _HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "-helpshort", "-?")
 _HELPFULL_ARGS = ("--helpfull", "-helpfull")
 # setup.py's extras, for naming the one a command's missing import needs.
-_EXTRA_OF_PACKAGE = {"qwix": "compress", "apache_beam": "beam", "libtpu": "tpu"}
+_EXTRA_OF_PACKAGE = {"qwix": "compress", "apache_beam": "beam", "libtpu": "tpu", "jax_cuda12_plugin": "tpu"}
 
 
 def _usage() -> str:
@@ -74,7 +74,7 @@ def _import_command(name: str):
         if not top or top == "bert_jax":
             raise  # our own module missing is a bug, not the user's install
         extra = _EXTRA_OF_PACKAGE.get(top)
-        fix = f"pip install -e '.[{extra}]'" if extra else f"install {top} (pip install -e '.[test]' has all)"
+        fix = f"pip install -e '.[{extra}]'" if extra else "a core requirement: reinstall with pip install -e ."
         raise UserError(f"needs the Python package {top!r}, which is not installed; {fix}") from e
 
 
@@ -163,8 +163,9 @@ def _config_file_flags() -> list:
 
 def _check_config_path(name: str, value: str) -> None:
     """A --NAME=FILE[:ARG] that is empty, missing or a directory, as a UserError."""
-    path = pathlib.Path(value.split(":", 1)[0])
-    if not str(value.split(":", 1)[0]):
+    file = value.split(":", 1)[0]  # FILE:ARG passes ARG to get_config
+    path = pathlib.Path(file)
+    if not file:
         raise UserError(f"--{name} is empty; pass a config file, e.g. --{name}=configs/demo.py")
     if path.is_dir():
         inside = sorted(p.as_posix() for p in path.glob("*.py") if not p.name.startswith("_"))[:4]
@@ -336,6 +337,7 @@ def _check_configs_loaded() -> None:
 
 
 def run(argv: list[str] | None = None) -> None:
+    in_process = argv is not None
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2:
         print(_usage(), file=sys.stderr)  # a mistake, so stderr; `bert-jax --help` is stdout
@@ -351,8 +353,8 @@ def run(argv: list[str] | None = None) -> None:
         _fail("bert-jax", f"unknown command {name!r}; commands: {known}")
     prog = f"bert-jax {name}"
     args = [prog] + argv[2:]
-    # config_flags finds the --config.KEY overrides in sys.argv, not in the argv parsed.
-    sys.argv = args
+    if in_process:  # config_flags finds the --config.KEY overrides in sys.argv, not in the argv parsed
+        sys.argv = args
     try:
         with _flag_errors_as_user_errors(prog, args):  # a DEFINE_config_dict applies overrides at import
             module = _import_command(name)

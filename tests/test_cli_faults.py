@@ -233,6 +233,18 @@ def test_command_help_lists_its_flags_and_exits_0(command):
     assert "Try --helpfull" not in proc.stdout
 
 
+def test_help_command_shows_a_commands_flags():
+    proc = _bert_jax("help", "compile")
+    assert proc.returncode == 0, proc.stderr
+    assert "flags of bert-jax compile:\n  --config=FILE\n" in proc.stdout
+
+
+def test_helpfull_adds_absls_flags_and_exits_0():
+    proc = _bert_jax("compile", "--helpfull")
+    assert proc.returncode == 0, proc.stderr
+    assert "flags of bert-jax compile:\n" in proc.stdout and "--verbosity" in proc.stdout
+
+
 def test_help_shows_each_flags_help_text_and_default():
     proc = _bert_jax("tokenize", "-h")
     assert proc.returncode == 0, proc.stderr
