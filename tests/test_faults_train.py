@@ -9,14 +9,18 @@ import errno
 import json
 import os
 import pathlib
+import re
 import shutil
+import subprocess
+import sys
 import types
 
 import orbax.checkpoint as ocp
 import pytest
+from orbax.checkpoint._src.checkpointers import async_checkpointer
 from train_utils import PRED, SEQ, tiny_config
 
-from bert_jax import checkpoints, features
+from bert_jax import checkpoints, convert, features
 from bert_jax.data import input_pipeline
 from bert_jax.errors import CheckpointError, ConfigError, UserError
 from bert_jax.model import ModelConfig
@@ -67,7 +71,8 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(damaged, capfd):
     out, err = capfd.readouterr()
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1, err
-    assert "checkpoints/4" in warnings[0] and "resuming from step 2, the newest intact one" in warnings[0]
+    assert warnings[0].startswith("warning: checkpoint step 4 is damaged (")
+    assert "resuming from step 2, the newest intact one" in warnings[0]
     assert "Traceback" not in err
     assert f"resuming from {damaged}/checkpoints/2" in out
     # The damaged step is set aside (kept for inspection), step 4 is trained and saved anew.
@@ -89,29 +94,80 @@ def test_load_model_names_the_damaged_step_and_the_intact_one(damaged):
         checkpoints.load_model(damaged)
 
 
+def _error_lines(stderr: str) -> list[str]:
+    """stderr less the native libraries' start-up lines (CUDA stubs, oneDNN)."""
+    native = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
+    return [line for line in stderr.splitlines() if line.strip() and not native.match(line)]
+
+
+def test_evaluate_command_on_a_damaged_checkpoint_is_one_line(two_checkpoints, tmp_path, repo_root):
+    workdir = tmp_path / "run"
+    shutil.copytree(two_checkpoints, workdir)
+    _garbage_metadata(workdir / "checkpoints" / "4" / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bert_jax.cli", "evaluate", f"--workdir={workdir}"],
+        cwd=repo_root, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("bert-jax evaluate: error: checkpoint step 4 is damaged (")
+    assert lines[0].endswith("step 2 is intact: pass --step=2")
+    assert not list(workdir.glob("eval_*.json"))
+
+
 # ---------------------------------------------------------------------------
 # A disk that fills during a checkpoint save
 
 
 def test_disk_full_during_a_save_is_one_line(tmp_path, monkeypatch, capfd):
-    """The save of step 4 fails with ENOSPC in orbax's writer: one error
-    naming the intact step 2; orbax's own error logs go to the workdir's
-    log file, not stderr."""
-    real = ocp.StandardCheckpointHandler.async_save
+    """The background write of step 4 fails with ENOSPC: one error naming
+    the intact step 2; orbax's own error log of it (a traceback) goes to
+    WORKDIR/checkpoint-errors.log, not stderr."""
+    real = async_checkpointer._background_wait_for_commit_futures
     calls = []
 
-    def full_disk(self, directory, *args, **kwargs):
+    def full_disk(directory, *args, **kwargs):
         calls.append(directory)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
-        return real(self, directory, *args, **kwargs)
+        return real(directory, *args, **kwargs)
 
-    monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", full_disk)
+    monkeypatch.setattr(async_checkpointer, "_background_wait_for_commit_futures", full_disk)
     capfd.readouterr()
     with pytest.raises(CheckpointError, match=r"saving checkpoint step 4 .*No space left on device.*step 2 is intact"):
         loop.train(tiny_config(total_steps=4, eval_steps=1), str(tmp_path))
     err = capfd.readouterr().err
     assert "Traceback" not in err and "No space" not in err, err
+    assert "No space left on device" in (tmp_path / "checkpoint-errors.log").read_text()
+
+
+def test_save_model_onto_a_full_disk_is_one_line_and_leaves_nothing(two_checkpoints, tmp_path, monkeypatch):
+    """What `bert-jax convert --from=...` writes through."""
+    cfg, params, _ = checkpoints.load_model(two_checkpoints)
+
+    def full_disk(self, directory, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", full_disk)
+    with pytest.raises(CheckpointError, match=r"cannot write .*/out \(No space left on device\); nothing was written"):
+        checkpoints.save_model(tmp_path / "out", cfg, params)
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(two_checkpoints, tmp_path, monkeypatch):
+    """`bert-jax convert --to=hf`: safetensors reports the full disk with its own error type."""
+    import safetensors.numpy
+
+    real = safetensors.numpy.save_file
+
+    def full_disk(state, path, metadata=None):
+        real({}, "/nonexistent-dir/x.safetensors")  # raises SafetensorError: "I/O error: ..."
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full_disk)
+    with pytest.raises(CheckpointError, match=r"cannot write .*/hf \(.*I/O error.*\); nothing was written"):
+        convert.export_checkpoint(two_checkpoints, tmp_path / "hf")
+    assert os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------

@@ -199,8 +199,10 @@ class Checkpointer:
             if damaged:
                 moved = [self._set_aside(d.step) for d in damaged]
                 if warn is not None:
-                    warn(f"checkpoint {damaged[0]}: damaged; resuming from step {step}, the newest intact "
-                         f"one (the damaged step{'s' if len(moved) > 1 else ''} moved to {', '.join(moved)})")
+                    names = ", ".join(str(d.step) for d in damaged)
+                    warn(f"checkpoint step {names} is damaged ({damaged[0]}); resuming from step {step}, the "
+                         f"newest intact one (the damaged step{'s' if len(moved) > 1 else ''} moved to "
+                         f"{', '.join(moved)})")
             return step, state, data
         if damaged:
             raise DamagedCheckpoint(
