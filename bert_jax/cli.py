@@ -212,16 +212,20 @@ def _unknown_key_message(error: BaseException, argv: list[str]) -> str | None:
     return None
 
 
+def _is_config_file(filename: str, argv: list[str]) -> bool:
+    """Whether `filename` is a config file given to a DEFINE_config_file flag in argv."""
+    names = [flag.name for flag in _config_file_flags()]
+    files = {pathlib.Path(v.split(":", 1)[0]).resolve() for n in names if (v := _flag_value(argv, n))}
+    return pathlib.Path(filename).resolve() in files
+
+
 def _config_frame(error: BaseException, argv: list[str]) -> str | None:
     """`FILE:LINE` of the deepest traceback frame inside a config file named in argv."""
-    names = [flag.name for flag in _config_file_flags()]
-    files = {str(pathlib.Path(v.split(":", 1)[0]).resolve()) for n in names if (v := _flag_value(argv, n))}
     where = None
     tb = error.__traceback__
     while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if str(pathlib.Path(filename).resolve()) in files:
-            where = f"{filename}:{tb.tb_lineno}"
+        if _is_config_file(tb.tb_frame.f_code.co_filename, argv):
+            where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where
 
@@ -304,6 +308,8 @@ def _flag_errors_as_user_errors(prog: str, argv: list[str]):
     except flags.Error as e:
         raise UserError(_flags_error_message(e, prog)) from e
     except SyntaxError as e:
+        if not e.filename or not _is_config_file(e.filename, argv):
+            raise  # a syntax error in our own code is a bug
         raise UserError(f"{e.filename}:{e.lineno}: syntax error in the config file: {e.msg}; fix the file") from e
     except (KeyError, AttributeError) as e:
         raise UserError(_unknown_key_message(e, argv) or _config_failure(e, argv)) from e
