@@ -101,7 +101,7 @@ def build_ours(config: ml_collections.ConfigDict, batch_np: dict[str, np.ndarray
     it: the config's mesh, optimizer and sharded state, `batch_np` placed with
     the batch sharding once, the state's base key as the dropout key."""
     model_cfg = model_config(config)
-    mesh = sharding.make_mesh(config.mesh)
+    mesh, rules = sharding.make_mesh(config.mesh), sharding.rules_of(config.mesh)
     accum = int(config.optimizer.get("grad_accum_steps", 1))
     sharding.check_batch_size(int(config.batch_size), mesh, accum)
     optimizer = optim.make_optimizer(config.optimizer, int(config.total_steps))
@@ -112,10 +112,11 @@ def build_ours(config: ml_collections.ConfigDict, batch_np: dict[str, np.ndarray
         config.data.max_seq_length,
         config.data.max_predictions_per_seq,
         int(config.seed),
+        rules,
     )
     batch_sharding = sharding.batch_sharding(mesh)
     train_step = step.make_train_step(
-        model_cfg, optimizer, mesh, shardings, batch_sharding, accum_steps=accum
+        model_cfg, optimizer, mesh, shardings, batch_sharding, accum_steps=accum, rules=rules
     )
     batch = {k: jax.device_put(v, batch_sharding) for k, v in batch_np.items()}
     rng = jnp.array(train_state.rng)  # a copy: the state's buffers are donated

@@ -76,14 +76,15 @@ def abstract_batch(config, batch_sharding) -> dict[str, jax.ShapeDtypeStruct]:
 def build_program(config, devices) -> TrainProgram:
     """pretrain's mesh, state and step over `devices`, all abstract."""
     mesh = sharding.make_mesh(config.mesh, devices=devices)
+    rules = sharding.rules_of(config.mesh)
     accum = config.optimizer.grad_accum_steps
     sharding.check_batch_size(config.batch_size, mesh, accum, key="--global_batch")
     model_cfg = model_config(config)
     optimizer = optim.make_optimizer(config.optimizer, config.total_steps)
     abstract, state_shardings = state.abstract_state(
-        model_cfg, optimizer, mesh, config.data.max_seq_length, config.data.max_predictions_per_seq
+        model_cfg, optimizer, mesh, config.data.max_seq_length, config.data.max_predictions_per_seq, rules
     )
-    train_step = step.make_train_step(model_cfg, optimizer, mesh, state_shardings, accum_steps=accum)
+    train_step = step.make_train_step(model_cfg, optimizer, mesh, state_shardings, accum_steps=accum, rules=rules)
     batch = abstract_batch(config, sharding.batch_sharding(mesh))
     # The run's base key: raw uint32[2] key data, replicated.
     rng = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sharding.replicated(mesh))
