@@ -87,7 +87,7 @@ def evaluate_workdir(
     evaluates config.eval_steps batches of config.data.eval_files."""
     model_cfg = model_config(config)
     preflight.check_run(config, model_cfg, phases.resolve_phases(config), splits=("eval",))
-    mesh = sharding.make_mesh(config.mesh)
+    mesh, rules = sharding.make_mesh(config.mesh), sharding.rules_of(config.mesh)
     optimizer = optim.make_optimizer(config.optimizer, config.total_steps)
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=0, async_save=False)
     steps = ckpt.all_steps()
@@ -98,7 +98,7 @@ def evaluate_workdir(
         raise CheckpointError(f"{workdir}/checkpoints has no step {step}; saved steps: {steps}")
     phase = phases.phase_at(phases.resolve_phases(config), step - 1 if step else 0)
     abstract, shardings = state_lib.abstract_state(
-        model_cfg, optimizer, mesh, phase.seq_len, phase.max_predictions
+        model_cfg, optimizer, mesh, phase.seq_len, phase.max_predictions, rules
     )
     try:
         restored, _ = ckpt.restore(step, abstract)
@@ -108,7 +108,7 @@ def evaluate_workdir(
         use = f"step {intact} is intact: pass --step={intact}" if intact is not None else "no earlier step is intact"
         raise CheckpointError(f"checkpoint step {step} is damaged ({e}); {use}") from None
     ckpt.close()
-    eval_step = step_lib.make_eval_step(model_cfg, mesh, shardings.params)
+    eval_step = step_lib.make_eval_step(model_cfg, mesh, shardings.params, rules=rules)
     bsh = sharding.batch_sharding(mesh)
     factory = source_factory or phases.default_source_factory(config, workdir, model_cfg)
     files = phases.phase_files(config, workdir, phase)[1]
@@ -141,11 +141,11 @@ def evaluate_checkpoint(
         # A Hugging Face folder: the folder itself names its tokenizer files.
         config.data.vocab_file = meta["path"] if meta.get("format") == "hf" else meta["vocab_file"]
     preflight.check_run(config, model_cfg, phases.resolve_phases(config), splits=("eval",))
-    mesh = sharding.make_mesh(config.mesh)
+    mesh, rules = sharding.make_mesh(config.mesh), sharding.rules_of(config.mesh)
     sharding.check_batch_size(int(config.batch_size), mesh, 1)
-    params, shardings = mlm_distill.place_teacher(checkpoint, loaded, model_cfg, mesh, what="--checkpoint")
+    params, shardings = mlm_distill.place_teacher(checkpoint, loaded, model_cfg, mesh, rules, what="--checkpoint")
     phase = phases.resolve_phases(config)[0]
-    eval_step = step_lib.make_eval_step(model_cfg, mesh, shardings)
+    eval_step = step_lib.make_eval_step(model_cfg, mesh, shardings, rules=rules)
     bsh = sharding.batch_sharding(mesh)
     factory = source_factory or phases.default_source_factory(config, "", model_cfg)
     spec = phases.source_spec(config.batch_size, bsh, phase)

@@ -370,6 +370,7 @@ class _Trainer:
         preflight.check_run(config, self.model_cfg, self.phases)
         self.total = int(config.total_steps)
         self.mesh = sharding.make_mesh(config.mesh)
+        self.rules = sharding.rules_of(config.mesh)  # the run's logical-axis rule table
         self.flops_cfg = self.model_cfg  # the model as the step runs it (MFU)
         self.accum = int(config.optimizer.get("grad_accum_steps", 1))
         sharding.check_batch_size(int(config.batch_size), self.mesh, self.accum)
@@ -384,7 +385,8 @@ class _Trainer:
         self.log = metrics_log.MetricsLog(workdir, enabled=self.is_chief)
         # General distillation (config.distill.teacher): checked and loaded before any step.
         self.distill = mlm_distill.step_options(
-            config, self.model_cfg, self.mesh, resolved_vocab_file(config, workdir), max(p.seq_len for p in self.phases)
+            config, self.model_cfg, self.mesh, resolved_vocab_file(config, workdir), max(p.seq_len for p in self.phases),
+            self.rules,
         )
         if self.distill:
             say(f"general distillation from {config.distill.teacher} (T={config.distill.temperature}, "
@@ -394,7 +396,7 @@ class _Trainer:
     def initial_state(self) -> tuple[state_lib.TrainState, Any, dict]:
         first = self.phases[0]
         abstract, shardings = state_lib.abstract_state(
-            self.model_cfg, self.optimizer, self.mesh, first.seq_len, first.max_predictions
+            self.model_cfg, self.optimizer, self.mesh, first.seq_len, first.max_predictions, self.rules
         )
         restored = self.ckpt.restore_newest_intact(abstract, warn=warn)
         if restored is not None:
@@ -409,6 +411,7 @@ class _Trainer:
             first.seq_len,
             first.max_predictions,
             int(self.config.seed),
+            self.rules,
         )
         if self.config.init_checkpoint:
             params = init_params_from(
@@ -448,9 +451,11 @@ class _Trainer:
         step = int(jax.device_get(state.step))
         train_step = step_lib.make_train_step(
             self.model_cfg, self.optimizer, self.mesh, shardings, self.batch_sharding, accum_steps=self.accum,
-            **self.distill,
+            rules=self.rules, **self.distill,
         )
-        eval_step = step_lib.make_eval_step(self.model_cfg, self.mesh, shardings.params, self.batch_sharding)
+        eval_step = step_lib.make_eval_step(
+            self.model_cfg, self.mesh, shardings.params, self.batch_sharding, rules=self.rules
+        )
         # The base dropout key, a copy: the state's own buffers are donated each step.
         rng = jnp.array(state.rng)
         log_every = max(int(config.log_every_steps), 1)
@@ -555,7 +560,7 @@ def _train(config, workdir: str, source_factory, step_hooks: Sequence[StepHook],
     with (
         workdir_lock(workdir, enabled=chief),
         StopFlag() as stop,
-        nn.logical_axis_rules(sharding.RULES),
+        nn.logical_axis_rules(sharding.rules_of(config.mesh)),
         checkpointing.library_logs_to(os.path.join(workdir, checkpointing.ERROR_LOG)),
     ):
         if chief:
