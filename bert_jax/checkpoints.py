@@ -313,7 +313,9 @@ def _orbax_restore(path: pathlib.Path, subtree: str | None) -> Params:
     metadata = checkpointer.metadata(path).item_metadata
     tree = getattr(metadata, "tree", metadata)
     if not tree:
-        raise CheckpointError(f"{path} has unreadable or empty array metadata; the checkpoint is damaged")
+        raise CheckpointError(
+            f"{path} is not a readable orbax checkpoint (its array metadata is unreadable or empty); it is damaged"
+        )
     if subtree is not None:
         if not isinstance(tree, Mapping) or subtree not in tree:
             raise CheckpointError(f"{path} holds no {subtree!r} entry; found {sorted(tree or {})}")
