@@ -335,6 +335,41 @@ def test_find_max_batch_grows_at_most_32x_where_small_batches_show_no_slope(monk
     assert best == 152 and report["max_batch_proven"] is False  # 156 not compiled: 6 compiles spent
 
 
+def test_find_max_batch_halves_the_bracket_after_two_misses_in_a_row(monkeypatch):
+    """Memory that is not a line near the top (as bert_base seq 512 DPxTP on a
+    v4-8: 195 examples needed 31.2 GiB, 188 needed 33.4): the search used to
+    walk down one unit a compile from the misses and never reach the answer."""
+    from bert_jax.compile import aot
+
+    def memory(b):
+        # gentle up to 60 examples; above, 12 GiB more, falling a little with the batch
+        return 10 * GIB + b * GIB // 5 if b <= 60 else 34 * GIB - (b - 60) * GIB // 100
+
+    fake = _fake_compile(memory)
+    monkeypatch.setattr(aot, "compile_for_topology", fake)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4, max_compiles=10)
+    # 104 and 92 miss: the bracket 32..104 is halved (60, fits), then narrowed to 60 | 64.
+    assert fake.calls == [4, 32, 104, 92, 60, 84, 76, 68, 64]
+    assert best == 60 and report["max_batch_proven"] is True
+
+
+def test_find_max_batch_halves_the_bracket_when_fits_creep_up(monkeypatch):
+    from bert_jax.compile import aot
+
+    # Steep at first, then flat: the line through the bracket undershoots again and again.
+    def memory(b):
+        return 4 * GIB + min(b, 40) * GIB // 2 + max(0, b - 40) * GIB // 64
+
+    fake = _fake_compile(memory)
+    monkeypatch.setattr(aot, "compile_for_topology", fake)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4, max_compiles=12)
+    fits = [n for n in fake.calls if memory(n) <= 32 * GIB]
+    steps = [b - a for a, b in zip(fits, fits[1:], strict=False)]
+    # never three fits in a row that each gain a single unit (4 examples)
+    assert all(not (x <= 8 and y <= 8 and z <= 8) for x, y, z in zip(steps, steps[1:], steps[2:], strict=False))
+    assert best == max(fits)
+
+
 def test_find_max_batch_when_nothing_fits(monkeypatch):
     from bert_jax.compile import aot
 

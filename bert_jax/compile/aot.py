@@ -339,28 +339,69 @@ def batch_unit(config, num_devices: int) -> int:
 MAX_GROWTH = 32
 
 
-def _fit_next(probes: dict[int, dict], hbm: int, lo: int, hi: int | None, max_n: int) -> int:
-    """The next batch (in data-parallel units) to try: where the line through
-    the two largest probes with a memory figure meets 98% of the HBM, kept strictly
-    between the largest that fits (`lo`) and the smallest that does not (`hi`)."""
-    known = sorted(n for n, r in probes.items() if r.get("bytes_per_chip"))
-    ceiling = (hi - 1) if hi is not None else max_n
-    if len(known) < 2:
-        return min(2 * lo, ceiling)
-    a, b = known[-2], known[-1]
-    ua, ub = probes[a]["bytes_per_chip"], probes[b]["bytes_per_chip"]
+def _line_guess(probes: dict[int, dict], a: int, b: int, target: float) -> int | None:
+    """Where the line through probes `a` and `b` (batch units -> bytes per
+    chip) meets `target`; None without two memory figures or a rising line."""
+    ua, ub = probes[a].get("bytes_per_chip"), probes[b].get("bytes_per_chip")
+    if not ua or not ub or ub <= ua:
+        return None
     slope = (ub - ua) / (b - a)  # bytes per chip per batch unit
+    return int(a + (target - ua) // slope)
+
+
+def _fit_next(probes: dict[int, dict], hbm: int, lo: int, hi: int | None, max_n: int,
+              order: list[int] | None = None) -> int:
+    """The next batch (in data-parallel units) to try, strictly between the
+    largest that fits (`lo`) and the smallest that does not (`hi`).
+
+    Memory is nearly linear in the batch, so the guess is where a line meets
+    98% of the HBM: before any miss, the line through the two largest probes;
+    after one, the line through the bracket's ends. Where memory is not a line
+    (a compiler that switches strategy), such guesses creep: two misses in a
+    row, or two fits in a row that each gained at most two units, mean the
+    line is misleading here, and the next probe halves the bracket instead
+    (before any miss: aims at the HBM itself, at least twice the last gain
+    up). `order`: the probes in the order they were compiled."""
     # Aim 2% below the limit: memory is nearly linear, and aiming at the limit
     # itself misses by megabytes about half the time.
     target = 0.98 * hbm
-    guess = ceiling if slope <= 0 else int(b + (target - ub) // slope)
     if hi is None:
+        known = sorted(n for n, r in probes.items() if r.get("bytes_per_chip"))
+        if len(known) < 2:
+            return min(2 * lo, max_n)
+        creeping = _creeping(probes, order or [], max_n - lo)
+        # Fits creeping up just under 98%: aim at the limit itself, and at
+        # least twice the last gain above the largest fit.
+        guess = _line_guess(probes, known[-2], known[-1], hbm if creeping else target)
+        guess = max_n if guess is None else guess
+        if creeping:
+            guess = max(guess, lo + 2 * (known[-1] - known[-2]))
         # Extrapolating from small batches, where fixed buffers hide the slope
         # (a data x tensor mesh can show none between 1 and 8 units): grow at
         # most 32x a step, so a miss far above the answer does not cost the
         # compiles that would have found it.
-        guess = min(guess, MAX_GROWTH * lo)
-    return max(lo + 1, min(guess, ceiling))
+        return max(lo + 1, min(guess, MAX_GROWTH * lo, max_n))
+    if _creeping(probes, order or [], hi - lo):
+        return (lo + hi) // 2
+    guess = _line_guess(probes, lo, hi, target)
+    guess = (lo + hi) // 2 if guess is None else guess
+    return max(lo + 1, min(guess, hi - 1))
+
+
+def _creeping(probes: dict[int, dict], order: list[int], bracket: int) -> bool:
+    """True when the last two probes fell on the same side of the answer
+    without closing in on it: two misses, or two fits each at most two units
+    above the fit before, in a bracket still wider than two units."""
+    if len(order) < 3 or bracket <= 2:
+        return False
+    a, b = order[-2], order[-1]
+    fits_a, fits_b = probes[a]["fits"], probes[b]["fits"]
+    if not fits_a and not fits_b:
+        return True
+    if fits_a and fits_b:
+        earlier = [n for n in order[:-2] if probes[n]["fits"]]
+        return bool(earlier) and a - max(earlier) <= 2 and b - a <= 2
+    return False
 
 
 def find_max_batch(
@@ -370,7 +411,7 @@ def find_max_batch(
     from a linear fit of memory in the batch: memory per chip = a + b x batch
     (the state is fixed, activations grow with the batch). Compiles 1 and 8
     units, predicts where the line meets the chip's HBM, compiles there, and
-    refits on the two largest probes until the batch that fits and the next
+    narrows the bracket (`_fit_next`) until the batch that fits and the next
     one that does not are adjacent, or `max_compiles` is spent (then the
     largest verified to fit). (0, None) if even one example per data-parallel
     rank does not fit. The returned report carries `batch_search`: every probe
@@ -390,7 +431,7 @@ def find_max_batch(
 
     if not attempt(1)["fits"]:
         return 0, None
-    lo, hi = 1, None
+    lo, hi, order = 1, None, [1]
     nxt = min(8, max_n)
     while len(probes) < max_compiles and lo < max_n and (hi is None or hi - lo > 1):
         if nxt in probes:
@@ -402,7 +443,8 @@ def find_max_batch(
             hi = nxt
             # libtpu refuses above its own limit (30.75 of a v4's 32 GiB): aim there.
             hbm = min(hbm, r.get("compiler_hbm_bytes") or hbm)
-        nxt = _fit_next(probes, hbm, lo, hi, max_n)
+        order.append(nxt)
+        nxt = _fit_next(probes, hbm, lo, hi, max_n, order)
     report = dict(probes[lo])
     if report.get("flops_source", "").startswith("analytic") and len(jax.devices("cpu")) >= len(devices):
         report = compile_for_topology(resolve(config, global_batch=lo * unit), topology, devices)
