@@ -254,6 +254,7 @@ def test_resume_with_another_batch_size_is_refused(two_checkpoints, tmp_path):
         ConfigError, match=r"batch_size=16 but .*checkpoints/4 was saved with batch_size=8; the data position"
     ):
         loop.train(tiny_config(total_steps=6, batch_size=16), str(workdir))
+    assert json.loads((workdir / "config.json").read_text())["batch_size"] == 8  # the saved config stays
 
 
 @pytest.mark.parametrize(
@@ -271,9 +272,10 @@ def test_bad_step_sizes_are_one_line_each(tmp_path, overrides, message):
 
 
 def test_a_failed_start_leaves_no_files_in_a_fresh_workdir(tmp_path):
+    """The start fails after checkpoints/ and tb/ were made (a missing init_checkpoint)."""
     workdir = tmp_path / "fresh"
-    with pytest.raises(ConfigError, match="there are 8"):
-        loop.train(tiny_config(**{"mesh.data": 3}), str(workdir))
+    with pytest.raises(CheckpointError, match="is not a checkpoint"):
+        loop.train(tiny_config(init_checkpoint=str(tmp_path / "missing")), str(workdir))
     assert not workdir.exists()
 
 

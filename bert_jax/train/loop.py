@@ -71,13 +71,23 @@ def warn(message: str) -> None:
 def check_resume_batch_size(data_state: dict, batch_size: int, workdir: str, step: int) -> None:
     """The saved data position counts batches of the batch size it was saved
     with; another batch size would silently skip or repeat examples."""
-    saved = data_state.get("batch_size")
+    saved = data_state.get("batch_size", _saved_config_value(workdir, "batch_size"))
     if saved is not None and int(saved) != batch_size:
         raise ConfigError(
             f"batch_size={batch_size} but {workdir}/checkpoints/{step} was saved with batch_size={saved}; "
             f"the data position depends on it: resume with --config.batch_size={saved}, or start anew in "
             "another --workdir (config.init_checkpoint to keep the weights)"
         )
+
+
+def _saved_config_value(workdir: str, key: str):
+    """`key` of the WORKDIR/config.json the checkpoints were trained with
+    (checkpoints saved before the data position recorded the batch size)."""
+    try:
+        with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+            return json.load(f).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 LOCK_FILE = ".lock"
@@ -448,6 +458,8 @@ class _Trainer:
     def run(self, stop: StopFlag) -> dict[str, float]:
         config = self.config
         state, shardings, data_state = self.initial_state()
+        if self.is_chief:  # after the resume checks: a refused resume leaves the saved config as it was
+            write_config(config, self.workdir)
         step = int(jax.device_get(state.step))
         train_step = step_lib.make_train_step(
             self.model_cfg, self.optimizer, self.mesh, shardings, self.batch_sharding, accum_steps=self.accum,
@@ -563,8 +575,6 @@ def _train(config, workdir: str, source_factory, step_hooks: Sequence[StepHook],
         nn.logical_axis_rules(sharding.rules_of(config.mesh)),
         checkpointing.library_logs_to(os.path.join(workdir, checkpointing.ERROR_LOG)),
     ):
-        if chief:
-            write_config(config, workdir)
         if config.data.corpus and not config.data.vocab_file and not config.data.get("synthetic", False):
             vocab = inputs.build_vocab(config.data, workdir)
             _check_vocab_fits(config, vocab)
