@@ -103,6 +103,10 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.data.short_seq_prob = 0.1
     c.data.shuffle_buffer = 10_000
     c.data.prefetch = 2
+    # Streams the training data is read as (0: automatic, the largest divisor of batch_size up to 64).
+    # The batch sequence depends on it, never on the process count: it must divide batch_size,
+    # be a multiple of the process count and not exceed the shard files (docs/data.md).
+    c.data.streams = 0
     # Random batches instead of files (tests, smoke runs): no vocab or shards needed.
     c.data.synthetic = False
 

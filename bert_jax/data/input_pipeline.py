@@ -1,30 +1,44 @@
 """The pre-training input pipeline: TFRecord shards -> per-process NumPy batches, resumable exactly.
 
-Per epoch `e` each process reads its part of the shards, shuffles with seeds
-derived from (seed, e) only, batches with drop_remainder (batches never cross
-an epoch) and, in dynamic mode, masks every example as a pure function of
-(seed, example id, e). So the batch stream is a pure function of (files, seed,
-process_index, process_count, batch size): resuming skips whole shuffle
-windows by arithmetic on the per-shard record counts (`resume_plan`), never
-opening a shard the skipped records used up.
+Elastic determinism: the sequence of *global* batches is a pure function of
+(files, seed, global batch B, streams S), never of the process count P, so a
+run stopped on 4 processes resumes on 2 and continues the same sequence.
+
+Streams. The data is read as S independent streams (S: `streams`, from
+config data.streams; automatic: the largest divisor of B not above
+`MAX_AUTO_STREAMS`). With at least S files, stream s reads files s, s + S,
+... (each file is read, and each record parsed, by exactly one process);
+with fewer files every stream reads all files and keeps records s, s + S,
+... of their (stream-independent) interleaved order -- each record is still
+parsed by one process only. Per stream epoch `e` the stream shuffles its
+files and windows of `shuffle_buffer` records with seeds derived from
+(seed, stream, e) only, batches `B / S` examples with drop_remainder (a
+stream batch never crosses the stream's epoch) and, in dynamic mode, masks
+every example as a pure function of (seed, example id, e). Streams may have
+epochs of different lengths; each rolls over on its own.
+
+Global batch i is the concatenation, over s = 0 .. S-1 in order, of stream
+s's batch i. Process p of P (P divides S, S divides B) reads only streams
+[p S/P, (p+1) S/P), so its rows are exactly rows [p B/P, (p+1) B/P) of
+each global batch: the rows `jax.make_array_from_process_local_data` puts on
+process p's devices (bert_jax/train/phases.py's `source_spec` names them).
+
+Resume. All streams advance alike, so the position is one number, the count
+of global batches taken; stream s resumes in its epoch i // batches_per_epoch_s,
+skipping whole shuffle windows by arithmetic on the per-shard record counts
+(`resume_plan`), never opening a shard the skipped records used up.
 
 Example ids are `file_index << 32 | record_index` with files in canonical order
 (metadata.json's shard list, else the sorted glob matches): they do not depend
-on the number of processes.
-
-Splitting: with at least as many files as processes, process p reads files
-p, p + P, ...; otherwise every process reads all files and keeps records
-p, p + P, ... of the (per-epoch, process-independent) record order. Either
-way each example is seen once per epoch across processes (less the
-drop_remainder tail of each process). With a file split processes may have
-different epoch lengths; they stay in step because the stream repeats
-(`num_epochs=None`), and the state is the global batch count.
+on the number of processes or streams.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import logging
+import math
 import os
 import time
 
@@ -35,10 +49,16 @@ from bert_jax.data import records
 from bert_jax.data.dynamic_masking import DynamicMasker, MaskingOptions, example_uniforms
 from bert_jax.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
+
 ID_SHIFT = 32  # example id = file_index << ID_SHIFT | record_index
 READ_CHUNK = 64  # records read from one file before the interleave moves to the next
-STATE_FORMAT = "bert-jax-input/1"
+STATE_FORMAT = "bert-jax-input/2"
+OLD_STATE_FORMAT = "bert-jax-input/1"  # per-process streams, before elastic determinism
 INT32_KEYS = records.INT_FEATURES + records.MLM_FEATURES[:2]
+# Automatic streams: at most this many, so one process reading all of them
+# (a single-host run) keeps few open files and shuffle windows.
+MAX_AUTO_STREAMS = 64
 
 
 @dataclasses.dataclass
@@ -198,17 +218,63 @@ def resume_plan(
     return inputs, skip - taken
 
 
+def auto_streams(global_batch: int) -> int:
+    """The default number of streams: the largest divisor of the global batch up to MAX_AUTO_STREAMS.
+
+    It depends on the global batch alone (never on the process count), and as
+    a large divisor of a batch that is split over devices it is a multiple of
+    any usual process count (every power of two up to 64 divides it when B does).
+    """
+    return max(d for d in range(1, min(global_batch, MAX_AUTO_STREAMS) + 1) if global_batch % d == 0)
+
+
+def check_streams(streams: int, global_batch: int, process_count: int, num_files: int | None, where: str) -> None:
+    """ConfigError/DataError naming the fix when `streams` cannot split this run's batches.
+
+    num_files: the shard files, or None when streams may share files (each
+    then reads all files and keeps its every S-th record).
+    """
+    if streams < 1:
+        raise ConfigError(f"data.streams is {streams}; use 0 (automatic) or a divisor of the global batch")
+    if global_batch % streams:
+        raise ConfigError(
+            f"data.streams={streams} does not divide the global batch of {global_batch}; each global batch "
+            f"takes the same number of examples from every stream: use a divisor of {global_batch} "
+            f"(e.g. {math.gcd(streams, global_batch)}) or 0 (automatic)"
+        )
+    if streams % process_count:
+        raise ConfigError(
+            f"{process_count} processes cannot split data.streams={streams} evenly (each process reads "
+            f"whole streams); set data.streams to a multiple of {process_count} that divides the global "
+            f"batch of {global_batch}, or run on a process count that divides {streams}"
+        )
+    if num_files is not None and streams > num_files:
+        raise DataError(
+            f"{where}: {num_files} shard files for data.streams={streams}; each stream reads its own files: "
+            f"set data.streams to at most {num_files} (0: automatic) or re-create the data with at least "
+            f"{streams} shards"
+        )
+
+
 class PretrainingPipeline:
     """An iterator of per-process pre-training batches: dict[str, np.ndarray] (docs/design.md).
 
     files: dataset directory, shard glob or comma-separated globs.
-    batch_size: examples per batch on this process (global batch / process_count).
+    batch_size: examples per batch on this process (global batch / process_count);
+    this process's rows are rows [process_index * batch_size, (process_index + 1) * batch_size)
+    of each global batch.
+    streams: how many streams the data is read as (module docstring); None:
+    `auto_streams`, sharing files between streams when there are fewer
+    files than streams. An explicit number must not exceed the files unless
+    `share_files`.
     masking: "static" (masks stored in the shards) or "dynamic" (needs `dynamic`,
     shards without masks, i.e. create-data with masking "none").
     max_seq_length, max_predictions_per_seq, vocab_sha256: what the caller expects;
     DataError when the shards differ (vocab_sha256 is checked only with metadata).
-    state: a `state()` of an earlier pipeline on the same data to resume from.
+    state: a `state()` of an earlier pipeline on the same data to resume from
+    (written with any process count).
     with_example_ids: add "example_id" int64 [batch] to each batch.
+    cycle_length: files each stream reads at a time.
     threads: size of a private tf.data thread pool (None: TF's default, every core).
     """
 
@@ -222,6 +288,8 @@ class PretrainingPipeline:
         seed: int = 0,
         process_index: int = 0,
         process_count: int = 1,
+        streams: int | None = None,
+        share_files: bool = False,
         shuffle_buffer: int = 10_000,
         prefetch: int = 2,
         num_epochs: int | None = None,
@@ -235,6 +303,7 @@ class PretrainingPipeline:
     ):
         _check_arguments(batch_size, masking, dynamic, process_index, process_count, shuffle_buffer)
         self.batch_size = batch_size
+        self.global_batch = batch_size * process_count
         self.masking = masking
         self.seed = int(seed)
         self.process_index, self.process_count = process_index, process_count
@@ -244,15 +313,24 @@ class PretrainingPipeline:
         self._check_shards(max_seq_length, max_predictions_per_seq, vocab_sha256, dynamic)
         self._masker = DynamicMasker(dynamic) if masking == "dynamic" else None
         self._spec = records.parse_spec(self._parsed_features())
-        self._split_by_file = len(self.shards.paths) >= process_count
-        self._file_ids = self._my_file_ids()
-        self.examples_per_epoch = self._count_my_examples()
-        self.batches_per_epoch = self.examples_per_epoch // batch_size
-        if self.batches_per_epoch == 0:
-            raise DataError(
-                f"{files}: process {process_index} of {process_count} gets {self.examples_per_epoch} "
-                f"examples per epoch, fewer than one batch of {batch_size}; use more data or a smaller batch"
-            )
+        num_files = len(self.shards.paths)
+        self.streams = auto_streams(self.global_batch) if streams in (None, 0) else int(streams)
+        strict = streams not in (None, 0) and not share_files
+        check_streams(self.streams, self.global_batch, process_count, num_files if strict else None, files)
+        self.stream_batch = self.global_batch // self.streams
+        self._split_by_file = num_files >= self.streams
+        if not self._split_by_file:
+            log.info("%s: %d files for %d streams; every stream reads all files", files, num_files, self.streams)
+        per_process = self.streams // process_count
+        self._my_streams = list(range(process_index * per_process, (process_index + 1) * per_process))
+        # A finite run must end on the same global batch on every process: it needs every stream's length.
+        counted = range(self.streams) if num_epochs is not None else self._my_streams
+        self._record_counts = self._count_records(counted)
+        self._stream_batches = {s: self._stream_examples(s) // self.stream_batch for s in counted}
+        self._check_stream_lengths(files)
+        self.examples_per_epoch = sum(self._stream_examples(s) for s in self._my_streams)
+        self.batches_per_epoch = min(self._stream_batches[s] for s in self._my_streams)
+        self._total = None if num_epochs is None else num_epochs * min(self._stream_batches.values())
         self._batches = self._start_batches(state)
         self._iterator = None
 
@@ -263,8 +341,7 @@ class PretrainingPipeline:
 
     def __next__(self) -> dict[str, np.ndarray]:
         if self._iterator is None:
-            epoch, in_epoch = divmod(self._batches, self.batches_per_epoch)
-            self._iterator = iter(self._dataset(epoch, in_epoch * self.batch_size))
+            self._iterator = iter(self._dataset(self._batches))
         try:
             batch = next(self._iterator)
         except tf.errors.OpError as e:
@@ -273,22 +350,14 @@ class PretrainingPipeline:
         return {k: v.numpy() for k, v in batch.items()}
 
     def state(self) -> dict:
-        """JSON-serialisable position: construct with `state=` to continue with the next batch.
-
-        "batches" (the global step, equal on all processes) decides the resume point;
-        "epoch"/"batches_in_epoch" are this process's view, used only when
-        resuming with another process_count or batch size.
-        """
-        epoch, in_epoch = divmod(self._batches, self.batches_per_epoch)
+        """JSON-serialisable position, equal on all processes: construct with `state=`
+        (any process count) to continue with the next global batch."""
         return {
             "format": STATE_FORMAT,
             "batches": self._batches,
-            "epoch": epoch,
-            "batches_in_epoch": in_epoch,
-            "batches_per_epoch": self.batches_per_epoch,
             "seed": self.seed,
-            "process_count": self.process_count,
-            "batch_size": self.batch_size,
+            "streams": self.streams,
+            "global_batch": self.global_batch,
         }
 
     # -- setup ---------------------------------------------------------------------------------
@@ -332,27 +401,44 @@ class PretrainingPipeline:
             wanted += records.MLM_FEATURES
         return {name: self.shards.features[name] for name in wanted}
 
-    def _my_file_ids(self) -> list[int]:
+    def _stream_file_ids(self, stream: int) -> list[int]:
         everything = range(len(self.shards.paths))
         if self._split_by_file:
-            return list(everything[self.process_index :: self.process_count])
+            return list(everything[stream :: self.streams])
         return list(everything)
 
-    def _count_my_examples(self) -> int:
-        counts = self.shards.counts
-        self._record_counts = {
-            i: counts[i] if counts else count_records(self.shards.paths[i]) for i in self._file_ids
-        }
-        total = sum(self._record_counts.values())
+    def _count_records(self, streams) -> dict[int, int]:
+        """Records per file of `streams` (from metadata, else by reading -- not parsing -- the files)."""
+        counts, wanted = self.shards.counts, sorted({f for s in streams for f in self._stream_file_ids(s)})
+        return {i: counts[i] if counts else count_records(self.shards.paths[i]) for i in wanted}
+
+    def _stream_examples(self, stream: int) -> int:
+        total = sum(self._record_counts[f] for f in self._stream_file_ids(stream))
         if self._split_by_file:
             return total
-        # Records p, p + P, ... of the whole: ceil((total - p) / P).
-        return max(0, -(-(total - self.process_index) // self.process_count))
+        # Records s, s + S, ... of the whole: ceil((total - s) / S).
+        return max(0, -(-(total - stream) // self.streams))
+
+    def _check_stream_lengths(self, files: str) -> None:
+        for s, batches in sorted(self._stream_batches.items()):
+            if batches == 0:
+                raise DataError(
+                    f"{files}: stream {s} of {self.streams} gets {self._stream_examples(s)} examples per epoch, "
+                    f"fewer than its {self.stream_batch} of each global batch of {self.global_batch}; "
+                    "use more data, a smaller batch or fewer streams (data.streams)"
+                )
 
     def _start_batches(self, state: dict | None) -> int:
         if state is None:
             return 0
         try:
+            if state["format"] == OLD_STATE_FORMAT:
+                log.warning(
+                    "input state from an older bert-jax (per-process streams): continuing at global batch %d "
+                    "in the new, process-count-independent order",
+                    int(state["batches"]),
+                )
+                return int(state["batches"])
             if state["format"] != STATE_FORMAT:
                 raise KeyError("format")
             if state["seed"] != self.seed:
@@ -360,12 +446,15 @@ class PretrainingPipeline:
                     f"input state has seed {state['seed']} but the pipeline seed is {self.seed}; "
                     "resume with the seed the run started with"
                 )
-            if state["process_count"] == self.process_count and state["batch_size"] == self.batch_size:
-                return int(state["batches"])
-            # Rescaled: same epoch, same fraction of it (the examples differ, the masks of each do not).
-            fraction = int(state["batches_in_epoch"]) / int(state["batches_per_epoch"])
-            return int(state["epoch"]) * self.batches_per_epoch + int(fraction * self.batches_per_epoch)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            if (state["streams"], state["global_batch"]) != (self.streams, self.global_batch):
+                raise ConfigError(
+                    f"input state was written with {state['streams']} streams and a global batch of "
+                    f"{state['global_batch']}, this pipeline has {self.streams} and {self.global_batch}; the "
+                    f"data position depends on both: resume with --config.data.streams={state['streams']} "
+                    f"and --config.batch_size={state['global_batch']}"
+                )
+            return int(state["batches"])
+        except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(
                 f"input pipeline state {state!r} is not one this pipeline wrote ({e}); "
                 "pass the dict from PretrainingPipeline.state()"
@@ -373,14 +462,17 @@ class PretrainingPipeline:
 
     # -- the tf.data graph ---------------------------------------------------------------------
 
-    def _dataset(self, epoch: int, skip_records: int) -> tf.data.Dataset:
-        """Batches from `epoch`, after skipping `skip_records` of its records; then later epochs."""
-        first = self._epoch_batches(tf.constant(epoch, tf.int64), skip_records)
-        if self.num_epochs is not None and epoch >= self.num_epochs:
-            first = first.take(0)
-        end = self.num_epochs if self.num_epochs is not None else np.iinfo(np.int64).max
-        later = tf.data.Dataset.range(epoch + 1, max(end, epoch + 1)).flat_map(self._epoch_batches)
-        dataset = first.concatenate(later)
+    def _dataset(self, start: int) -> tf.data.Dataset:
+        """This process's rows of global batches `start`, `start` + 1, ...: its streams' batches side by side."""
+        per_stream = [self._stream_dataset(s, start) for s in self._my_streams]
+        if len(per_stream) == 1:
+            dataset = per_stream[0]
+        else:
+            dataset = tf.data.Dataset.zip(tuple(per_stream)).map(
+                _concatenate, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        if self._total is not None:
+            dataset = dataset.take(max(self._total - start, 0))
         dataset = dataset.map(self._decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if self.threads is not None:
             options = tf.data.Options()
@@ -389,11 +481,26 @@ class PretrainingPipeline:
             dataset = dataset.with_options(options)
         return dataset.prefetch(self.prefetch)
 
+    def _stream_dataset(self, stream: int, start: int) -> tf.data.Dataset:
+        """Stream `stream`'s batches from its batch `start` on: the rest of that epoch, then later epochs."""
+        epoch, in_epoch = divmod(start, self._stream_batches[stream])
+
+        @tf.autograph.experimental.do_not_convert
+        def epoch_batches(e, skip_records=0):
+            return self._epoch_batches(stream, e, skip_records)
+
+        first = epoch_batches(tf.constant(epoch, tf.int64), in_epoch * self.stream_batch)
+        if self.num_epochs is not None and epoch >= self.num_epochs:
+            first = first.take(0)
+        end = self.num_epochs if self.num_epochs is not None else np.iinfo(np.int64).max
+        later = tf.data.Dataset.range(epoch + 1, max(end, epoch + 1)).flat_map(epoch_batches)
+        return first.concatenate(later)
+
     # Autograph would only re-trace plain TF code, at seconds per pipeline.
     @tf.autograph.experimental.do_not_convert
-    def _epoch_batches(self, epoch: tf.Tensor, skip_records: int = 0) -> tf.data.Dataset:
-        """(example_id [B], serialized [B][, uniforms [B, 3, seq]]) batches of one epoch."""
-        dataset = self._epoch_records(epoch, skip_records)
+    def _epoch_batches(self, stream: int, epoch: tf.Tensor, skip_records: int = 0) -> tf.data.Dataset:
+        """(example_id [b], serialized [b][, uniforms [b, 3, seq]]) batches of one stream epoch."""
+        dataset = self._epoch_records(stream, epoch, skip_records)
         if self._masker is not None:
             seq = self.shards.max_seq_length
 
@@ -402,35 +509,38 @@ class PretrainingPipeline:
                 return example_id, serialized, example_uniforms(self.seed, epoch, example_id, seq)
 
             dataset = dataset.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return dataset.batch(self.batch_size, drop_remainder=True)
+        return dataset.batch(self.stream_batch, drop_remainder=True)
 
-    def _epoch_records(self, epoch: tf.Tensor, skip_records: int = 0) -> tf.data.Dataset:
-        """(example_id, serialized) of this process in `epoch`'s shuffled order, from record `skip_records`.
+    def _epoch_records(self, stream: int, epoch: tf.Tensor, skip_records: int = 0) -> tf.data.Dataset:
+        """(example_id, serialized) of `stream` in `epoch`'s shuffled order, from its record `skip_records`.
 
         A resume (skip_records > 0, epoch an eager tensor) reads no file that
         the skipped records used up: whole shuffle windows are skipped by
         arithmetic on the record counts (`resume_plan`), so only the files
         open in the interleave at that point are read from their start.
         """
-        cycle_length = min(self.cycle_length, len(self._file_ids))
+        file_id_list = self._stream_file_ids(stream)
+        cycle_length = min(self.cycle_length, len(file_id_list))
         window = max(self.shuffle_buffer, 1)
         first_window, skip_in_window = divmod(skip_records, window)
-        file_ids = tf.constant(self._file_ids, tf.int64)
-        order = tf.argsort(tf.random.stateless_uniform([len(self._file_ids)], self._key(1, epoch)))
-        first_chunks = tf.zeros([len(self._file_ids)], tf.int64)
+        file_ids = tf.constant(file_id_list, tf.int64)
+        # Streams that share files must read them in one order, each keeping its own records.
+        order_key = self._key(1, epoch, stream if self._split_by_file else -1)
+        order = tf.argsort(tf.random.stateless_uniform([len(file_id_list)], order_key))
+        first_chunks = tf.zeros([len(file_id_list)], tf.int64)
         drop = 0
         if first_window:
             in_order = order.numpy().tolist()
-            per_process = 1 if self._split_by_file else self.process_count
+            per_record = 1 if self._split_by_file else self.streams
             inputs, drop = resume_plan(
-                [self._record_counts[self._file_ids[i]] for i in in_order],
+                [self._record_counts[file_id_list[i]] for i in in_order],
                 cycle_length,
                 READ_CHUNK,
-                first_window * window * per_process,
+                first_window * window * per_record,
             )
             order = tf.constant([in_order[i] for i, _ in inputs], tf.int32, shape=[len(inputs)])
             first_chunks = tf.constant([chunk for _, chunk in inputs], tf.int64, shape=[len(inputs)])
-        paths = tf.constant([self.shards.paths[i] for i in self._file_ids])
+        paths = tf.constant([self.shards.paths[i] for i in file_id_list])
         files = tf.data.Dataset.from_tensor_slices(
             (tf.gather(file_ids, order), tf.gather(paths, order), first_chunks)
         )
@@ -467,13 +577,13 @@ class PretrainingPipeline:
         if drop:
             dataset = dataset.skip(drop)
         if not self._split_by_file:
-            dataset = dataset.shard(self.process_count, self.process_index)
-        return self._window_shuffle(dataset, epoch, first_window, skip_in_window)
+            dataset = dataset.shard(self.streams, stream)
+        return self._window_shuffle(dataset, stream, epoch, first_window, skip_in_window)
 
     def _window_shuffle(
-        self, dataset: tf.data.Dataset, epoch: tf.Tensor, first_window: int, skip_in_window: int
+        self, dataset: tf.data.Dataset, stream: int, epoch: tf.Tensor, first_window: int, skip_in_window: int
     ) -> tf.data.Dataset:
-        """Permute each window of `shuffle_buffer` records with a stateless seed from (seed, epoch, window).
+        """Permute each window of `shuffle_buffer` records with a stateless seed from (seed, stream, epoch, window).
 
         `dataset` starts at window `first_window`; `skip_in_window` records of
         it are dropped after the permutation. Unlike Dataset.shuffle, the
@@ -486,7 +596,7 @@ class PretrainingPipeline:
         @tf.autograph.experimental.do_not_convert
         def permute(window, records_of_window):
             example_ids, serialized = records_of_window
-            key = tf.random.experimental.stateless_fold_in(self._key(2, epoch), window)
+            key = tf.random.experimental.stateless_fold_in(self._key(2, epoch, stream), window)
             order = tf.argsort(tf.random.stateless_uniform(tf.shape(example_ids), key))
             return tf.gather(example_ids, order), tf.gather(serialized, order)
 
@@ -494,8 +604,9 @@ class PretrainingPipeline:
         windows = windows.map(permute, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return windows.unbatch().skip(skip_in_window)
 
-    def _key(self, purpose: int, epoch: tf.Tensor) -> tf.Tensor:
-        return tf.random.experimental.stateless_fold_in(tf.constant([self.seed, purpose], tf.int64), epoch)
+    def _key(self, purpose: int, epoch: tf.Tensor, stream: int) -> tf.Tensor:
+        key = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, purpose], tf.int64), epoch)
+        return tf.random.experimental.stateless_fold_in(key, stream)
 
     @tf.autograph.experimental.do_not_convert
     def _decode(self, example_ids, serialized, uniforms=None) -> dict[str, tf.Tensor]:
@@ -514,7 +625,8 @@ class PretrainingPipeline:
 
     def _diagnose(self, error: tf.errors.OpError) -> DataError:
         """Find the file and record behind a tf.data failure (reads this process's shards again)."""
-        for file_id in self._file_ids:
+        mine = sorted({f for s in self._my_streams for f in self._stream_file_ids(s)})
+        for file_id in mine:
             path = self.shards.paths[file_id]
             for index, record in enumerate(records.iter_records(path)):  # raises for unreadable records
                 try:
@@ -525,6 +637,12 @@ class PretrainingPipeline:
                         f"{_lengths(self._parsed_features())} ({_first_line(e)}); re-create the shard"
                     )
         return DataError(f"{', '.join(self.shards.paths[:3])}...: reading failed ({_first_line(error)})")
+
+
+@tf.autograph.experimental.do_not_convert
+def _concatenate(*stream_batches):
+    """One process's rows of a global batch: its streams' batches, in stream order."""
+    return tuple(tf.concat(parts, 0) for parts in zip(*stream_batches, strict=True))
 
 
 def _lengths(features: dict[str, dict]) -> str:

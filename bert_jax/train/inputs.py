@@ -139,6 +139,7 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
             raise ConfigError(
                 f"no {split} files: set config.data.{split}_files (or data.corpus to build them)"
             )
+        part, parts = _batch_part(spec)
         return input_pipeline.PretrainingPipeline(
             files,
             spec.per_process_batch,
@@ -147,8 +148,11 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
             if dynamic
             else None,
             seed=seed if split == "train" else seed + 1,
-            process_index=spec.process_index,
-            process_count=spec.process_count,
+            process_index=part,
+            process_count=parts,
+            streams=int(data_cfg.get("streams", 0)) or None,
+            # Held-out data is often one file; its streams may share it (data.streams is the training data's).
+            share_files=split != "train",
             shuffle_buffer=data_cfg.shuffle_buffer if split == "train" else 1,
             prefetch=data_cfg.prefetch,
             num_epochs=None if split == "train" else 1,
@@ -159,6 +163,23 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
         )
 
     return make
+
+
+def _batch_part(spec: SourceSpec) -> tuple[int, int]:
+    """(index, count) of this process's rows among equal parts of the global batch.
+
+    The pipeline gives part k of n the rows [k B/n, (k+1) B/n); the mesh
+    decides which rows a process's devices hold, so the part comes from the
+    rows, not from the process index.
+    """
+    size = spec.per_process_batch
+    if size < 1 or spec.row_start % size or spec.global_batch % size:
+        raise ConfigError(
+            f"process {spec.process_index} holds rows {spec.row_start}-{spec.row_stop} of a global batch of "
+            f"{spec.global_batch}, not one of equal parts; use a mesh whose data axis splits the batch evenly "
+            "over processes"
+        )
+    return spec.row_start // size, spec.global_batch // size
 
 
 def _family_tokenizer(vocab_file: str):

@@ -1,0 +1,124 @@
+"""Elastic determinism of the input pipeline (no JAX): the global batch sequence
+depends on the data, the seed, the global batch and the streams, never on the
+process count -- also across a resume saved with another process count.
+
+Process p's batches are its rows [p B/P, (p+1) B/P) of each global batch, so
+the global batch is the concatenation of the P processes' batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from test_input_pipeline import write_dataset
+
+from bert_jax.data.input_pipeline import PretrainingPipeline, auto_streams
+from bert_jax.errors import ConfigError, DataError
+
+GLOBAL_BATCH, FILES, PER_FILE = 8, 8, 24
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("elastic"), "static", files=FILES, per_file=PER_FILE)
+
+
+def processes(files, count: int, **kwargs) -> list[PretrainingPipeline]:
+    return [
+        PretrainingPipeline(
+            files,
+            GLOBAL_BATCH // count,
+            process_index=p,
+            process_count=count,
+            shuffle_buffer=16,
+            with_example_ids=True,
+            seed=11,
+            **kwargs,
+        )
+        for p in range(count)
+    ]
+
+
+def global_batches(pipelines: list[PretrainingPipeline], steps: int) -> list[list[int]]:
+    """Example ids of `steps` global batches: the processes' batches side by side, in process order."""
+    return [
+        np.concatenate([next(p)["example_id"] for p in pipelines]).tolist() for _ in range(steps)
+    ]
+
+
+def test_auto_streams_is_the_largest_divisor_of_the_batch_up_to_64():
+    assert [auto_streams(b) for b in (1, 8, 12, 64, 96, 256, 4096)] == [1, 8, 12, 64, 48, 64, 64]
+
+
+@pytest.mark.parametrize("streams", [None, 4], ids=["auto-8", "4"])
+def test_one_two_and_four_processes_give_the_same_global_batches(shards, streams):
+    # 14 steps: past the first stream epoch (3 files x 24 / 1 per stream ... each stream rolls over)
+    one, two, four = (global_batches(processes(shards, n, streams=streams), 14) for n in (1, 2, 4))
+    assert one == two == four
+    assert len({i for batch in one[:6] for i in batch}) == 6 * GLOBAL_BATCH  # no repeats within an epoch
+
+
+def test_fewer_files_than_streams_share_files_and_still_agree(shards):
+    two_files = os.path.join(shards, "part-00[01].tfrecord")  # 2 files, 8 automatic streams
+    one, four = (global_batches(processes(two_files, n), 6) for n in (1, 4))
+    assert one == four
+    assert len({i for batch in one for i in batch}) == 6 * GLOBAL_BATCH
+
+
+@pytest.mark.parametrize("saved_on,resumed_on", [(4, 2), (1, 4), (2, 1)])
+def test_resume_with_another_process_count_continues_the_same_sequence(shards, saved_on, resumed_on):
+    reference = global_batches(processes(shards, 1), 14)
+    running = processes(shards, saved_on)
+    assert global_batches(running, 10) == reference[:10]
+    state = json.loads(json.dumps(running[0].state()))  # only process 0's state is saved
+    assert all(p.state() == state for p in running)
+    resumed = processes(shards, resumed_on, state=state)
+    assert global_batches(resumed, 4) == reference[10:]
+
+
+def test_finite_epochs_end_on_the_same_global_batch_on_every_process(shards):
+    ends = []
+    for pipeline in processes(shards, 4, num_epochs=1):
+        ends.append(sum(1 for _ in pipeline))
+    assert ends == [PER_FILE * FILES // GLOBAL_BATCH] * 4
+
+
+def test_resume_with_other_streams_is_refused(shards):
+    state = processes(shards, 1, streams=8)[0].state()
+    with pytest.raises(ConfigError, match=r"written with 8 streams .* resume with --config.data.streams=8"):
+        processes(shards, 1, streams=4, state=state)
+
+
+# -- bad input: each its own one-line error naming the fix ---------------------------------------
+
+
+def test_process_count_that_does_not_divide_the_streams(shards):
+    with pytest.raises(
+        ConfigError,
+        match=r"^4 processes cannot split data.streams=2 evenly .* set data.streams to a multiple of 4",
+    ):
+        processes(shards, 4, streams=2)
+
+
+def test_streams_that_do_not_divide_the_global_batch(shards):
+    with pytest.raises(
+        ConfigError, match=r"^data.streams=3 does not divide the global batch of 8; .* use a divisor of 8"
+    ):
+        processes(shards, 1, streams=3)
+
+
+def test_more_streams_than_files(shards):
+    two_files = os.path.join(shards, "part-00[01].tfrecord")
+    with pytest.raises(
+        DataError, match=r": 2 shard files for data.streams=4; .* set data.streams to at most 2 .* at least 4 shards"
+    ):
+        processes(two_files, 1, streams=4)
+
+
+def test_errors_are_one_line(shards):
+    with pytest.raises(ConfigError) as error:
+        processes(shards, 1, streams=3)
+    assert "\n" not in str(error.value)
