@@ -55,7 +55,7 @@ def test_auto_streams_is_the_largest_divisor_of_the_batch_up_to_64():
 
 @pytest.mark.parametrize("streams", [None, 4], ids=["auto-8", "4"])
 def test_one_two_and_four_processes_give_the_same_global_batches(shards, streams):
-    # 14 steps: past the first stream epoch (3 files x 24 / 1 per stream ... each stream rolls over)
+    # 14 steps: past the first epoch of each stream (one file of 24 records, 1 example per batch)
     one, two, four = (global_batches(processes(shards, n, streams=streams), 14) for n in (1, 2, 4))
     assert one == two == four
     assert len({i for batch in one[:6] for i in batch}) == 6 * GLOBAL_BATCH  # no repeats within an epoch
@@ -68,7 +68,7 @@ def test_fewer_files_than_streams_share_files_and_still_agree(shards):
     assert len({i for batch in one for i in batch}) == 6 * GLOBAL_BATCH
 
 
-@pytest.mark.parametrize("saved_on,resumed_on", [(4, 2), (1, 4), (2, 1)])
+@pytest.mark.parametrize("saved_on,resumed_on", [(4, 2), (1, 4)])
 def test_resume_with_another_process_count_continues_the_same_sequence(shards, saved_on, resumed_on):
     reference = global_batches(processes(shards, 1), 14)
     running = processes(shards, saved_on)

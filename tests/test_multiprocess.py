@@ -1,5 +1,11 @@
-"""Multi-host training on one machine: 2 `bert-jax pretrain` processes with 2
-CPU devices each (gloo collectives) log the losses of 1 process with 4."""
+"""Multi-host training on one machine (gloo collectives over CPU devices),
+on real shards: the losses depend on the global batch, not on the process count.
+
+1 process x 8 devices is the reference (4 steps, eval at the end). The same
+run stopped after 2 steps on 4 processes x 2 devices and resumed from its
+checkpoint on 2 processes x 4 devices logs the same train losses at every
+step and the same eval loss (docs/data.md: each process reads its streams).
+"""
 
 import os
 import socket
@@ -9,9 +15,36 @@ import sys
 import pytest
 from train_utils import CLI_TINY
 
+from bert_jax.data import input_pipeline
 from bert_jax.train import metrics_log
 
-ARGS = [*CLI_TINY, "--config.total_steps=3", "--config.eval_steps=0", "--config.checkpoint_every_steps=0"]
+VOCAB = 2000  # write_random_shards draws token ids from [1000, vocab)
+ARGS = [
+    *[a for a in CLI_TINY if not a.startswith(("--config.data.synthetic", "--config.model.vocab_size"))],
+    f"--config.model.vocab_size={VOCAB}",
+    "--config.eval_steps=2",
+    "--config.checkpoint_every_steps=2",
+    "--config.data.shuffle_buffer=8",
+]
+TIMEOUT = 480
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """8 train files (one per automatic stream: batch 8) and 2 eval files (shared by the streams)."""
+    root = tmp_path_factory.mktemp("shards")
+    for name, files in (("train", 8), ("eval", 2)):
+        input_pipeline.write_random_shards(
+            str(root / name),
+            num_files=files,
+            records_per_file=12,
+            max_seq_length=16,
+            max_predictions_per_seq=4,
+            masking="static",
+            vocab_size=VOCAB,
+            seed=files,
+        )
+    return str(root / "train"), str(root / "eval")
 
 
 def _env(devices: int) -> dict:
@@ -20,17 +53,30 @@ def _env(devices: int) -> dict:
     return env
 
 
-def _cmd(workdir, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "bert_jax.cli",
-        "pretrain",
-        "--config=configs/demo.py",
-        f"--workdir={workdir}",
-        *ARGS,
-        *extra,
+def _run(repo_root, workdir, shards, processes: int, steps: int) -> None:
+    """`bert-jax pretrain` on `processes` processes x 8/`processes` devices; asserts each exits 0."""
+    train, evals = shards
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "bert_jax.cli", "pretrain", "--config=configs/demo.py", f"--workdir={workdir}",
+        *ARGS, f"--config.data.train_files={train}", f"--config.data.eval_files={evals}",
+        f"--config.total_steps={steps}",
+    ]  # fmt: skip
+    distributed = [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}"]
+    procs = [
+        subprocess.Popen(
+            cmd + (distributed + [f"--process_id={i}"] if processes > 1 else []),
+            cwd=repo_root,
+            env=_env(8 // processes),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(processes)
     ]
+    for p in procs:
+        out, _ = p.communicate(timeout=TIMEOUT)
+        assert p.returncode == 0, out[-3000:]
 
 
 def _free_port() -> int:
@@ -40,42 +86,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tmp_path, repo_root):
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            _cmd(
-                tmp_path / "two",
-                f"--coordinator_address=localhost:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ),
-            cwd=repo_root,
-            env=_env(2),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    # The reference runs after the pair: a slow peer (still compiling) can
+def test_stopped_on_four_processes_resumed_on_two_matches_one(tmp_path, repo_root, shards):
+    elastic, single = tmp_path / "elastic", tmp_path / "single"
+    _run(repo_root, elastic, shards, processes=4, steps=2)
+    assert sorted(os.listdir(elastic / "checkpoints")) == ["2"]
+    _run(repo_root, elastic, shards, processes=2, steps=4)  # resumes from step 2
+    # The reference runs after the others: a slow peer (still compiling) can
     # otherwise outlast gloo's connect timeout on a busy machine.
-    for p in procs:
-        out, _ = p.communicate(timeout=480)
-        assert p.returncode == 0, out[-3000:]
-    single = subprocess.Popen(
-        _cmd(tmp_path / "one"),
-        cwd=repo_root,
-        env=_env(4),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    out, _ = single.communicate(timeout=480)
-    assert single.returncode == 0, out[-3000:]
-    one = metrics_log.read_metrics(str(tmp_path / "one"))
-    two = metrics_log.read_metrics(str(tmp_path / "two"))
-    assert sorted(two) == [1, 2, 3]
-    for step in (1, 2, 3):
-        assert two[step]["loss"] == pytest.approx(one[step]["loss"], rel=1e-5)
-    assert os.listdir(tmp_path / "two" / "checkpoints") == ["3"]
+    _run(repo_root, single, shards, processes=1, steps=4)
+    one, both = metrics_log.read_metrics(str(single)), metrics_log.read_metrics(str(elastic))
+    assert sorted(both) == [1, 2, 3, 4]
+    for step in (1, 2, 3, 4):
+        assert both[step]["loss"] == pytest.approx(one[step]["loss"], rel=1e-5), step
+    eval_one, eval_both = (metrics_log.read_metrics(str(w), split="eval") for w in (single, elastic))
+    assert eval_both[4]["loss"] == pytest.approx(eval_one[4]["loss"], rel=1e-5)
+    assert eval_both[4]["examples"] == eval_one[4]["examples"] == 16
