@@ -140,8 +140,11 @@ def test_report_has_the_json_fields(v4_report):
     ):
         assert key in v4_report, key
     assert (v4_report["global_batch"], v4_report["seq_len"]) == (32, 128)
-    assert v4_report["prediction"]["kind"].startswith("roofline prediction")
-    assert 0 < v4_report["predicted_mfu"] < 1
+    assert v4_report["prediction"]["kind"].startswith("calibrated prediction")
+    assert v4_report["roofline_prediction"]["kind"].startswith("roofline prediction")
+    assert 0 < v4_report["predicted_mfu"] < v4_report["roofline_mfu"] < 1
+    assert v4_report["predicted_step_s"] > v4_report["roofline_step_s"]
+    assert v4_report["predicted_sequences_per_s"] == pytest.approx(v4_report["predicted_tokens_per_s"] / 128)
 
 
 def test_flops_xla_counts_agree_with_the_analytic_formula(v4_report):
@@ -425,3 +428,4 @@ def test_table_shows_does_not_fit_and_labels_the_prediction():
     assert "does not fit: needs 40.00 GiB of 16.00 GiB" in text
     assert "40.00 GiB of 16.00 GiB" in text
     assert "PREDICTED step time" in text and "not a measurement" in text
+    assert "roofline step time (bound)" in text and "upper bound" in text

@@ -1,5 +1,6 @@
 """The pre-training step compiled ahead of time for a topology this machine
-does not have: per-chip memory against HBM, FLOPs, and a roofline prediction.
+does not have: per-chip memory against HBM, FLOPs, a calibrated step-time
+prediction (`bert_jax.compile.calibrated`) and the raw roofline (`roofline_*`).
 
 It builds what pretrain runs (the mesh from `bert_jax.train.sharding`, the
 abstract sharded state from `bert_jax.train.state`, the jitted step from
@@ -24,7 +25,7 @@ import numpy as np
 from jax.extend import core as jax_core
 
 from bert_jax import flops as analytic_flops
-from bert_jax.compile import roofline
+from bert_jax.compile import calibrated, roofline
 from bert_jax.compile.topologies import GIB, Topology, compile_only_devices
 from bert_jax.config import model_config, resolve_config
 from bert_jax.train import optim, sharding, state, step
@@ -294,16 +295,28 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
         * model_cfg.hidden_size
         * jnp.dtype(model_cfg.compute_dtype).itemsize
     )
-    comm = roofline.collective_bytes(par, _total_bytes(program.state.params), act, model_cfg.num_layers)
-    pred = roofline.predict(
-        topology.chip,
-        topology.num_devices,
-        flops_per_chip,
-        bytes_accessed,
-        comm,
-        config.batch_size * config.data.max_seq_length,
-        analytic,
+    param_bytes = _total_bytes(program.state.params)
+    comm = roofline.collective_bytes(par, param_bytes, act, model_cfg.num_layers)
+    tokens = config.batch_size * config.data.max_seq_length
+    roof = roofline.predict(
+        topology.chip, topology.num_devices, flops_per_chip, bytes_accessed, comm, tokens, analytic
     )
+    work = calibrated.Workload(
+        num_chips=topology.num_devices,
+        matmul_flops=matmuls / topology.num_devices,
+        activation_elements=tokens / topology.num_devices * model_cfg.num_layers * model_cfg.hidden_size,
+        score_elements=tokens / topology.num_devices * model_cfg.num_layers * model_cfg.num_heads
+        * config.data.max_seq_length,
+        activation_itemsize=jnp.dtype(model_cfg.compute_dtype).itemsize,
+        # The update runs on each chip's shard: all of it under pure data parallelism.
+        param_bytes=param_bytes / (par.fsdp * par.tensor),
+        accum_steps=int(config.optimizer.get("grad_accum_steps", 1)),
+        collectives=comm,
+        model_flops=analytic,
+        tokens=tokens,
+    )
+    pred = calibrated.predict(topology.chip, work)
+    seq = config.data.max_seq_length
     return {
         "flops_per_step_per_chip": flops_per_chip,
         "flops_source": source,
@@ -315,10 +328,23 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
         "xla_loop_scale": loop_scale,
         "hbm_bytes_accessed_per_chip": bytes_accessed,
         "collective_bytes_per_chip": {"ici": comm.ici, "dcn": comm.dcn},
-        "prediction": {"kind": "roofline prediction, not a measurement", **pred.as_dict()},
+        # The calibrated prediction (bert_jax.compile.calibrated): what to plan with.
+        "prediction": {
+            "kind": "calibrated prediction (matmuls at a measured fraction of peak + memory-bound "
+            "elementwise and optimizer work + collectives), not a measurement",
+            "matmul_efficiency": calibrated.MATMUL_EFFICIENCY,
+            **pred.as_dict(),
+        },
         "predicted_step_s": pred.step_s,
         "predicted_tokens_per_s": pred.tokens_per_s,
+        "predicted_sequences_per_s": pred.tokens_per_s / seq,
         "predicted_mfu": pred.mfu,
+        # The raw roofline from published peaks: an upper bound on throughput.
+        "roofline_prediction": {"kind": "roofline prediction, not a measurement", **roof.as_dict()},
+        "roofline_step_s": roof.step_s,
+        "roofline_tokens_per_s": roof.tokens_per_s,
+        "roofline_sequences_per_s": roof.tokens_per_s / seq,
+        "roofline_mfu": roof.mfu,
     }
 
 

@@ -1,5 +1,7 @@
 """A predicted step time from a chip's published peaks: a roofline, not a
-measurement.
+measurement, and an upper bound on throughput (the calibrated prediction a
+user can plan with is `bert_jax.compile.calibrated`; this module's
+`collective_bytes` and `collective_seconds` are shared by both).
 
     step = max(FLOPs / peak FLOP/s, HBM bytes / HBM bandwidth) + collective time
 
@@ -75,6 +77,13 @@ def collective_bytes(
     return CollectiveBytes(ici=fsdp + tensor + data_ici, dcn=data_dcn)
 
 
+def collective_seconds(chip: ChipSpec, collectives: CollectiveBytes) -> float:
+    """Time to send `collectives`: ICI / NVLink bytes at half the
+    bidirectional figure (a chip sends over all its links at once), DCN /
+    InfiniBand bytes at the per-chip figure; not overlapped with anything."""
+    return collectives.ici / (chip.ici_bytes_per_s / 2) + collectives.dcn / chip.dcn_bytes_per_s
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """Roofline prediction for one step; times in seconds."""
@@ -107,7 +116,7 @@ def predict(
     """
     compute = flops_per_chip / chip.peak_bf16_flops
     memory = hbm_bytes_accessed_per_chip / chip.hbm_bytes_per_s
-    comm = collectives.ici / (chip.ici_bytes_per_s / 2) + collectives.dcn / chip.dcn_bytes_per_s
+    comm = collective_seconds(chip, collectives)
     step = max(compute, memory) + comm
     if step <= 0:
         return Prediction(compute, memory, comm, step, 0.0, 0.0)

@@ -36,13 +36,18 @@ ROWS = [
     ("FLOPs / step / chip", lambda r: _pred(r, "flops_per_step_per_chip", lambda v: f"{v / 1e12:.3f} TFLOP")),
     ("FLOPs counted by", lambda r: r.get("flops_source", "-")),
     ("PREDICTED step time", lambda r: _pred(r, "predicted_step_s", lambda v: f"{v * 1e3:.2f} ms")),
+    ("PREDICTED sequences/s", lambda r: _pred(r, "predicted_sequences_per_s", lambda v: f"{v:,.0f}")),
     ("PREDICTED tokens/s", lambda r: _pred(r, "predicted_tokens_per_s", lambda v: f"{v:,.0f}")),
     ("PREDICTED MFU", lambda r: _pred(r, "predicted_mfu", lambda v: f"{100 * v:.1f}%")),
+    ("roofline step time (bound)", lambda r: _pred(r, "roofline_step_s", lambda v: f"{v * 1e3:.2f} ms")),
+    ("roofline MFU (bound)", lambda r: _pred(r, "roofline_mfu", lambda v: f"{100 * v:.1f}%")),
 ]
 
 FOOTNOTE = (
-    "PREDICTED = roofline from published chip peaks (docs/scaling.md): "
-    "max(FLOPs/peak, HBM bytes/bandwidth) + estimated collective bytes/interconnect; not a measurement."
+    "PREDICTED = calibrated model (docs/scaling.md, 'Calibrated prediction'): matmuls at a fraction of "
+    "peak fitted to one published measurement + memory-bound elementwise and optimizer work + collectives; "
+    "not a measurement.\nroofline = max(FLOPs/peak, HBM bytes/bandwidth) + collectives from published "
+    "chip peaks: an upper bound on throughput."
 )
 
 

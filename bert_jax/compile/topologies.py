@@ -52,6 +52,11 @@ CHIPS: dict[str, ChipSpec] = {
     "h200": ChipSpec("h200", "NVIDIA H200", 141 * 10**9, 989e12, 4800 * GB, 900 * GB, 50 * GB),
     # For comparing with published DGX A100 throughput (docs/scaling.md).
     "a100": ChipSpec("a100", "NVIDIA A100-SXM4-80GB", 80 * 10**9, 312e12, 2039 * GB, 600 * GB, 25 * GB),
+    # Spec only (no compile-only topology): for validating the calibrated
+    # prediction against published DGX-1 V100 throughput. Dense fp16 Tensor
+    # Core peak (V100 has no bf16); NVLink 2: 300 GB/s bidirectional; DGX-1:
+    # 4 x 100 Gb/s InfiniBand per 8 GPUs.
+    "v100": ChipSpec("v100", "Tesla V100-SXM2-32GB", 32 * 10**9, 125e12, 900 * GB, 300 * GB, 6.25 * GB),
 }
 
 # libtpu's name of each TPU generation in a physical topology ("v5:2x4x4").

@@ -10,6 +10,7 @@ is not compiled again, so the sweep resumes where it stopped.
     python tests/tools/scaling_table.py run --only=base-128-v4-8-DPxTP --max_compiles=8 --redo  # narrow a bracket
     python tests/tools/scaling_table.py table [--out=scaling]   # markdown on stdout
     python tests/tools/scaling_table.py compare [--out=scaling] # the a100x8 row against NVIDIA's figure
+    python tests/tools/scaling_table.py validate [--out=scaling] [--analytic]  # calibrated model vs published
 
 Layers are scanned (`--config.model.scan_layers=True`): XLA compiles one
 layer body instead of 12 or 24, and the memory and FLOPs are those of the same
@@ -123,14 +124,78 @@ def compare(out: pathlib.Path) -> str:
         out.mkdir(parents=True, exist_ok=True)
         subprocess.run([*COMPARISON, f"--output={target}"], cwd=REPO, check=True, capture_output=True)
     r = json.loads(target.read_text())
-    predicted = r["predicted_tokens_per_s"] / r["seq_len"]
-    return (
-        f"a100x8 bert_large seq {r['seq_len']} global batch {r['global_batch']}: {r['status']}; "
-        f"PREDICTED {predicted:,.0f} sequences/s (MFU {100 * r['predicted_mfu']:.0f}%, step "
-        f"{1e3 * r['predicted_step_s']:.0f} ms: compute {1e3 * r['prediction']['compute_s']:.0f}, "
-        f"memory {1e3 * r['prediction']['memory_s']:.0f}, collectives {1e3 * r['prediction']['collective_s']:.0f}); "
-        f"published {PUBLISHED_SEQ_PER_S:,}: prediction / published = {predicted / PUBLISHED_SEQ_PER_S:.2f}"
+    seq = r["seq_len"]
+    roof = r.get("roofline_prediction", r["prediction"])  # older JSONs: the roofline was "prediction"
+    roof_seq = r.get("roofline_tokens_per_s", r["predicted_tokens_per_s"]) / seq
+    line = (
+        f"a100x8 bert_large seq {seq} global batch {r['global_batch']}: {r['status']}; "
+        f"ROOFLINE {roof_seq:,.0f} sequences/s (MFU {100 * r.get('roofline_mfu', r['predicted_mfu']):.0f}%, "
+        f"step {1e3 * roof['step_s']:.0f} ms: compute {1e3 * roof['compute_s']:.0f}, "
+        f"memory {1e3 * roof['memory_s']:.0f}, collectives {1e3 * roof['collective_s']:.0f}); "
+        f"published {PUBLISHED_SEQ_PER_S:,}: roofline / published = {roof_seq / PUBLISHED_SEQ_PER_S:.2f}"
     )
+    if "roofline_step_s" in r:
+        predicted = r["predicted_sequences_per_s"]
+        line += (
+            f"; CALIBRATED {predicted:,.0f} sequences/s (MFU {100 * r['predicted_mfu']:.0f}%): "
+            f"calibrated / published = {predicted / PUBLISHED_SEQ_PER_S:.2f}"
+        )
+    return line
+
+
+# --- validate: the calibrated model against published measurements ----------
+
+
+def validate_command(p, output: pathlib.Path) -> list[str]:
+    """`bert-jax compile` of published setting `p` (one optimizer step: every
+    chip's micro-batches, the accumulation steps as published)."""
+    return [
+        "bert-jax", "compile", f"--config=configs/bert_{p.size}.py", f"--topology={p.topology}",
+        f"--global_batch={p.global_batch}", f"--seq_len={p.seq_len}",
+        f"--config.optimizer.grad_accum_steps={p.accum_steps}",
+        "--config.model.dtype=bfloat16", "--config.model.scan_layers=True", "--json", f"--output={output}",
+    ]  # fmt: skip
+
+
+def _validate_row(p, out: pathlib.Path, analytic: bool) -> tuple[float, float, str]:
+    """(calibrated, roofline or nan, how) predicted sequences/s of published setting `p`."""
+    from bert_jax.compile import calibrated
+
+    if analytic or not p.topology:
+        why = "analytic" if p.topology else f"analytic (no compile-only target for {p.chip})"
+        return calibrated.predicted_sequences_per_s(p), float("nan"), why
+    target = out / f"validate-{p.topology}-{p.seq_len}-{p.micro_batch}x{p.accum_steps}.json"
+    if not target.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        subprocess.run(validate_command(p, target), cwd=REPO, check=True, capture_output=True)
+    r = json.loads(target.read_text())
+    return r["predicted_sequences_per_s"], r["roofline_sequences_per_s"], "compiled"
+
+
+def validate(out: pathlib.Path, analytic: bool) -> str:
+    """Markdown: each published measurement against the calibrated prediction
+    (and the roofline where compiled), the calibration point first."""
+    from bert_jax.compile import calibrated
+
+    lines = [
+        "| measurement | published seq/s | calibrated seq/s | error | roofline seq/s | how | setting | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    errors = []
+    for p in [calibrated.CALIBRATION, *calibrated.VALIDATION]:
+        predicted, roof, how = _validate_row(p, out, analytic)
+        error = predicted / p.sequences_per_s - 1
+        role = " (calibration)" if p is calibrated.CALIBRATION else ""
+        roof_text = "-" if roof != roof else f"{roof:,.0f}"  # nan: not compiled
+        caveat = f" ({p.caveat})" if p.caveat else ""
+        lines.append(
+            f"| {p.name}{role} | {p.sequences_per_s:,.0f} | {predicted:,.0f} | {100 * error:+.0f}% "
+            f"| {roof_text} | {how} | {p.setting}{caveat} | {p.source} |"
+        )
+        if p is not calibrated.CALIBRATION:
+            errors.append(abs(error))
+    lines += ["", f"validation points: {len(errors)}, largest |error| {100 * max(errors):.0f}%"]
+    return "\n".join(lines)
 
 
 def _largest(r: dict, best: int) -> str:
@@ -147,13 +212,24 @@ def _cell_row(r: dict, size: str, seq: int, topo: str, par: str) -> str:
     mesh_text = f"{mesh['data']}x{mesh['fsdp']}x{mesh['tensor']}"
     best = r.get("max_global_batch", 0)
     if not best:
-        return f"| {size} | {seq} | {topo} | {par} {mesh_text} | no | 0 | {r['status']} | | | |"
+        return f"| {size} | {seq} | {topo} | {par} {mesh_text} | no | 0 | {r['status']} | | | | | |"
     per_chip = best / r["num_devices"]
     return (
         f"| {size} | {seq} | {topo} | {par} {mesh_text} | yes | {_largest(r, best)} ({per_chip:g}/chip) "
         f"| {r['bytes_per_chip'] / (1 << 30):.1f} / {r['hbm_bytes_per_chip'] / (1 << 30):.1f} "
         f"| {r['flops_per_step_per_chip'] / 1e12:.2f}{'' if r['flops_source'].startswith('xla') else ' (a)'} "
-        f"| {r['predicted_step_s'] * 1e3:.0f} | {100 * r['predicted_mfu']:.0f}% |"
+        f"| {_predictions(r)} |"
+    )
+
+
+def _predictions(r: dict) -> str:
+    """Calibrated step ms and MFU, then the roofline's. Rows written before the
+    calibrated model have only the roofline, under the `predicted_*` keys."""
+    if "roofline_step_s" not in r:
+        return f"- | - | {r['predicted_step_s'] * 1e3:.0f} | {100 * r['predicted_mfu']:.0f}%"
+    return (
+        f"{r['predicted_step_s'] * 1e3:.0f} | {100 * r['predicted_mfu']:.0f}% "
+        f"| {r['roofline_step_s'] * 1e3:.0f} | {100 * r['roofline_mfu']:.0f}%"
     )
 
 
@@ -161,8 +237,9 @@ def table(out: pathlib.Path) -> str:
     """The markdown table of every finished row, then the missing rows."""
     lines = [
         "| model | seq | topology | parallelism (data x fsdp x tensor) | fits | largest global batch "
-        "| GiB/chip at it (of HBM) | TFLOP/step/chip (XLA) | PREDICTED step ms | PREDICTED MFU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| GiB/chip at it (of HBM) | TFLOP/step/chip (XLA) | PREDICTED step ms | PREDICTED MFU "
+        "| ROOFLINE step ms | ROOFLINE MFU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     missing = []
     for row in rows():
@@ -180,7 +257,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("run", "table", "compare"))
+    parser.add_argument("what", choices=("run", "table", "compare", "validate"))
     parser.add_argument("--out", default="scaling", type=pathlib.Path, help="directory of the row JSONs")
     parser.add_argument("--jobs", default=1, type=int, help="rows compiled at once")
     parser.add_argument(
@@ -193,11 +270,16 @@ def main(argv: list[str]) -> None:
         "--max_compiles", default=MAX_COMPILES, type=int, help="compiles per row (more narrow a wide bracket)"
     )
     parser.add_argument("--redo", action="store_true", help="compile rows again even where their JSON exists")
+    parser.add_argument(
+        "--analytic", action="store_true", help="validate: analytic counts only, no compile (seconds, not minutes)"
+    )
     args = parser.parse_args(argv)
     if args.what == "run":
         run(args.out, args.jobs, args.only, args.max_compiles, args.redo)
     elif args.what == "compare":
         print(compare(args.out))
+    elif args.what == "validate":
+        print(validate(args.out, args.analytic))
     else:
         print(table(args.out))
 
