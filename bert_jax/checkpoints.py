@@ -38,6 +38,7 @@ import os
 import pathlib
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -57,6 +58,8 @@ HF_CONFIG = "config.json"
 HF_SAFETENSORS = "model.safetensors"
 HF_TORCH_BIN = "pytorch_model.bin"
 GOOGLE_CONFIG = "bert_config.json"
+# In a training workdir: where library output about unreadable checkpoints goes.
+ERROR_LOG = "checkpoint-errors.log"
 
 
 Params = dict[str, Any]
@@ -92,6 +95,35 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         path.rename(old)
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stderr_to(path: str | os.PathLike | None) -> Iterator[None]:
+    """Sends this process's stderr (file descriptor 2, where TensorStore's
+    threads print tracebacks when reading a damaged checkpoint) to `path`
+    for the block; the one-line error is printed after it. BERT_JAX_TRACEBACK
+    set, or no `path`: stderr stays as it is."""
+    if path is None or os.environ.get("BERT_JAX_TRACEBACK"):
+        yield
+        return
+    existed = os.path.exists(path)
+    try:
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(target, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
+        if not existed and os.path.getsize(path) == 0:
+            os.remove(path)  # nothing was printed: no empty log left behind
 
 
 # --------------------------------------------------------------------------
@@ -387,10 +419,11 @@ def _load_workdir(workdir: pathlib.Path, step: int | None) -> tuple[ModelConfig,
     elif step not in steps:
         raise CheckpointError(f"{workdir / 'checkpoints'} has no step {step}; saved steps: {steps}")
     state_dir = workdir / "checkpoints" / str(step) / "state"
-    try:
-        params = _restore_tree(state_dir, subtree="params")
-    except CheckpointError as e:
-        raise CheckpointError(_damaged_step_message(workdir, step, steps, e)) from None
+    with stderr_to(workdir / ERROR_LOG):
+        try:
+            params = _restore_tree(state_dir, subtree="params")
+        except CheckpointError as e:
+            raise CheckpointError(_damaged_step_message(workdir, step, steps, e)) from None
     check_shapes(params, cfg, str(state_dir))
     data = config.get("data") if isinstance(config.get("data"), Mapping) else {}
     vocab = data.get("vocab_file") or None

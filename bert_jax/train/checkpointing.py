@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from bert_jax.checkpoints import ERROR_LOG, stderr_to
 from bert_jax.errors import CheckpointError
 from bert_jax.train.state import TrainState
 
@@ -45,33 +45,6 @@ class DamagedCheckpoint(CheckpointError):
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
 
 
-ERROR_LOG = "checkpoint-errors.log"
-
-
-@contextlib.contextmanager
-def stderr_to(path: str | None) -> Iterator[None]:
-    """Sends this process's stderr (file descriptor 2, where TensorStore's
-    threads print tracebacks when reading a damaged checkpoint) to `path`
-    for the block; the one-line error is printed after it. BERT_JAX_TRACEBACK
-    set, or no `path`: stderr stays as it is."""
-    if path is None or os.environ.get("BERT_JAX_TRACEBACK"):
-        yield
-        return
-    try:
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(target, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(target)
 
 
 @contextlib.contextmanager
