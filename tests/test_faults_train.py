@@ -18,7 +18,7 @@ import types
 import orbax.checkpoint as ocp
 import pytest
 from orbax.checkpoint._src.checkpointers import async_checkpointer
-from train_utils import PRED, SEQ, tiny_config
+from train_utils import CLI_TINY, PRED, SEQ, tiny_config
 
 from bert_jax import checkpoints, convert, features
 from bert_jax.data import input_pipeline
@@ -96,7 +96,7 @@ def test_load_model_names_the_damaged_step_and_the_intact_one(damaged):
 
 def _error_lines(stderr: str) -> list[str]:
     """stderr less the native libraries' start-up lines (CUDA stubs, oneDNN)."""
-    native = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
+    native = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \S+ +\d+ \S+\.cc:\d+\])")
     return [line for line in stderr.splitlines() if line.strip() and not native.match(line)]
 
 
@@ -140,6 +140,54 @@ def test_disk_full_during_a_save_is_one_line(tmp_path, monkeypatch, capfd):
     err = capfd.readouterr().err
     assert "Traceback" not in err and "No space" not in err, err
     assert "No space left on device" in (tmp_path / "checkpoint-errors.log").read_text()
+
+
+# `bert-jax pretrain` with orbax's background write failing with ENOSPC at the second save.
+_FULL_DISK_PRETRAIN = """
+import errno, os, sys
+from orbax.checkpoint._src.checkpointers import async_checkpointer as ac
+real, calls = ac._background_wait_for_commit_futures, []
+def full_disk(directory, *args, **kwargs):
+    real(directory, *args, **kwargs)  # the writes end, then the finalisation meets the full disk
+    calls.append(directory)
+    if len(calls) > 1:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory))
+ac._background_wait_for_commit_futures = full_disk
+from bert_jax.cli import run
+run(["bert-jax", *sys.argv[1:]])
+"""
+
+
+def test_pretrain_command_on_a_full_disk_prints_one_line(tmp_path, repo_root):
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_PRETRAIN, "pretrain", "--config=configs/demo.py", f"--workdir={workdir}",
+         *CLI_TINY, "--config.total_steps=4", "--config.checkpoint_every_steps=2"],
+        cwd=repo_root, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in _error_lines(proc.stderr) if not line.startswith("bert-jax pretrain: error:")]
+    assert lines == [], proc.stderr[-3000:]  # nothing but the one error line (native start-up lines aside)
+    lines = _error_lines(proc.stderr)
+    assert lines[0].startswith("bert-jax pretrain: error: saving checkpoint step 4 in ")
+    assert "No space left on device" in lines[0] and "step 2 is intact" in lines[0]
+    assert "Traceback" in (workdir / "checkpoint-errors.log").read_text()
+
+
+def test_a_full_disk_leaves_no_write_test_file(tmp_path, monkeypatch):
+    """The workdir probe is created, then its write fails: it is removed all the same."""
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            pathlib.Path(path).touch()  # the open succeeds, the write fails
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return open(path, mode, *args, **kwargs)  # noqa: SIM115  (a stand-in for open itself)
+
+    monkeypatch.setattr(loop, "open", full_disk_open, raising=False)
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"cannot write to workdir .* \(No space left on device\)"):
+        loop.train(tiny_config(), str(tmp_path))
+    assert os.listdir(tmp_path) == ["keep.txt"]
 
 
 def test_save_model_onto_a_full_disk_is_one_line_and_leaves_nothing(two_checkpoints, tmp_path, monkeypatch):
