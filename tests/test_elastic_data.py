@@ -122,3 +122,22 @@ def test_errors_are_one_line(shards):
     with pytest.raises(ConfigError) as error:
         processes(shards, 1, streams=3)
     assert "\n" not in str(error.value)
+
+
+def test_pretrain_with_streams_that_do_not_divide_the_batch_is_one_line_and_exit_2(shards, tmp_path):
+    from test_cli_faults import _bert_jax, _error
+    from train_utils import CLI_TINY
+
+    proc = _bert_jax(
+        "pretrain",
+        "--config=configs/demo.py",
+        f"--workdir={tmp_path / 'run'}",
+        *[a for a in CLI_TINY if not a.startswith(("--config.data.synthetic", "--config.data.max_pred"))],
+        "--config.data.max_predictions_per_seq=3",  # the shards' (write_dataset)
+        "--config.data.corpus=",
+        "--config.data.vocab_size=0",
+        f"--config.data.train_files={shards}",
+        "--config.total_steps=1",
+        "--config.data.streams=3",
+    )
+    assert _error(proc, "pretrain").startswith("data.streams=3 does not divide the global batch of 8; ")

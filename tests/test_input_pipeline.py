@@ -326,12 +326,18 @@ def test_dynamic_masks_depend_only_on_seed_example_and_epoch(unmasked_dir):
 # -- splitting, determinism, resume ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("files", ["part-*", "part-001.tfrecord"], ids=["by-file", "by-record"])
-def test_two_processes_see_each_example_once_per_epoch(static_dir, files):
+@pytest.mark.parametrize(
+    "files,streams", [("part-*", 2), ("part-001.tfrecord", None)], ids=["by-file", "by-record"]
+)
+def test_two_processes_see_each_example_once_per_epoch(static_dir, files, streams):
     ids = []
     for p in range(2):
         pipeline = static(
-            os.path.join(static_dir, files), with_example_ids=True, process_index=p, process_count=2
+            os.path.join(static_dir, files),
+            with_example_ids=True,
+            process_index=p,
+            process_count=2,
+            streams=streams,  # 2 streams of whole files; automatic: 8 streams sharing the one file
         )
         ids += [i for b in take(pipeline, pipeline.batches_per_epoch) for i in b["example_id"].tolist()]
     total = PER_FILE * (FILES if files == "part-*" else 1)
@@ -372,10 +378,13 @@ def test_resume_at_step_k_continues_exactly(static_dir, unmasked_dir, make):
 def test_resume_per_process_from_the_shared_global_step(static_dir):
     state = None
     for p in range(2):
-        running = static(static_dir, with_example_ids=True, process_index=p, process_count=2)
+        # Stream 0 (process 0) reads files 0 and 2, stream 1 (process 1) file 1.
+        running = static(static_dir, with_example_ids=True, process_index=p, process_count=2, streams=2)
         take(running, 13)  # past process 1's first epoch (10 batches), inside process 0's (20)
         state = running.state() if p == 0 else state  # only process 0's state is saved
-        resumed = static(static_dir, with_example_ids=True, process_index=p, process_count=2, state=state)
+        resumed = static(
+            static_dir, with_example_ids=True, process_index=p, process_count=2, streams=2, state=state
+        )
         assert_batches_equal(take(resumed, 4), take(running, 4))
 
 

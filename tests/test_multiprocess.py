@@ -22,6 +22,8 @@ VOCAB = 2000  # write_random_shards draws token ids from [1000, vocab)
 ARGS = [
     *[a for a in CLI_TINY if not a.startswith(("--config.data.synthetic", "--config.model.vocab_size"))],
     f"--config.model.vocab_size={VOCAB}",
+    "--config.data.corpus=",  # the demo's built-in corpus: not here, the shards below are the data
+    "--config.data.vocab_size=0",
     "--config.eval_steps=2",
     "--config.checkpoint_every_steps=2",
     "--config.data.shuffle_buffer=8",

@@ -489,10 +489,12 @@ class PretrainingPipeline:
         def epoch_batches(e, skip_records=0):
             return self._epoch_batches(stream, e, skip_records)
 
+        end = self.num_epochs if self.num_epochs is not None else np.iinfo(np.int64).max
+        if in_epoch == 0:  # at an epoch's start: one traced function for all epochs (tracing costs ~1 s)
+            return tf.data.Dataset.range(epoch, max(end, epoch)).flat_map(epoch_batches)
         first = epoch_batches(tf.constant(epoch, tf.int64), in_epoch * self.stream_batch)
         if self.num_epochs is not None and epoch >= self.num_epochs:
             first = first.take(0)
-        end = self.num_epochs if self.num_epochs is not None else np.iinfo(np.int64).max
         later = tf.data.Dataset.range(epoch + 1, max(end, epoch + 1)).flat_map(epoch_batches)
         return first.concatenate(later)
 
