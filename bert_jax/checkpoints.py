@@ -441,7 +441,7 @@ def _damaged_step_message(workdir: pathlib.Path, step: int, steps: list[int], er
             continue
         return (
             f"checkpoint step {step} of {workdir} is damaged ({error}); step {earlier} is intact: "
-            f"pass --step={earlier} or the path {workdir / 'checkpoints' / str(earlier)}"
+            f"pass the path {workdir / 'checkpoints' / str(earlier)} instead"
         )
     return f"checkpoint step {step} of {workdir} is damaged ({error}); no earlier step is intact"
 

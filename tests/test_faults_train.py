@@ -89,7 +89,7 @@ def test_evaluate_names_the_damaged_step_and_the_intact_one(damaged, capfd):
 def test_load_model_names_the_damaged_step_and_the_intact_one(damaged):
     """What convert, extract-features and finetune's init_checkpoint read."""
     with pytest.raises(
-        CheckpointError, match=r"checkpoint step 4 of .* is damaged \(.*\); step 2 is intact: pass --step=2"
+        CheckpointError, match=r"checkpoint step 4 of .* is damaged \(.*\); step 2 is intact: pass the path .*checkpoints/2 instead"
     ):
         checkpoints.load_model(damaged)
 
