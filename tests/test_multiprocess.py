@@ -4,7 +4,7 @@ on real shards: the losses depend on the global batch, not on the process count.
 1 process x 8 devices is the reference (4 steps, eval at the end). The same
 run stopped after 2 steps on 4 processes x 2 devices and resumed from its
 checkpoint on 2 processes x 4 devices logs the same train losses at every
-step and the same eval loss (docs/data.md: each process reads its streams).
+step and the same eval loss at the end (docs/data.md: each process reads its streams).
 """
 
 import os
@@ -55,14 +55,14 @@ def _env(devices: int) -> dict:
     return env
 
 
-def _run(repo_root, workdir, shards, processes: int, steps: int) -> None:
+def _run(repo_root, workdir, shards, processes: int, steps: int, *extra: str) -> None:
     """`bert-jax pretrain` on `processes` processes x 8/`processes` devices; asserts each exits 0."""
     train, evals = shards
     port = _free_port()
     cmd = [
         sys.executable, "-m", "bert_jax.cli", "pretrain", "--config=configs/demo.py", f"--workdir={workdir}",
         *ARGS, f"--config.data.train_files={train}", f"--config.data.eval_files={evals}",
-        f"--config.total_steps={steps}",
+        f"--config.total_steps={steps}", *extra,
     ]  # fmt: skip
     distributed = [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}"]
     procs = [
@@ -90,12 +90,13 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_stopped_on_four_processes_resumed_on_two_matches_one(tmp_path, repo_root, shards):
     elastic, single = tmp_path / "elastic", tmp_path / "single"
-    _run(repo_root, elastic, shards, processes=4, steps=2)
+    # No eval on 4 processes: one compile fewer in each of the slowest run's processes (2 cores in CI).
+    _run(repo_root, elastic, shards, 4, 2, "--config.eval_steps=0")
     assert sorted(os.listdir(elastic / "checkpoints")) == ["2"]
-    _run(repo_root, elastic, shards, processes=2, steps=4)  # resumes from step 2
+    _run(repo_root, elastic, shards, 2, 4)  # resumes from step 2
     # The reference runs after the others: a slow peer (still compiling) can
     # otherwise outlast gloo's connect timeout on a busy machine.
-    _run(repo_root, single, shards, processes=1, steps=4)
+    _run(repo_root, single, shards, 1, 4)
     one, both = metrics_log.read_metrics(str(single)), metrics_log.read_metrics(str(elastic))
     assert sorted(both) == [1, 2, 3, 4]
     for step in (1, 2, 3, 4):
