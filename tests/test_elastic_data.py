@@ -141,3 +141,25 @@ def test_pretrain_with_streams_that_do_not_divide_the_batch_is_one_line_and_exit
         "--config.data.streams=3",
     )
     assert _error(proc, "pretrain").startswith("data.streams=3 does not divide the global batch of 8; ")
+
+
+def test_state_of_the_older_per_process_format_continues_at_its_step(shards):
+    old = {"format": "bert-jax-input/1", "batches": 5, "epoch": 0, "batches_in_epoch": 5,
+           "batches_per_epoch": 24, "seed": 11, "process_count": 2, "batch_size": 4}  # fmt: skip
+    resumed = processes(shards, 2, state=old)
+    assert resumed[0].state()["batches"] == 5
+    assert global_batches(resumed, 1) == global_batches(processes(shards, 1), 6)[5:]
+
+
+def test_rows_that_are_not_an_equal_part_of_the_batch_are_refused():
+    from bert_jax.train import inputs
+
+    spec = inputs.SourceSpec(global_batch=8, row_start=2, row_stop=5, seq_len=16, max_predictions=3)
+    with pytest.raises(ConfigError, match=r"^process 0 holds rows 2-5 of a global batch of 8, not one of equal parts"):
+        inputs.pipeline_factory(inputs_config(), 0)(spec, "train", "unused", None)
+
+
+def inputs_config():
+    from bert_jax.config import pretrain_config
+
+    return pretrain_config("tiny").data
