@@ -267,7 +267,8 @@ def _fake_compile(bytes_for_batch):
         used = bytes_for_batch(config.batch_size)
         calls.append(config.batch_size)
         fits = used <= topology.chip.hbm_bytes
-        return {"fits": fits, "bytes_per_chip": used, "global_batch": config.batch_size, "mesh": dict(config.mesh)}
+        sizes = {axis: config.mesh[axis] for axis in ("data", "fsdp", "tensor")}
+        return {"fits": fits, "bytes_per_chip": used, "global_batch": config.batch_size, "mesh": sizes}
 
     compile_for_topology.calls = calls
     return compile_for_topology
