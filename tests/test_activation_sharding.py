@@ -210,3 +210,43 @@ def test_the_rule_table_is_saved_with_the_resolved_config():
     saved = json.loads(tiny_config().to_json())
     assert saved["mesh"]["rules"]["batch"] == "data,fsdp"
     assert saved["mesh"]["rules"]["act_mlp"] == "tensor"
+
+
+@pytest.mark.parametrize("name", ["FSDP", "3-axis"])
+def test_the_fine_tuning_step_keeps_activations_split_over_the_batch(name):
+    """Fine-tuning (and distillation and prediction, built on the same
+    `finetune.step.under_mesh`) traces under the mesh and the rules too.
+    Without them, on fsdp=8 the layer outputs were split over the hidden
+    dimension and the MLP's activation replicated."""
+    import optax
+
+    from bert_jax.finetune import step as ft_step
+    from bert_jax.model import BertForSequenceClassification
+
+    mesh = _mesh(MESHES[name])
+    model = BertForSequenceClassification(model_config(_config()).replace(num_labels=2))
+    params = ft_step.init_params(model, SEQ, jax.random.PRNGKey(0), {"bert": {}}, mesh)
+    tx = optax.adamw(1e-3)
+    opt_state = jax.jit(tx.init)(params)
+    b = batch(batch_size=GLOBAL_BATCH)
+    host = {"input_ids": b["input_ids"], "input_mask": b["input_mask"], "segment_ids": b["segment_ids"],
+            "labels": b["next_sentence_labels"], "weights": np.ones(GLOBAL_BATCH, np.float32)}
+    placed = jax.device_put(host, sharding.batch_sharding(mesh))
+    seen: dict[str, set] = {}
+
+    def record(next_fun, args_, kwargs, context):
+        out = next_fun(*args_, **kwargs)
+        if context.method_name == "__call__" and isinstance(out, jax.Array) and out.ndim >= 3:
+            jax.debug.inspect_array_sharding(
+                out, callback=lambda s, n=context.module.name: seen.setdefault(n, set()).add(_normalise(s.spec))
+            )
+        return out
+
+    fn = ft_step.make_train_step(model, "classification", tx, mesh)
+    with nn.intercept_methods(record):
+        fn.lower(params, opt_state, placed, jax.random.PRNGKey(1)).compile()
+    batch_axes = _batch_entry(mesh)
+    for module in ("embeddings", "layer_0", "layer_1"):
+        assert seen[module] == {(batch_axes,)}, (module, seen[module])
+    tensor = ((), ("tensor",)) if mesh.shape["tensor"] > 1 else ()
+    assert seen["intermediate"] == {(batch_axes, *tensor)}

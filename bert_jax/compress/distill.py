@@ -180,7 +180,8 @@ def total_loss(
 
 
 def make_distill_step(
-    teacher_cfg: ModelConfig, student_cfg: ModelConfig, loss_cfg: LossConfig, tx: optax.GradientTransformation
+    teacher_cfg: ModelConfig, student_cfg: ModelConfig, loss_cfg: LossConfig, tx: optax.GradientTransformation,
+    mesh=None,
 ):
     """jitted `(train_params, opt_state, teacher_params, batch, rng) ->
     (train_params, opt_state, loss)`; `train_params` is `{"student": ..., and
@@ -208,7 +209,7 @@ def make_distill_step(
         updates, opt_state = tx.update(grads, opt_state, train_params)
         return optax.apply_updates(train_params, updates), opt_state, loss
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return ft_step.under_mesh(jax.jit(step, donate_argnums=(0, 1)), mesh)
 
 
 # --------------------------------------------------------------------------
@@ -371,8 +372,8 @@ def train_student(config, prepared, teacher_cfg, teacher_params, student_cfg, st
     total = trainer.num_train_steps(config, len(prepared.train["input_ids"]))
     tx = trainer.make_optimizer(config, total)
     opt_state = jax.jit(tx.init)(train_params)
-    step = make_distill_step(teacher_cfg, student_cfg, loss_cfg, tx)
-    predict_fn = ft_step.make_predict_step(BertForSequenceClassification(student_cfg), "classification")
+    step = make_distill_step(teacher_cfg, student_cfg, loss_cfg, tx, mesh)
+    predict_fn = ft_step.make_predict_step(BertForSequenceClassification(student_cfg), "classification", mesh)
     teacher_params = jax.device_put(teacher_params, sharding.replicated(mesh))
     every = config.eval_every_steps or total
     best, best_step, best_params = None, 0, None
@@ -412,7 +413,7 @@ def run(config, workdir: str) -> dict:
     logging.info("student: %d layers, hidden %d, from %s", student_cfg.num_layers, student_cfg.hidden_size, origin)
     workdir.mkdir(parents=True, exist_ok=True)
     trainer.write_json(workdir / trainer.CONFIG_FILE, config.to_dict())
-    teacher_predict = ft_step.make_predict_step(BertForSequenceClassification(teacher_cfg), "classification")
+    teacher_predict = ft_step.make_predict_step(BertForSequenceClassification(teacher_cfg), "classification", mesh)
     teacher_dev = models.dev_scores(teacher_predict, teacher_params, prepared, config.eval_batch_size)
     best, best_step, best_params = train_student(config, prepared, teacher_cfg, teacher_params, student_cfg,
                                                  student_params, loss_cfg, seed, mesh)

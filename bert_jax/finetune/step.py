@@ -111,9 +111,18 @@ def _apply(model, params, batch, **kw):
     return model.apply({"params": params}, *(batch[k] for k in INPUTS), **kw)
 
 
-def make_train_step(model: nn.Module, head: str, tx: optax.GradientTransformation):
+def under_mesh(jitted, mesh: Mesh | None, rules=sharding.RULES):
+    """`jitted` traced with `mesh` and the rule table in force
+    (`sharding.MeshJitted`), so the model's activation constraints apply;
+    unchanged without a mesh (one device)."""
+    return jitted if mesh is None else sharding.MeshJitted(jitted, mesh, rules)
+
+
+def make_train_step(model: nn.Module, head: str, tx: optax.GradientTransformation, mesh: Mesh | None = None,
+                    rules=sharding.RULES):
     """jitted `(params, opt_state, batch, rng) -> (params, opt_state, loss)`
-    with dropout on; `params` and `opt_state` are donated."""
+    with dropout on; `params` and `opt_state` are donated. With `mesh`, traced
+    under it and `rules` (`under_mesh`)."""
 
     def step(params, opt_state, batch, rng):
         def compute(p):
@@ -124,10 +133,11 @@ def make_train_step(model: nn.Module, head: str, tx: optax.GradientTransformatio
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return under_mesh(jax.jit(step, donate_argnums=(0, 1)), mesh, rules)
 
 
-def make_predict_step(model: nn.Module, head: str):
+def make_predict_step(model: nn.Module, head: str, mesh: Mesh | None = None, rules=sharding.RULES):
     """jitted `(params, batch) -> outputs` without dropout: `[batch, labels]`
-    logits, `[batch, seq, labels]` for tokens, or `(start, end)` `[batch, seq]`."""
-    return jax.jit(functools.partial(_apply, model))
+    logits, `[batch, seq, labels]` for tokens, or `(start, end)` `[batch, seq]`;
+    with `mesh`, traced under it and `rules` (`under_mesh`)."""
+    return under_mesh(jax.jit(functools.partial(_apply, model)), mesh, rules)

@@ -202,8 +202,9 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     total = num_train_steps(config, len(prepared.train["input_ids"]))
     tx = make_optimizer(config, total)
     opt_state = jax.jit(tx.init)(params)
-    train_step = ft_step.make_train_step(model, prepared.head, tx)
-    predict_fn = ft_step.make_predict_step(model, prepared.head)
+    rules = sharding.rules_of(config.mesh)
+    train_step = ft_step.make_train_step(model, prepared.head, tx, mesh, rules)
+    predict_fn = ft_step.make_predict_step(model, prepared.head, mesh, rules)
     every = config.eval_every_steps or total
     best, best_step, best_params = None, 0, None
     start = time.time()
@@ -379,7 +380,7 @@ def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restore
     features, context = module.predict_inputs(config, tokenizer, config.predict_file)
     mesh = make_mesh(config)
     params = jax.device_put(params, sharding.replicated(mesh))
-    predict_fn = ft_step.make_predict_step(restored.model, head["head"])
+    predict_fn = ft_step.make_predict_step(restored.model, head["head"], mesh, sharding.rules_of(config.mesh))
     outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh)
     out_path = pathlib.Path(config.get("predict_output") or workdir / module.PREDICTIONS_FILE)
     out_path.parent.mkdir(parents=True, exist_ok=True)

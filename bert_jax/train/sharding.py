@@ -14,6 +14,7 @@ same table gives DP (data=N), FSDP (fsdp=N), TP (tensor=N) and any mix.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -185,3 +186,38 @@ def check_batch_size(global_batch: int, mesh: Mesh, accum_steps: int = 1, key: s
             f"that do not split over the {dp} data-parallel devices (mesh data x fsdp); "
             f"use a multiple of {dp * accum_steps}"
         )
+
+
+class MeshJitted:
+    """A jitted function that traces with the mesh (`jax.set_mesh`) and the
+    logical-axis rule table in force, so every `nn.with_logical_constraint`
+    in the model takes effect: activations are split as the rules say
+    (batch over data x fsdp, heads and the MLP over tensor) instead of XLA
+    guessing their layout from the parameters'. `lower` / `trace` /
+    `eval_shape` for ahead-of-time use."""
+
+    def __init__(self, jitted, mesh: Mesh, rules, bound: tuple = ()):
+        # `bound`: trailing arguments passed on every call (the teacher's params).
+        self._jitted, self.mesh, self.rules, self._bound = jitted, mesh, rules, tuple(bound)
+
+    def _ctx(self):
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.set_mesh(self.mesh))
+        stack.enter_context(nn.logical_axis_rules(self.rules))
+        return stack
+
+    def __call__(self, *args):
+        with self._ctx():
+            return self._jitted(*args, *self._bound)
+
+    def lower(self, *args):
+        with self._ctx():
+            return self._jitted.lower(*args, *self._bound)
+
+    def trace(self, *args):
+        with self._ctx():
+            return self._jitted.trace(*args, *self._bound)
+
+    def eval_shape(self, *args):
+        with self._ctx():
+            return self._jitted.eval_shape(*args, *self._bound)

@@ -36,7 +36,6 @@ import dataclasses
 import functools
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -45,6 +44,7 @@ from jax.sharding import Mesh
 from bert_jax.model import BertForPreTraining, ModelConfig
 from bert_jax.train import sharding as sharding_lib
 from bert_jax.train.optim import Optimizer, as_transformation
+from bert_jax.train.sharding import MeshJitted
 from bert_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -221,43 +221,6 @@ def eval_step(state_or_params, batch: Batch, *, model_cfg: ModelConfig) -> dict[
     then `metrics_from_sums`)."""
     params = state_or_params.params if isinstance(state_or_params, TrainState) else state_or_params
     return loss_sums(model_cfg, _forward(model_cfg, params, batch, deterministic=True), batch)
-
-
-class MeshJitted:
-    """A jitted function that traces with the mesh (`jax.set_mesh`) and the
-    logical-axis rule table in force, so every `nn.with_logical_constraint`
-    in the model takes effect: activations are split as the rules say
-    (batch over data x fsdp, heads and the MLP over tensor) instead of XLA
-    guessing their layout from the parameters'. `lower` / `trace` /
-    `eval_shape` for ahead-of-time use."""
-
-    def __init__(self, jitted, mesh: Mesh, rules, bound: tuple = ()):
-        # `bound`: trailing arguments passed on every call (the teacher's params).
-        self._jitted, self.mesh, self.rules, self._bound = jitted, mesh, rules, tuple(bound)
-
-    def _ctx(self):
-        import contextlib
-
-        stack = contextlib.ExitStack()
-        stack.enter_context(jax.set_mesh(self.mesh))
-        stack.enter_context(nn.logical_axis_rules(self.rules))
-        return stack
-
-    def __call__(self, *args):
-        with self._ctx():
-            return self._jitted(*args, *self._bound)
-
-    def lower(self, *args):
-        with self._ctx():
-            return self._jitted.lower(*args, *self._bound)
-
-    def trace(self, *args):
-        with self._ctx():
-            return self._jitted.trace(*args, *self._bound)
-
-    def eval_shape(self, *args):
-        with self._ctx():
-            return self._jitted.eval_shape(*args, *self._bound)
 
 
 def make_train_step(
