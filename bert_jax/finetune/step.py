@@ -57,10 +57,10 @@ def make_model(head: str, cfg: ModelConfig) -> nn.Module:
 
 
 def init_params(
-    model: nn.Module, seq_len: int, rng: jax.Array, pretrained: dict[str, Any], mesh: Mesh
+    model: nn.Module, seq_len: int, rng: jax.Array, pretrained: dict[str, Any], mesh: Mesh, rules=sharding.RULES
 ) -> dict[str, Any]:
-    """Parameters of `model`, placed over `mesh` by the pre-training rule
-    table: every `bert/...` leaf that `pretrained` has comes from it, the rest
+    """Parameters of `model`, placed over `mesh` by the rule table `rules`
+    (the step's own, so the two agree): every `bert/...` leaf that `pretrained` has comes from it, the rest
     (the task head; the pooler when the checkpoint has none) is freshly
     initialised."""
     ids = jnp.zeros((1, seq_len), jnp.int32)
@@ -68,7 +68,7 @@ def init_params(
     def init(key):
         return model.init(key, ids, jnp.ones_like(ids), ids)["params"]
 
-    shardings = sharding.logical_shardings(jax.eval_shape(init, rng), mesh)
+    shardings = sharding.logical_shardings(jax.eval_shape(init, rng), mesh, rules)
     fresh = jax.jit(lambda key: nn.meta.unbox(init(key)), out_shardings=shardings)(rng)
     merged = {**fresh, "bert": _merge(fresh["bert"], pretrained["bert"], "bert")}
     return jax.device_put(merged, shardings)

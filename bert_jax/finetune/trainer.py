@@ -198,11 +198,11 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     rng = jax.random.PRNGKey(seed)
     init_rng, rng = jax.random.split(rng)
     mesh = make_mesh(config)
-    params = ft_step.init_params(model, config.max_seq_length, init_rng, pretrained, mesh)
+    rules = sharding.rules_of(config.mesh)
+    params = ft_step.init_params(model, config.max_seq_length, init_rng, pretrained, mesh, rules)
     total = num_train_steps(config, len(prepared.train["input_ids"]))
     tx = make_optimizer(config, total)
     opt_state = jax.jit(tx.init)(params)
-    rules = sharding.rules_of(config.mesh)
     train_step = ft_step.make_train_step(model, prepared.head, tx, mesh, rules)
     predict_fn = ft_step.make_predict_step(model, prepared.head, mesh, rules)
     every = config.eval_every_steps or total
