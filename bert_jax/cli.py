@@ -186,6 +186,14 @@ def _overrides(argv: list[str]) -> list[tuple[str, str]]:
     return found
 
 
+# The fine-tuning config's one learning rate and warmup (finetune/config.py):
+# the pre-training optimizer block's pair is not there to be overridden.
+_ONE_PAIR = {
+    "optimizer.learning_rate": "learning_rate",
+    "optimizer.warmup_steps": "warmup (a fraction of the steps)",
+}
+
+
 def _unknown_key_message(error: BaseException, argv: list[str]) -> str | None:
     """ConfigDict's KeyError/AttributeError for an override's missing key, as one line."""
     cause = error.args[0] if error.args else ""
@@ -205,6 +213,8 @@ def _unknown_key_message(error: BaseException, argv: list[str]) -> str | None:
         owner = f"the config from {source}" if source else f"--{name}"
         owner += f" (under {'.'.join(above)})" if above else ""
         line = f"--{name}.{dotted}: {owner} has no key {key!r}"
+        if dotted in _ONE_PAIR:
+            return f"{line}; fine-tuning has one learning rate and one warmup: use --{name}.{_ONE_PAIR[dotted]}"
         suggestion = re.search(r'Did you mean "([^"]+)"', text)
         if suggestion:
             return f"{line}; did you mean --{name}.{'.'.join([*above, suggestion.group(1)])}?"

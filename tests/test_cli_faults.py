@@ -139,6 +139,19 @@ def test_unknown_total_steps_key_of_the_issue():
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "use"),
+    [("learning_rate", "learning_rate"), ("warmup_steps", "warmup (a fraction of the steps)")],
+)
+def test_fine_tuning_has_one_learning_rate_and_one_warmup(key, use):
+    """The pre-training optimizer's pair used to be overwritten silently by the fine-tuning fields."""
+    proc = _bert_jax("finetune", "--config=configs/finetune/glue.py", f"--config.optimizer.{key}=3")
+    assert _error(proc, "finetune") == (
+        f"--config.optimizer.{key}: the config from configs/finetune/glue.py (under optimizer) has no key "
+        f"{key!r}; fine-tuning has one learning rate and one warmup: use --config.{use}"
+    )
+
+
 def test_unknown_section_of_a_nested_key():
     proc = _bert_jax("pretrain", "--config=configs/bert_tiny.py", "--config.modl.hidden_size=64")
     assert _error(proc, "pretrain") == (

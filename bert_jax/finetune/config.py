@@ -40,7 +40,14 @@ def finetune_config(task: str = "sst2") -> ml_collections.ConfigDict:
     c.predict_output = ""  # default: WORKDIR/predictions.{tsv,json,txt}
 
     base = pretrain_config("tiny")
-    c.optimizer = base.optimizer  # learning_rate and warmup_steps come from the fields above
+    c.optimizer = base.optimizer
     c.optimizer.weight_decay = 0.01
+    # One learning rate and one warmup: `learning_rate` and `warmup` above (a
+    # fraction of the steps, since the step count depends on the data). The
+    # pre-training block's own pair is removed, so overriding it is an unknown
+    # key, not a value another field silently overwrites.
+    with c.optimizer.unlocked():
+        del c.optimizer["learning_rate"]
+        del c.optimizer["warmup_steps"]
     c.mesh = base.mesh
     return c

@@ -98,7 +98,7 @@ def finetune_config(model_cfg: ModelConfig, num_labels: int, config) -> ModelCon
 def make_optimizer(config, total_steps: int):
     """AdamW with linear warmup (`warmup` fraction of the steps) and linear decay."""
     opt_cfg = config.optimizer.copy_and_resolve_references()
-    with opt_cfg.unlocked():
+    with opt_cfg.unlocked():  # the fine-tuning config's one pair (finetune/config.py)
         opt_cfg.learning_rate = config.learning_rate
         opt_cfg.warmup_steps = int(round(config.warmup * total_steps))
     return optim.make_optimizer(opt_cfg, total_steps).tx
