@@ -3,17 +3,22 @@
 A family's `prepare(config, tokenizer)` returns `Prepared`: NumPy train
 features, dev sets that score their own predictions, and how to write
 predictions for a file. `prepare(config, tokenizer)` here picks the family
-from `config.task`.
+from `config.task` in `READERS`, the one registry of task families.
 """
 
 from __future__ import annotations
 
-import importlib
+from types import ModuleType
 
 from bert_jax.errors import ConfigError
+from bert_jax.finetune import glue, ner, squad, xnli
 from bert_jax.finetune.prepared import EvalSet, Prepared
 
-__all__ = ["EvalSet", "Prepared", "family", "module_for", "prepare"]
+__all__ = ["READERS", "EvalSet", "Prepared", "family", "module_for", "prepare"]
+
+# Each family's reader: `prepare(config, tokenizer)`, `get_task(name)` and the
+# prediction writers. A new family is one entry here and a name tuple below.
+READERS: dict[str, ModuleType] = {"glue": glue, "squad": squad, "ner": ner, "xnli": xnli}
 
 
 SQUAD_TASKS = ("squad", "squad1", "squad2")
@@ -22,9 +27,7 @@ XNLI_TASKS = ("xnli",)
 
 
 def family(task: str) -> str:
-    """`glue`, `squad`, `ner` or `xnli` for a config.task value."""
-    from bert_jax.finetune import glue
-
+    """`glue`, `squad`, `ner` or `xnli` (a key of READERS) for a config.task value."""
     task = task.lower()
     if task in SQUAD_TASKS:
         return "squad"
@@ -36,9 +39,9 @@ def family(task: str) -> str:
     return "glue"
 
 
-def module_for(task: str):
+def module_for(task: str) -> ModuleType:
     """The reader module (`glue`, `squad`, `ner`, `xnli`) of a task."""
-    return importlib.import_module(f"bert_jax.finetune.{family(task)}")
+    return READERS[family(task)]
 
 
 def prepare(config, tokenizer) -> Prepared:
