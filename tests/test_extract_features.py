@@ -11,9 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-tokenization = pytest.importorskip("bert_jax.tokenization")
-
-from bert_jax import checkpoints, features  # noqa: E402
+from bert_jax import checkpoints, features, tokenization  # noqa: E402
 from bert_jax.errors import UserError  # noqa: E402
 
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "a", ".", ",", "##s", "play", "##ed", "and"]

@@ -9,10 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-
-pytest.importorskip("bert_jax.tokenization")
-
-
 from train_utils import save_random_checkpoint, tiny_finetune_config  # noqa: E402
 
 from bert_jax import checkpoints  # noqa: E402

@@ -4,9 +4,6 @@ files, with their predictions in the official / CoNLL formats."""
 import json
 
 import pytest
-
-pytest.importorskip("bert_jax.tokenization")
-
 from train_utils import save_random_checkpoint  # noqa: E402
 
 from bert_jax import checkpoints  # noqa: E402

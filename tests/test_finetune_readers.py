@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
+from bert_jax import tokenization
 from bert_jax.errors import CheckpointError, DataError
 from bert_jax.finetune import glue, ner, squad
-
-tokenization = pytest.importorskip("bert_jax.tokenization")
 
 WORDS = [
     "the",

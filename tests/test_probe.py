@@ -11,9 +11,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-pytest.importorskip("bert_jax.tokenization")
-
 from train_utils import CLI_TINY, tiny_config  # noqa: E402
 
 from bert_jax.errors import ConfigError  # noqa: E402

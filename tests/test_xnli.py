@@ -9,10 +9,6 @@ import pathlib
 
 import numpy as np
 import pytest
-
-pytest.importorskip("bert_jax.tokenization")
-
-
 from train_utils import save_random_checkpoint, tiny_finetune_config  # noqa: E402
 
 from bert_jax.errors import ConfigError, DataError  # noqa: E402
