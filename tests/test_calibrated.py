@@ -1,6 +1,8 @@
 """The calibrated step-time model (bert_jax.compile.calibrated): fitted to one
-published measurement, monotonic in the work, its constants where documented.
-No compiles: the workloads are analytic or written by hand."""
+published measurement, monotonic in the work, its constants where documented,
+and its error on every published measurement it was not fitted to pinned
+(docs/scaling.md shows the same numbers). No compiles: the workloads are
+analytic or written by hand."""
 
 from __future__ import annotations
 
@@ -47,18 +49,20 @@ def test_the_documented_efficiency_is_the_fitted_one():
     assert calibrated.predicted_sequences_per_s(p) == pytest.approx(p.sequences_per_s, rel=1e-4)
 
 
-def test_the_calibration_point_is_nvidias_a100_phase1_figure():
+def test_the_calibration_point_is_nvidias_tf2_xla_a100_phase1_figure():
     p = calibrated.CALIBRATION
     assert (p.chip, p.num_chips, p.size, p.seq_len, p.micro_batch, p.accum_steps) == (
         "a100",
         8,
         "large",
         128,
-        256,
+        312,
         32,
     )
-    assert p.sequences_per_s == 5541
-    assert p not in calibrated.VALIDATION
+    assert p.global_batch == 79872  # the README's "Global Batch Size"
+    assert p.sequences_per_s == 3799.24
+    assert p.source == "TF2 21.02"
+    assert p not in calibrated.VALIDATION and p not in calibrated.EXCLUDED
 
 
 @pytest.mark.parametrize(
@@ -81,7 +85,7 @@ def test_the_step_is_the_sum_of_its_terms():
     w = _workload()
     p = calibrated.predict(chip, w, efficiency=0.5)
     assert p.matmul_s == pytest.approx(1e15 / (0.5 * chip.peak_bf16_flops))
-    assert p.elementwise_s == pytest.approx((48 * 1e9 + 12 * 1e9) * 2 / chip.hbm_bytes_per_s)
+    assert p.elementwise_s == pytest.approx((48 * 1e9 * 2 + 29 * 1e9) / chip.hbm_bytes_per_s)
     assert p.optimizer_s == pytest.approx(7 * 1.3e9 / chip.hbm_bytes_per_s)
     assert p.collective_s == pytest.approx(2e9 / (chip.ici_bytes_per_s / 2))
     assert p.step_s == pytest.approx(p.matmul_s + p.elementwise_s + p.optimizer_s + p.collective_s)
@@ -119,16 +123,127 @@ def test_calibration_fails_loudly_when_the_fixed_terms_exceed_the_measured_step(
 def test_constants_are_documented_where_the_docs_say():
     text = (REPO / "docs" / "scaling.md").read_text()
     module_doc = calibrated.__doc__
-    for name in ("MATMUL_EFFICIENCY", "ELEMENTWISE_PASSES", "SCORE_PASSES", "OPTIMIZER_PASSES"):
+    names = ("MATMUL_EFFICIENCY", "ELEMENTWISE_PASSES", "SCORE_PASSES", "SCORE_F32_PASSES", "SCORE_MASK_PASSES")
+    for name in (*names, "OPTIMIZER_PASSES"):
         assert name in module_doc, name
         assert name in text, name
     assert f"{calibrated.MATMUL_EFFICIENCY:.4f}" in text
-    assert "5541" in module_doc
+    assert "3799.24" in module_doc
 
 
-def test_validation_points_are_not_the_calibration_point_and_span_chips_and_lengths():
+def test_validation_points_span_gpu_generations_lengths_and_tpu():
     points = calibrated.VALIDATION
     assert len(points) >= 3
-    assert {p.chip for p in points} >= {"a100", "v100"}
-    assert {p.seq_len for p in points} == {128, 512}
-    assert all(p.source and p.setting for p in points)
+    assert {p.chip for p in points} == {"a100", "a100-40gb", "v100", "v3"}
+    assert {p.seq_len for p in points if isinstance(p, calibrated.Published)} == {128, 512}
+    assert all(p.source in calibrated.SOURCES and p.setting for p in [*points, *calibrated.EXCLUDED])
+
+
+def test_every_excluded_point_says_why():
+    assert calibrated.EXCLUDED
+    assert all(p.caveat for p in calibrated.EXCLUDED)
+
+
+def test_a_score_element_costs_29_bytes_in_bf16_and_43_in_float32():
+    # 7 compute-dtype, 3 float32 and 3 one-byte accesses per element and layer.
+    assert calibrated.score_bytes_per_element(2) == 29
+    assert calibrated.score_bytes_per_element(4) == 43
+
+
+def test_the_lamb_runs_put_nine_tenths_of_the_sequences_at_seq_128():
+    run = next(p for p in calibrated.VALIDATION if p.name == "TPU v3 x1024, batch 64k/32k")
+    short, long = run.phases
+    assert (short.seq_len, short.global_batch, long.seq_len, long.global_batch) == (128, 65536, 512, 32768)
+    assert short.steps + long.steps == pytest.approx(8599)
+    assert short.steps * short.global_batch == pytest.approx(9 * long.steps * long.global_batch)
+    assert run.sequences_per_s == pytest.approx(run.sequences / (76.19 * 60))
+
+
+def test_a_run_is_predicted_as_the_sum_of_its_phases_steps():
+    run = next(p for p in calibrated.VALIDATION if p.name == "TPU v3 x16, batch 512 (Adam baseline)")
+    from bert_jax.config import model_config, pretrain_config
+
+    cfg = model_config(pretrain_config("large"))
+    chip = calibrated.PUBLISHED_CHIPS["v3"]
+    expected = 0.0
+    for seq, preds, steps in ((128, 20, 900_000), (512, 80, 100_000)):
+        w = calibrated.analytic_workload(cfg, 16, 1, 512, seq, preds, 1, 4)
+        expected += steps * calibrated.predict(chip, w).step_s
+    assert calibrated.run_seconds(run) == pytest.approx(expected)
+    assert calibrated.predicted_sequences_per_s(run) == pytest.approx(512e6 / expected)
+
+
+# Predicted / published throughput - 1, in percent, for every published point
+# (docs/scaling.md, "Validation against published measurements").
+EXPECTED_ERROR_PCT = {
+    "A100 80GB seq 512, TF2 XLA": 23.7,
+    "A100 80GB seq 128, 32 nodes, TF2 XLA": 6.4,
+    "A100 80GB seq 512, 32 nodes, TF2 XLA": 11.9,
+    "V100 seq 128, DGX-2, TF2 XLA": -0.9,
+    "V100 seq 512, DGX-2, TF2 XLA": 5.7,
+    "V100 seq 128, 8 GPUs, TF2 XLA": -2.3,
+    "V100 seq 512, 8 GPUs, TF2 XLA": 4.2,
+    "A100 40GB seq 128, TF1 XLA": 26.4,
+    "A100 40GB seq 512, TF1 XLA": 31.2,
+    "A100 40GB seq 128, 32 nodes, TF1 XLA": 43.3,
+    "A100 40GB seq 512, 32 nodes, TF1 XLA": 42.4,
+    "V100 seq 128, DGX-1, TF1 XLA": 5.8,
+    "V100 seq 512, DGX-1, TF1 XLA": 26.8,
+    "V100 seq 128, DGX-2, TF1 XLA": -0.9,
+    "V100 seq 512, DGX-2, TF1 XLA": 26.3,
+    "A100 40GB seq 128, PyTorch 20.06": 12.4,
+    "A100 40GB seq 512, PyTorch 20.06": 21.0,
+    "V100 seq 128, DGX-1, PyTorch 20.06": 23.7,
+    "V100 seq 512, DGX-1, PyTorch 20.06": 21.9,
+    "V100 seq 128, DGX-2, PyTorch 20.06": 16.3,
+    "V100 seq 512, DGX-2, PyTorch 20.06": 15.9,
+    "A100 80GB seq 128, PyTorch 21.11": -17.3,
+    "V100 seq 128, DGX-1, PyTorch 21.11": -12.6,
+    "A100 80GB seq 128, Paddle 22.08": -9.6,
+    "A100 80GB seq 512, Paddle 22.08": -2.4,
+    "TPU v3 x16, batch 512 (Adam baseline)": 8.5,
+    "TPU v3 x16, batch 512 (LAMB)": 10.3,
+    "TPU v3 x32, batch 1k": 15.0,
+    "TPU v3 x64, batch 2k": 13.9,
+    "TPU v3 x128, batch 4k": 23.0,
+    "TPU v3 x256, batch 8k": 38.5,
+    "TPU v3 x512, batch 16k": 41.9,
+    "TPU v3 x1024, batch 32k": 43.6,
+    "TPU v3 x1024, batch 64k/32k": 11.5,
+    # Excluded (not like for like), shown apart:
+    "A100 80GB seq 128, Paddle 22.12 fused MHA": -31.5,
+    "A100 80GB seq 128, 8 nodes, Paddle 22.12 fused MHA": -27.9,
+    "A100 80GB seq 512, Paddle 22.12 fused MHA": -61.9,
+    "A100 80GB seq 512, PyTorch 21.11": -51.5,
+    "V100 seq 512, DGX-1, PyTorch 21.11": -44.7,
+    "V100 seq 128, 32 x DGX-2H, TF2 XLA": 7.0,
+    "V100 seq 512, 32 x DGX-2H, TF2 XLA": 7.0,
+}
+
+
+def test_every_published_point_has_a_pinned_error():
+    names = [p.name for p in [*calibrated.VALIDATION, *calibrated.EXCLUDED]]
+    assert len(names) == len(set(names))
+    assert set(names) == set(EXPECTED_ERROR_PCT)
+
+
+@pytest.mark.parametrize("point", [*calibrated.VALIDATION, *calibrated.EXCLUDED], ids=lambda p: p.name)
+def test_the_error_on_each_published_point_is_the_documented_one(point):
+    assert 100 * calibrated.error(point) == pytest.approx(EXPECTED_ERROR_PCT[point.name], abs=0.05)
+
+
+def test_the_goal_is_missed_on_exactly_the_nine_documented_points():
+    # Issue 16's goal: every validation point within +-25%. Not met; these
+    # are the points docs/scaling.md names as outside it.
+    outside = {p.name for p in calibrated.VALIDATION if abs(calibrated.error(p)) > 0.25}
+    assert outside == {
+        "A100 40GB seq 128, TF1 XLA",
+        "A100 40GB seq 512, TF1 XLA",
+        "A100 40GB seq 128, 32 nodes, TF1 XLA",
+        "A100 40GB seq 512, 32 nodes, TF1 XLA",
+        "V100 seq 512, DGX-1, TF1 XLA",
+        "V100 seq 512, DGX-2, TF1 XLA",
+        "TPU v3 x256, batch 8k",
+        "TPU v3 x512, batch 16k",
+        "TPU v3 x1024, batch 32k",
+    }

@@ -172,30 +172,50 @@ def _validate_row(p, out: pathlib.Path, analytic: bool) -> tuple[float, float, s
     return r["predicted_sequences_per_s"], r["roofline_sequences_per_s"], "compiled"
 
 
+GOAL = 0.25  # issue 16: every validation point within +-25%
+
+
+def _validate_rows(points, out: pathlib.Path, analytic: bool, role: str = "") -> tuple[list[str], list[float]]:
+    """Markdown rows of `points` against the calibrated prediction, and their errors."""
+    lines, errors = [], []
+    for p in points:
+        predicted, roof, how = _validate_row(p, out, analytic)
+        error = predicted / p.sequences_per_s - 1
+        roof_text = "-" if roof != roof else f"{roof:,.0f}"  # nan: not compiled
+        caveat = f" ({p.caveat})" if p.caveat else ""
+        mark = "" if abs(error) <= GOAL else " **outside**"
+        lines.append(
+            f"| {p.name}{role} | {p.sequences_per_s:,.0f} | {predicted:,.0f} | {100 * error:+.1f}%{mark} "
+            f"| {roof_text} | {how} | {p.setting}{caveat} | {p.source} |"
+        )
+        errors.append(error)
+    return lines, errors
+
+
 def validate(out: pathlib.Path, analytic: bool) -> str:
-    """Markdown: each published measurement against the calibrated prediction
-    (and the roofline where compiled), the calibration point first."""
+    """Markdown: the calibration point, each like-for-like published
+    measurement against the calibrated prediction (and the roofline where
+    compiled), a summary line, then the excluded measurements apart."""
     from bert_jax.compile import calibrated
 
-    lines = [
+    header = [
         "| measurement | published seq/s | calibrated seq/s | error | roofline seq/s | how | setting | source |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    errors = []
-    for p in [calibrated.CALIBRATION, *calibrated.VALIDATION]:
-        predicted, roof, how = _validate_row(p, out, analytic)
-        error = predicted / p.sequences_per_s - 1
-        role = " (calibration)" if p is calibrated.CALIBRATION else ""
-        roof_text = "-" if roof != roof else f"{roof:,.0f}"  # nan: not compiled
-        caveat = f" ({p.caveat})" if p.caveat else ""
-        lines.append(
-            f"| {p.name}{role} | {p.sequences_per_s:,.0f} | {predicted:,.0f} | {100 * error:+.0f}% "
-            f"| {roof_text} | {how} | {p.setting}{caveat} | {p.source} |"
-        )
-        if p is not calibrated.CALIBRATION:
-            errors.append(abs(error))
-    lines += ["", f"validation points: {len(errors)}, largest |error| {100 * max(errors):.0f}%"]
-    return "\n".join(lines)
+    cal, _ = _validate_rows([calibrated.CALIBRATION], out, analytic, " (calibration)")
+    rows, errors = _validate_rows(calibrated.VALIDATION, out, analytic)
+    outside = [p.name for p, e in zip(calibrated.VALIDATION, errors, strict=True) if abs(e) > GOAL]
+    summary = (
+        f"validation points: {len(errors)}, within +-{100 * GOAL:.0f}%: {len(errors) - len(outside)}, "
+        f"outside: {len(outside)}, largest |error| {100 * max(abs(e) for e in errors):.1f}%, "
+        f"MATMUL_EFFICIENCY {calibrated.MATMUL_EFFICIENCY}"
+    )
+    excluded, _ = _validate_rows(calibrated.EXCLUDED, out, analytic)
+    sources = [f"* {tag}: {text}" for tag, text in calibrated.SOURCES.items()]
+    return "\n".join(
+        [*header, *cal, *rows, "", summary, "", "Excluded (not like for like; not counted):", "", *header, *excluded]
+        + ["", "Sources:", "", *sources]
+    )
 
 
 def _largest(r: dict, best: int) -> str:
