@@ -33,7 +33,7 @@ The constants (docs/scaling.md, "Calibrated prediction"):
   `[batch, heads, seq, seq]` attention-score element per layer, forward and
   backward, by dtype. bert-jax materialises the scores whenever attention
   dropout is on (`model.attention_impl='auto'`) and takes the softmax in
-  float32 (`model.BertSelfAttention._explicit`). Counted with XLA's kernels:
+  float32 (`model.SelfAttention._explicit`). Counted with XLA's kernels:
   forward, the max and the sum reductions each read the logits and the
   normalise + dropout fusion reads them again (3 compute-dtype reads), writes
   the float32 probabilities the backward needs (1 float32 write), the keep
