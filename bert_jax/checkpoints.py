@@ -47,6 +47,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from bert_jax import hf_modernbert
 from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs
 
@@ -665,8 +666,11 @@ _REQUIRED_HF_KEYS = (
 
 def _supported_architectures() -> str:
     return "; ".join(
-        f"model_type {f.model_type!r} with architectures {', '.join(f.architectures)}"
-        for f in HF_FAMILIES.values()
+        [
+            f"model_type {f.model_type!r} with architectures {', '.join(f.architectures)}"
+            for f in HF_FAMILIES.values()
+        ]
+        + [hf_modernbert.SUPPORTED]
     )
 
 
@@ -703,6 +707,8 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
     """A Hugging Face `config.json` (BERT, RoBERTa, XLM-R, CamemBERT, ALBERT)
     or Google `bert_config.json` as ModelConfig. Refuses any other
     architecture, naming what it found and what is supported."""
+    if hf.get("model_type") == hf_modernbert.MODEL_TYPE:  # fused tensors: its own mapping
+        return hf_modernbert.model_config_from_hf(hf, source)
     model_type = hf.get("model_type", "bert")
     family = _FAMILY_OF_MODEL_TYPE.get(model_type)
     known = HF_FAMILIES[family].architectures if family else ()
@@ -766,6 +772,8 @@ def params_from_hf_state(
     """Hugging Face state dict (any supported head of `cfg.family`, prefixed or
     not) -> (config with `pair_head` set to what exists, our params: unrolled,
     or one shared layer for ALBERT)."""
+    if cfg.family == "modernbert":
+        return hf_modernbert.params_from_hf_state(state, cfg, source)
     family = HF_FAMILIES[cfg.family]
     state = {_canonical_hf_name(k, family): v for k, v in state.items()}
     table = hf_table(cfg)

@@ -13,7 +13,7 @@ import dataclasses
 import ml_collections
 
 from bert_jax.errors import ConfigError
-from bert_jax.model import FAMILIES, ModelConfig
+from bert_jax.model import FAMILIES, ModelConfig, modernbert_fields
 
 # (num_layers, hidden_size, num_heads) of the standard sizes (Turc et al. 2019
 # for the small ones); intermediate is 4 * hidden.
@@ -24,6 +24,16 @@ SIZES = {
     "medium": (8, 512, 8),
     "base": (12, 768, 12),
     "large": (24, 1024, 16),
+}
+
+
+# ModernBERT's published sizes (Warner et al. 2024; answerdotai/ModernBERT-*
+# config.json): num_layers, hidden_size, num_heads, intermediate_size (the
+# GeGLU width), sliding window; tiny is ours, for tests.
+MODERNBERT_SIZES = {
+    "tiny": (4, 128, 2, 192, 16),
+    "base": (22, 768, 12, 1152, 128),
+    "large": (28, 1024, 16, 2624, 128),
 }
 
 
@@ -234,9 +244,45 @@ def family_config(family: str, size: str = "base") -> ml_collections.ConfigDict:
         c.optimizer.name = "lamb"
         c.optimizer.learning_rate = 0.00176
         c.optimizer.warmup_steps = 3125
+    elif family == "modernbert":
+        _modernbert(c, size)
     elif family != "bert":
         raise ConfigError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     return c
+
+
+def _modernbert(c: ml_collections.ConfigDict, size: str) -> None:
+    """ModernBERT (Warner et al. 2024): the architecture of `modernbert_fields`
+    at its published sizes, MLM only on packed rows with dynamic masking.
+    Its training recipe (30% masking, warmup-stable-decay, context extension)
+    is not configured here yet: the optimizer is AdamW at its published peak
+    rates (8e-4 base, 5e-4 large) with weight decay 1e-5."""
+    if size not in MODERNBERT_SIZES:
+        raise ConfigError(f"unknown ModernBERT size {size!r}; known: {', '.join(MODERNBERT_SIZES)}")
+    layers, hidden, heads, inter, window = MODERNBERT_SIZES[size]
+    c.model = model_section(
+        size,
+        **modernbert_fields(
+            num_layers=layers,
+            hidden_size=hidden,
+            num_heads=heads,
+            intermediate_size=inter,
+            local_attention=window,
+            vocab_size=50368,
+            max_position_embeddings=8192 if size != "tiny" else 512,
+            pad_token_id=50283,
+        ),
+    )
+    c.data.mode = "mlm_packed"
+    c.data.masking = "dynamic"
+    c.data.do_lower_case = False
+    c.data.max_seq_length = 1024 if size != "tiny" else 128
+    c.data.max_predictions_per_seq = default_max_predictions(c.data.max_seq_length)
+    c.optimizer.name = "adamw"
+    c.optimizer.learning_rate = 5e-4 if size == "large" else 8e-4
+    c.optimizer.b2 = 0.98
+    c.optimizer.eps = 1e-6
+    c.optimizer.weight_decay = 1e-5
 
 
 def validate_family(config: ml_collections.ConfigDict) -> ModelConfig:

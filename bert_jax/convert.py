@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bert_jax import checkpoints
+from bert_jax import checkpoints, hf_modernbert
 from bert_jax.errors import CheckpointError, UserError
 from bert_jax.model import ModelConfig
 
@@ -32,6 +32,7 @@ _HF_TOKENIZER = {
     "xlmr": ("XLMRobertaTokenizer", "sentencepiece.bpe.model"),
     "camembert": ("CamembertTokenizer", "sentencepiece.bpe.model"),
     "albert": ("AlbertTokenizer", "spiece.model"),
+    "modernbert": ("PreTrainedTokenizerFast", None),
 }
 
 
@@ -50,6 +51,8 @@ def hf_architecture(params: checkpoints.Params, family: str = "bert") -> str:
 
 def hf_config(cfg: ModelConfig, architecture: str) -> dict[str, Any]:
     """`config.json` for the `transformers` config class of `cfg.family`."""
+    if cfg.family == "modernbert":
+        return hf_modernbert.hf_config(cfg, architecture)
     if cfg.family == "bert" and (cfg.embedding_size or cfg.share_layers or cfg.position_offset):
         raise CheckpointError(
             "only plain BERT exports to the Hugging Face BERT layout; this model has ALBERT/RoBERTa "
@@ -90,6 +93,8 @@ def hf_state(params: checkpoints.Params, cfg: ModelConfig) -> tuple[dict[str, np
     unless the architecture is the bare *Model; the tied MLM decoder is left
     out, as `save_pretrained` does. A RoBERTa-family sequence classifier
     writes our pooler as its `classifier.dense`."""
+    if cfg.family == "modernbert":  # fused Wqkv / Wi: its own mapping
+        return hf_modernbert.hf_state(params, cfg)
     if cfg.family != "albert":
         params = checkpoints.with_layer_layout(params, cfg.replace(scan_layers=False, share_layers=False))
     family = checkpoints.HF_FAMILIES[cfg.family]

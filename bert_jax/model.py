@@ -1,7 +1,9 @@
 """The BERT encoder family in Flax Linen, and its task heads.
 
-One encoder serves BERT, RoBERTa and ALBERT by configuration (`ModelConfig`):
-position-id offset, factorised embeddings, cross-layer sharing, head types.
+One encoder serves BERT, RoBERTa, ALBERT and ModernBERT by configuration
+(`ModelConfig`): position-id offset, factorised embeddings, cross-layer
+sharing, head types; pre- or post-LayerNorm, biases, GeGLU, RoPE, local
+sliding-window attention with a global layer every N, a final norm.
 
 Layering: this module knows nothing of meshes, files, logging or TensorFlow.
 Every parameter carries logical axis names (`vocab`, `embed`, `mlp`, `heads`,
@@ -39,8 +41,9 @@ REMAT_POLICIES = {
 }
 
 
-# BERT, RoBERTa, XLM-R and CamemBERT (RoBERTa with a SentencePiece vocab), ALBERT.
-FAMILIES = ("bert", "roberta", "xlmr", "camembert", "albert")
+# BERT, RoBERTa, XLM-R and CamemBERT (RoBERTa with a SentencePiece vocab), ALBERT,
+# ModernBERT (Warner et al. 2024).
+FAMILIES = ("bert", "roberta", "xlmr", "camembert", "albert", "modernbert")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,27 @@ class ModelConfig:
     # Attention heads kept in each layer (head pruning), each of width head_dim;
     # None: num_heads everywhere (and the usual parameter shapes).
     heads_per_layer: tuple[int, ...] | None = None
+    # ModernBERT's architecture; the defaults are BERT's. "post": LayerNorm
+    # after each residual sum (BERT); "pre": before attention and the
+    # feed-forward, layer 0 reading the embedding norm directly (ModernBERT).
+    norm_position: str = "post"
+    norm_bias: bool = True  # LayerNorms with a bias (False: scale only)
+    # Biases of the attention projections, feed-forward and MLM transform.
+    linear_bias: bool = True
+    # "mlp": Dense, act, Dense (BERT); "geglu": act(x W_in) * (x W_gate), then
+    # Dense (ModernBERT's GLU, `input, gate = Wi(x).chunk(2)` in transformers).
+    feed_forward: str = "mlp"
+    # "absolute": a learned position table (BERT); "rope": rotary embeddings
+    # on queries and keys, no position table (ModernBERT).
+    position_embedding: str = "absolute"
+    global_rope_theta: float = 10000.0  # RoPE base of global layers
+    local_rope_theta: float = 10000.0  # RoPE base of local (sliding-window) layers
+    # Sliding-window attention: 0 = every layer global; W > 0: local layers see
+    # W // 2 tokens each side (transformers' `local_attention`), and layer i is
+    # global when i % global_attn_every_n_layers == 0.
+    local_attention: int = 0
+    global_attn_every_n_layers: int = 1
+    final_norm: bool = False  # a LayerNorm after the last layer (ModernBERT)
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -121,6 +145,59 @@ class ModelConfig:
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"model.hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
         self._check_heads_per_layer()
+        self._check_modern()
+
+    def _check_modern(self) -> None:
+        """Refuses ModernBERT settings that contradict each other or that the
+        encoder cannot build (one line each, naming the fields)."""
+        choices = {
+            "norm_position": ("post", "pre"),
+            "feed_forward": ("mlp", "geglu"),
+            "position_embedding": ("absolute", "rope"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"model.{name}={getattr(self, name)!r}; expected one of {', '.join(allowed)}")
+        if self.position_embedding == "rope":
+            if self.position_offset:
+                raise ConfigError(
+                    f"model.position_embedding='rope' with model.position_offset={self.position_offset} "
+                    "(RoBERTa's learned positions); RoPE has no position table: set position_offset=0"
+                )
+            if self.head_dim % 2:
+                raise ConfigError(f"model.position_embedding='rope' needs an even head_dim; got {self.head_dim}")
+        if self.local_attention < 0 or self.local_attention > self.max_position_embeddings:
+            raise ConfigError(
+                f"model.local_attention={self.local_attention} is outside [0, max_position_embeddings="
+                f"{self.max_position_embeddings}]; a window that covers every sequence is global attention: "
+                "set local_attention=0, or a smaller window"
+            )
+        if self.global_attn_every_n_layers < 1:
+            raise ConfigError(
+                f"model.global_attn_every_n_layers={self.global_attn_every_n_layers}; layer i is global when "
+                "i % N == 0, so N must be >= 1 (1: every layer global)"
+            )
+        uniform = self.norm_position == "post" and not self.has_local_layers
+        if self.scan_layers and not uniform:
+            raise ConfigError(
+                "model.scan_layers=True needs identical layers, but with norm_position='pre' layer 0 has no "
+                "attention norm and with local_attention the layers differ in window and RoPE base: "
+                "set scan_layers=False"
+            )
+        if self.share_layers and not uniform:
+            raise ConfigError(
+                "model.share_layers=True (ALBERT) shares one layer, but norm_position='pre' or local_attention "
+                "make the layers differ: set share_layers=False"
+            )
+
+    @property
+    def has_local_layers(self) -> bool:
+        """Whether any layer attends through a sliding window."""
+        return any(self.layer_is_local(i) for i in range(self.num_layers))
+
+    def layer_is_local(self, layer: int) -> bool:
+        """Whether encoder layer `layer` (0-based) attends through the sliding window."""
+        return self.local_attention > 0 and layer % self.global_attn_every_n_layers != 0
 
     def _check_heads_per_layer(self) -> None:
         """Normalises a JSON list to a tuple; refuses counts that one encoder
@@ -204,6 +281,33 @@ class ModelConfig:
         return dataclasses.replace(self, **kw)
 
 
+def modernbert_fields(**overrides: Any) -> dict[str, Any]:
+    """The ModelConfig fields that make the encoder ModernBERT (pre-LN, no
+    biases, GeGLU, RoPE, no position or type table, alternating local and
+    global attention, final norm), with the published settings of
+    ModernBERT-base/-large unless overridden."""
+    fields = dict(
+        family="modernbert",
+        norm_position="pre",
+        norm_bias=False,
+        linear_bias=False,
+        feed_forward="geglu",
+        position_embedding="rope",
+        type_vocab_size=0,
+        global_rope_theta=160000.0,
+        local_rope_theta=10000.0,
+        local_attention=128,
+        global_attn_every_n_layers=3,
+        final_norm=True,
+        layer_norm_eps=1e-5,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        pair_head="none",
+    )
+    fields.update(overrides)
+    return fields
+
+
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "gelu": functools.partial(nn.gelu, approximate=False),
     "gelu_new": functools.partial(nn.gelu, approximate=True),
@@ -254,6 +358,7 @@ def _layer_norm(cfg: ModelConfig, name: str, axis_name: str = "embed") -> nn.Lay
     # Flax LayerNorm promotes its statistics to float32 whatever the input dtype.
     return nn.LayerNorm(
         epsilon=cfg.layer_norm_eps,
+        use_bias=cfg.norm_bias,
         dtype=cfg.compute_dtype,
         param_dtype=cfg.weight_dtype,
         scale_init=_ones((axis_name,)),
@@ -262,9 +367,10 @@ def _layer_norm(cfg: ModelConfig, name: str, axis_name: str = "embed") -> nn.Lay
     )
 
 
-def _dense(cfg: ModelConfig, features: int, axes: tuple[str, str], name: str) -> nn.Dense:
+def _dense(cfg: ModelConfig, features: int, axes: tuple[str, str], name: str, bias: bool = True) -> nn.Dense:
     return nn.Dense(
         features,
+        use_bias=bias,
         dtype=cfg.compute_dtype,
         param_dtype=cfg.weight_dtype,
         kernel_init=_init(cfg, axes),
@@ -298,7 +404,9 @@ class Embeddings(nn.Module):
     """Word + position + token-type embeddings, LayerNorm, dropout.
 
     Returns `[batch, seq, hidden]` in the compute dtype. With ALBERT's
-    factorisation the sum is `[batch, seq, E]`, projected to H.
+    factorisation the sum is `[batch, seq, E]`, projected to H. With RoPE
+    there is no position table, and `type_vocab_size=0` has no type table
+    (ModernBERT: word embeddings, norm, dropout).
     """
 
     cfg: ModelConfig
@@ -306,8 +414,10 @@ class Embeddings(nn.Module):
     def setup(self):
         cfg = self.cfg
         self.word_embeddings = _embed(cfg, cfg.vocab_size, "vocab")
-        self.position_embeddings = _embed(cfg, cfg.max_position_embeddings, "position")
-        self.token_type_embeddings = _embed(cfg, cfg.type_vocab_size, "type")
+        if cfg.position_embedding == "absolute":
+            self.position_embeddings = _embed(cfg, cfg.max_position_embeddings, "position")
+        if cfg.type_vocab_size:
+            self.token_type_embeddings = _embed(cfg, cfg.type_vocab_size, "type")
         self.layer_norm = _layer_norm(cfg, "LayerNorm")
         self.dropout = nn.Dropout(cfg.hidden_dropout)
         if cfg.embedding_size:
@@ -315,12 +425,11 @@ class Embeddings(nn.Module):
 
     def __call__(self, input_ids, token_type_ids, deterministic: bool):
         cfg = self.cfg
-        positions = position_ids_for(input_ids, cfg)
-        x = (
-            self.word_embeddings(input_ids)
-            + self.position_embeddings(positions)
-            + self.token_type_embeddings(token_type_ids)
-        )
+        x = self.word_embeddings(input_ids)
+        if cfg.position_embedding == "absolute":
+            x = x + self.position_embeddings(position_ids_for(input_ids, cfg))
+        if cfg.type_vocab_size:
+            x = x + self.token_type_embeddings(token_type_ids)
         x = self.dropout(self.layer_norm(x), deterministic=deterministic)
         if cfg.embedding_size:
             x = self.projection(x)
@@ -338,10 +447,13 @@ class SelfAttention(nn.Module):
     `num_heads` (0: `cfg.num_heads`) heads of width `cfg.head_dim` each.
     With `query_positions [batch, Q]` only those positions attend (keys and
     values still cover all of `x`) and the output is `[batch, Q, hidden]`.
+    `rope_theta > 0` rotates queries and keys by their positions (RoPE);
+    `mask` may then also be `[batch, 1, Q, seq]` (a sliding window).
     """
 
     cfg: ModelConfig
     num_heads: int = 0
+    rope_theta: float = 0.0
 
     @nn.compact
     def __call__(self, x, mask, deterministic: bool, query_positions=None):
@@ -353,10 +465,15 @@ class SelfAttention(nn.Module):
             param_dtype=cfg.weight_dtype,
             kernel_init=_init(cfg, ("embed", "heads", "kv")),
             bias_init=_zeros(("heads", "kv")),
+            use_bias=cfg.linear_bias,
         )
         q = proj(name="query")(x if query_positions is None else gather_positions(x, query_positions))
         k = proj(name="key")(x)
         v = proj(name="value")(x)
+        if self.rope_theta:
+            key_positions = jnp.arange(x.shape[1])[None]
+            q = rotary(q, key_positions if query_positions is None else query_positions, self.rope_theta)
+            k = rotary(k, key_positions, self.rope_theta)
         q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "act_kv"))
         k = nn.with_logical_constraint(k, ("batch", "length", "act_heads", "act_kv"))
         v = nn.with_logical_constraint(v, ("batch", "length", "act_heads", "act_kv"))
@@ -378,6 +495,7 @@ class SelfAttention(nn.Module):
             param_dtype=cfg.weight_dtype,
             kernel_init=_init(cfg, ("heads", "kv", "embed")),
             bias_init=_zeros(("embed",)),
+            use_bias=cfg.linear_bias,
             name="output",
         )(ctx)
         return out
@@ -393,28 +511,82 @@ class SelfAttention(nn.Module):
         return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
 
 
+def rotary(x: Array, positions: Array, theta: float) -> Array:
+    """RoPE as transformers' `apply_rotary_pos_emb` (halves rotated, not
+    interleaved): `x [batch, L, heads, d]`, `positions [batch or 1, L]`;
+    angles and products in float32, the result in `x`'s dtype."""
+    d = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [b, L, d/2]
+    angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+    x32 = x.astype(jnp.float32)
+    half = d // 2
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    return (x32 * jnp.cos(angles) + rotated * jnp.sin(angles)).astype(x.dtype)
+
+
+def sliding_window_mask(mask: Array, window: int, seq_len: int, query_positions=None) -> Array:
+    """`mask [batch, 1, 1, seq]` narrowed to keys within `window // 2` tokens
+    of each query (transformers' ModernBERT band): `[batch, 1, Q, seq]`."""
+    keys = jnp.arange(seq_len)
+    queries = keys[None] if query_positions is None else query_positions
+    band = jnp.abs(queries[..., :, None] - keys) <= window // 2  # [batch or 1, Q, seq]
+    return mask & band[:, None]
+
+
 class EncoderLayer(nn.Module):
-    """One post-LayerNorm Transformer layer: `[batch, seq, hidden]` in and out;
-    `num_heads` attention heads (0: `cfg.num_heads`). With `query_positions
-    [batch, Q]` the output is `[batch, Q, hidden]`, computed at those only."""
+    """One Transformer layer: `[batch, seq, hidden]` in and out; `num_heads`
+    attention heads (0: `cfg.num_heads`). With `query_positions [batch, Q]`
+    the output is `[batch, Q, hidden]`, computed at those only.
+
+    Post-LN (BERT): `x = LN(x + attn(x)); x = LN(x + ffn(x))`. Pre-LN
+    (ModernBERT): `x = x + attn(LN(x)); x = x + ffn(LN(x))`, where layer 0
+    (`attention_norm=False`) reads the embedding norm's output directly.
+    `local` layers attend through the sliding window and use the local RoPE base.
+    """
 
     cfg: ModelConfig
     num_heads: int = 0
+    local: bool = False
+    attention_norm: bool = True
 
     @nn.compact
     def __call__(self, x, mask, deterministic: bool, query_positions=None):
         cfg = self.cfg
         drop = nn.Dropout(cfg.hidden_dropout)
-        attn = SelfAttention(cfg, self.num_heads, name="attention")(x, mask, deterministic, query_positions)
+        if self.local:
+            mask = sliding_window_mask(mask, cfg.local_attention, x.shape[1], query_positions)
+        theta = 0.0
+        if cfg.position_embedding == "rope":
+            theta = cfg.local_rope_theta if self.local else cfg.global_rope_theta
+        attention = SelfAttention(cfg, self.num_heads, theta, name="attention")
+        if cfg.norm_position == "pre":
+            h = _layer_norm(cfg, "attention_LayerNorm")(x) if self.attention_norm else x
+            attn = attention(h, mask, deterministic, query_positions)
+            if query_positions is not None:
+                x = gather_positions(x, query_positions)
+            x = x + drop(attn, deterministic=deterministic)
+            h = self._feed_forward(_layer_norm(cfg, "output_LayerNorm")(x))
+            x = x + drop(h, deterministic=deterministic)
+            return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+        attn = attention(x, mask, deterministic, query_positions)
         if query_positions is not None:
             x = gather_positions(x, query_positions)
         x = _layer_norm(cfg, "attention_LayerNorm")(x + drop(attn, deterministic=deterministic))
-        h = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate")(x)
-        h = ACTIVATIONS[cfg.hidden_act](h)
-        h = nn.with_logical_constraint(h, ("batch", "length", "act_mlp"))
-        h = _dense(cfg, cfg.hidden_size, ("mlp", "embed"), "output")(h)
+        h = self._feed_forward(x)
         x = _layer_norm(cfg, "output_LayerNorm")(x + drop(h, deterministic=deterministic))
         return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
+
+    def _feed_forward(self, x):
+        """The classic MLP, or GeGLU: `act(x W_in) * (x W_gate)` then `W_out`."""
+        cfg = self.cfg
+        h = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "intermediate", cfg.linear_bias)(x)
+        h = ACTIVATIONS[cfg.hidden_act](h)
+        if cfg.feed_forward == "geglu":
+            gate = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "gate", cfg.linear_bias)(x)
+            h = h * nn.with_logical_constraint(gate, ("batch", "length", "act_mlp"))
+        h = nn.with_logical_constraint(h, ("batch", "length", "act_mlp"))
+        return _dense(cfg, cfg.hidden_size, ("mlp", "embed"), "output", cfg.linear_bias)(h)
 
 
 class _ScanLayer(nn.Module):
@@ -482,7 +654,14 @@ class Encoder(nn.Module):
         else:
             for i in range(cfg.num_layers):
                 positions = output_positions if i == last else None
-                x = layer_cls(cfg, cfg.layer_heads(i), name=f"layer_{i}")(x, mask, deterministic, positions)
+                layer = layer_cls(
+                    cfg,
+                    cfg.layer_heads(i),
+                    local=cfg.layer_is_local(i),
+                    attention_norm=cfg.norm_position == "post" or i > 0,
+                    name=f"layer_{i}",
+                )
+                x = layer(x, mask, deterministic, positions)
                 hidden.append(x)
         return x, hidden
 
@@ -506,7 +685,9 @@ class BertModel(nn.Module):
     `hidden_states`: a list of num_layers + 1 arrays `[batch, seq, hidden]`.
     With `output_positions [batch, P]`, `sequence_output` is `[batch, P,
     hidden]`, the states at those positions only (the pooler still reads
-    [CLS]), computed at those positions only in the last layer.
+    [CLS]), computed at those positions only in the last layer. With
+    `final_norm` the sequence output is normed (`bert/final_LayerNorm`);
+    `hidden_states` are the layer outputs before it, as in transformers.
     """
 
     cfg: ModelConfig
@@ -515,6 +696,8 @@ class BertModel(nn.Module):
     def setup(self):
         self.embeddings = Embeddings(self.cfg)
         self.encoder = Encoder(self.cfg)
+        if self.cfg.final_norm:
+            self.final_LayerNorm = _layer_norm(self.cfg, "final_LayerNorm")
         if self.add_pooler:
             self.pooler = Pooler(self.cfg)
 
@@ -539,6 +722,8 @@ class BertModel(nn.Module):
             cls = jnp.zeros_like(output_positions[:, :1])
             output_positions = jnp.concatenate([cls, output_positions], axis=1)
         x, hidden = self.encoder(x, mask, deterministic, return_all_hidden, output_positions)
+        if self.cfg.final_norm:
+            x = self.final_LayerNorm(x)
         out = {"sequence_output": x}
         if self.add_pooler:
             out["pooled_output"] = self.pooler(x)
@@ -573,7 +758,7 @@ class MaskedLMHead(nn.Module):
     @nn.compact
     def __call__(self, x, decoder: Callable[[Array], Array]):
         cfg = self.cfg
-        h = _dense(cfg, cfg.embed_dim, ("mlp", "embed"), "dense")(x)
+        h = _dense(cfg, cfg.embed_dim, ("mlp", "embed"), "dense", cfg.linear_bias)(x)
         h = ACTIVATIONS[cfg.hidden_act](h)
         h = _layer_norm(cfg, "LayerNorm")(h)
         logits = decoder(h)
