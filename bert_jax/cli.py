@@ -40,6 +40,8 @@ COMMANDS = {
     "quantize": ("quantize", "post-training int8 quantisation of a fine-tuned model"),
     "prune": ("prune", "magnitude or attention-head pruning of a fine-tuned model"),
     "export": ("export", "TensorFlow SavedModel with the tokenizer in the graph"),
+    "score": ("score", "BERTScore of candidates against references (as bert_score)"),
+    "embed": ("embed", "sentence vectors, or a cosine search over a corpus"),
 }
 
 _HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "-helpshort", "-?")
