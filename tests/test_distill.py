@@ -1,73 +1,14 @@
-"""Distillation: the losses against hand computations, student initialisation,
-the distill job end to end on a toy task, and bad input."""
+"""Distillation: student initialisation, the distill job end to end on a toy
+task, and bad input (its losses: tests/test_losses.py)."""
 
 import json
-import math
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bert_jax.compress import distill, toy
 from bert_jax.compress.config import distill_config
 from bert_jax.errors import UserError
-
-
-def _softmax(x):
-    e = np.exp(x - np.max(x))
-    return e / e.sum()
-
-
-def test_soft_target_loss_by_hand():
-    s, t, temp = np.array([1.0, 2.0, 0.5]), np.array([0.3, 2.5, -1.0]), 2.0
-    p, q = _softmax(t / temp), _softmax(s / temp)
-    expected = temp**2 * sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
-    got = distill.soft_target_loss(jnp.asarray(s[None]), jnp.asarray(t[None]), temp)
-    assert float(got[0]) == pytest.approx(expected, rel=1e-5)
-
-
-def test_soft_target_loss_is_zero_for_equal_logits():
-    x = jnp.array([[0.1, -2.0], [3.0, 1.0]])
-    np.testing.assert_allclose(distill.soft_target_loss(x, x, 3.0), 0.0, atol=1e-6)
-
-
-def test_distillation_loss_mixes_soft_and_hard_by_alpha():
-    s = np.array([[2.0, 0.0], [0.0, 1.0]])
-    t = np.array([[1.0, 1.0], [-1.0, 1.0]])
-    labels, weights, temp, alpha = np.array([0, 1]), np.array([1.0, 1.0]), 1.0, 0.25
-    soft = np.mean([sum(p * math.log(p / q) for p, q in zip(_softmax(ti), _softmax(si), strict=True))
-                    for si, ti in zip(s, t, strict=True)])
-    hard = np.mean([-math.log(_softmax(si)[y]) for si, y in zip(s, labels, strict=True)])
-    got = distill.distillation_loss(jnp.asarray(s), jnp.asarray(t), jnp.asarray(labels), jnp.asarray(weights),
-                                    temp, alpha)
-    assert float(got) == pytest.approx(alpha * soft + (1 - alpha) * hard, rel=1e-5)
-
-
-def test_distillation_loss_ignores_weight_zero_rows():
-    s, t = jnp.array([[2.0, 0.0], [9.0, -9.0]]), jnp.array([[1.0, 1.0], [-9.0, 9.0]])
-    labels = jnp.array([0, 1])
-    one = distill.distillation_loss(s[:1], t[:1], labels[:1], jnp.ones(1), 2.0, 0.5)
-    both = distill.distillation_loss(s, t, labels, jnp.array([1.0, 0.0]), 2.0, 0.5)
-    assert float(both) == pytest.approx(float(one), rel=1e-6)
-
-
-def test_hidden_state_loss_by_hand_with_projection_and_padding():
-    student = [jnp.ones((1, 2, 2))]
-    teacher = [jnp.array([[[1.0, 2.0, 3.0], [100.0, 100.0, 100.0]]])]
-    projection = {"kernel": jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), "bias": jnp.zeros(3)}
-    mask = jnp.array([[1, 0]])  # the second token is padding
-    # projected student token 0 = [1, 1, 0]; squared error vs [1, 2, 3] = 0 + 1 + 9 over 3 values.
-    assert float(distill.hidden_state_loss(student, teacher, mask, projection)) == pytest.approx(10 / 3)
-
-
-def test_attention_map_loss_is_zero_for_equal_maps_and_positive_otherwise():
-    q = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 2, 3)), jnp.float32)
-    k = jnp.asarray(np.random.default_rng(1).normal(size=(2, 4, 2, 3)), jnp.float32)
-    mask = jnp.array([[1, 1, 1, 0], [1, 1, 1, 1]])
-    a = distill.attention_probs(q, k, mask)
-    np.testing.assert_allclose(a[0, :, :, 3], 0.0)  # padded keys get no attention
-    assert float(distill.attention_map_loss([a], [a], mask)) == pytest.approx(0.0, abs=1e-6)
-    assert float(distill.attention_map_loss([distill.attention_probs(k, q, mask)], [a], mask)) > 0
 
 
 def test_layer_choices():

@@ -1,9 +1,10 @@
 """Task distillation: a fine-tuned teacher's soft targets (and optionally its
 hidden states and attention maps) train a smaller student in one jitted step.
 
-* Losses (Hinton et al. 2015; TinyBERT / MiniLM for the intermediate ones):
-  `soft_target_loss`, `distillation_loss`, `hidden_state_loss`,
-  `attention_map_loss`.
+* Losses (Hinton et al. 2015; TinyBERT / MiniLM for the intermediate ones)
+  live with every other objective in `bert_jax.losses`: `soft_target_loss`,
+  `distillation_loss`, `hidden_state_loss`, `attention_map_loss`;
+  `total_loss` here mixes them as `LossConfig` says.
 * Students: `student_from_teacher` (DistilBERT: every other teacher layer),
   `student_from_checkpoint`, `student_from_config` (fresh weights).
 * `run(config, workdir)`: what `bert-jax distill` calls. Data readers, heads,
@@ -19,7 +20,6 @@ import importlib.util
 import json
 import pathlib
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from bert_jax import checkpoints
+from bert_jax import checkpoints, losses
 from bert_jax.compress import models
 from bert_jax.config import model_config
 from bert_jax.errors import ConfigError, UserError
@@ -43,68 +43,6 @@ Params = dict[str, Any]
 
 # --------------------------------------------------------------------------
 # Losses
-
-
-def soft_target_loss(student_logits: jax.Array, teacher_logits: jax.Array, temperature: float) -> jax.Array:
-    """`[batch]`: T^2 * KL(softmax(teacher/T) || softmax(student/T)); the T^2
-    keeps the gradient scale independent of T (Hinton et al. 2015)."""
-    targets = jax.nn.softmax(teacher_logits / temperature, axis=-1)
-    log_student = jax.nn.log_softmax(student_logits / temperature, axis=-1)
-    return temperature**2 * optax.kl_divergence(log_student, targets)
-
-
-def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
-    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-9)
-
-
-def distillation_loss(
-    student_logits: jax.Array,
-    teacher_logits: jax.Array,
-    labels: jax.Array,
-    weights: jax.Array,
-    temperature: float,
-    alpha: float,
-) -> jax.Array:
-    """Scalar: `alpha * soft + (1 - alpha) * hard`, each a `weights`-weighted
-    mean over the batch; hard is the cross-entropy with the integer `labels`."""
-    soft = _weighted_mean(soft_target_loss(student_logits, teacher_logits, temperature), weights)
-    hard = _weighted_mean(optax.softmax_cross_entropy_with_integer_labels(student_logits, labels), weights)
-    return alpha * soft + (1.0 - alpha) * hard
-
-
-def hidden_state_loss(
-    student: Sequence[jax.Array], teacher: Sequence[jax.Array], mask: jax.Array, projection: Params | None
-) -> jax.Array:
-    """Mean over pairs of the MSE between `student[i] [batch, seq, hs]`
-    (projected to the teacher width by `projection` {kernel [hs, ht], bias [ht]}
-    when given) and `teacher[i] [batch, seq, ht]`, over real tokens (`mask [batch, seq]`)."""
-    mask = mask.astype(jnp.float32)[..., None]
-    total = 0.0
-    for s, t in zip(student, teacher, strict=True):
-        if projection is not None:
-            s = s @ projection["kernel"] + projection["bias"]
-        err = jnp.square(s.astype(jnp.float32) - t.astype(jnp.float32)) * mask
-        total += jnp.sum(err) / jnp.maximum(jnp.sum(mask) * t.shape[-1], 1.0)
-    return total / len(student)
-
-
-def attention_probs(query: jax.Array, key: jax.Array, mask: jax.Array) -> jax.Array:
-    """`[batch, heads, seq, seq]` softmax(q k^T / sqrt(d)) from `query, key
-    [batch, seq, heads, d]` with padded keys (`mask [batch, seq]` 0) excluded."""
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key) / jnp.sqrt(query.shape[-1]).astype(query.dtype)
-    logits = jnp.where(mask[:, None, None, :] > 0, logits.astype(jnp.float32), jnp.finfo(jnp.float32).min)
-    return jax.nn.softmax(logits, axis=-1)
-
-
-def attention_map_loss(student: Sequence[jax.Array], teacher: Sequence[jax.Array], mask: jax.Array) -> jax.Array:
-    """Mean over pairs of KL(teacher || student) of attention rows
-    `[batch, heads, seq, seq]`, averaged over heads and real query tokens (MiniLM)."""
-    rows = mask.astype(jnp.float32)[:, None, :]  # [batch, 1, query]
-    total = 0.0
-    for s, t in zip(student, teacher, strict=True):
-        kl = jnp.sum(t * (jnp.log(jnp.maximum(t, 1e-12)) - jnp.log(jnp.maximum(s, 1e-12))), axis=-1)
-        total += jnp.sum(kl * rows) / jnp.maximum(jnp.sum(rows) * kl.shape[1], 1.0)
-    return total / len(student)
 
 
 # --------------------------------------------------------------------------
@@ -162,7 +100,8 @@ def total_loss(
     num_layers: tuple[int, int] = (0, 0),
 ) -> jax.Array:
     """The configured mix of soft/hard, hidden-state and attention-map losses."""
-    loss = distillation_loss(s_logits, t_logits, batch["labels"], batch["weights"], loss_cfg.temperature, loss_cfg.alpha)
+    loss = losses.distillation_loss(s_logits, t_logits, batch["labels"], batch["weights"], loss_cfg.temperature,
+                                    loss_cfg.alpha)
     if not loss_cfg.needs_intermediates:
         return loss
     s_hidden, s_qk = intermediates(s_inter, num_layers[0])
@@ -171,11 +110,11 @@ def total_loss(
     if loss_cfg.hidden_weight > 0:
         student = s_hidden
         teacher = [t_hidden[0]] + [t_hidden[j] for j in loss_cfg.layer_map]
-        loss += loss_cfg.hidden_weight * hidden_state_loss(student, teacher, mask, projection)
+        loss += loss_cfg.hidden_weight * losses.hidden_state_loss(student, teacher, mask, projection)
     if loss_cfg.attention_weight > 0:
-        student = [attention_probs(q, k, mask) for q, k in s_qk]
-        teacher = [attention_probs(*t_qk[j - 1], mask) for j in loss_cfg.layer_map]
-        loss += loss_cfg.attention_weight * attention_map_loss(student, teacher, mask)
+        student = [losses.attention_probs(q, k, mask) for q, k in s_qk]
+        teacher = [losses.attention_probs(*t_qk[j - 1], mask) for j in loss_cfg.layer_map]
+        loss += loss_cfg.attention_weight * losses.attention_map_loss(student, teacher, mask)
     return loss
 
 

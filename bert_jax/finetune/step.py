@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from bert_jax import losses
 from bert_jax.model import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
@@ -88,23 +89,9 @@ def _merge(fresh: dict, loaded: dict, where: str) -> dict:
     return out
 
 
-def _weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
-    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-9)
-
-
 def loss_fn(head: str, outputs, batch: dict[str, jax.Array]) -> jax.Array:
-    """Scalar float32 loss: cross-entropy (classification, token, and the mean
-    of start and end for spans) or squared error (regression)."""
-    if head == "regression":
-        return _weighted_mean(jnp.square(outputs[:, 0] - batch["labels"]), batch["weights"])
-    if head in ("classification", "token"):
-        labels = jnp.maximum(batch["labels"], 0)  # ignored positions carry -1 and weight 0
-        ce = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)
-        return _weighted_mean(ce, batch["weights"])
-    start_logits, end_logits = outputs
-    ce = optax.softmax_cross_entropy_with_integer_labels(start_logits, batch["start_positions"])
-    ce += optax.softmax_cross_entropy_with_integer_labels(end_logits, batch["end_positions"])
-    return _weighted_mean(ce / 2, batch["weights"])
+    """The task head's loss (`bert_jax.losses.task_loss`)."""
+    return losses.task_loss(head, outputs, batch)
 
 
 def _apply(model, params, batch, **kw):

@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from bert_jax import checkpoints
+from bert_jax import checkpoints, losses
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError, ConfigError, DataError, UserError
 from bert_jax.train import checkpointing, mlm_distill, optim, phases, preflight, sharding
@@ -40,7 +40,7 @@ def to_global(batch: dict[str, np.ndarray], batch_sharding) -> dict[str, jax.Arr
 def summarize(sums: dict[str, float]) -> dict[str, float]:
     """Final eval metrics from summed counts: mlm_loss, mlm_accuracy, perplexity,
     loss, [nsp_loss, nsp_accuracy], plus the counts they came from."""
-    m = {k: float(v) for k, v in step_lib.metrics_from_sums(sums).items()}
+    m = {k: float(v) for k, v in losses.pretraining_metrics(sums).items()}
     m["perplexity"] = math.exp(min(m["mlm_loss"], 700.0))
     m["masked_tokens"] = float(sums["mlm_weight_sum"])
     if "nsp_count" in sums:

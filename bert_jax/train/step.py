@@ -12,7 +12,7 @@ and one update applied (see bert_jax.train.optim for why not optax.MultiSteps).
 General distillation (`MlmDistill`): a frozen teacher's forward pass runs
 inside the same step on the same batch; the MLM loss becomes alpha * T^2 *
 KL(teacher_T || student_T) + (1 - alpha) * CE(labels) over the masked
-positions (`mlm_distill_metrics`). The teacher's parameters are one more
+positions (`bert_jax.losses.mlm_distill_metrics`). The teacher's parameters are one more
 jitted argument, sharded by the same rule table, bound by `MeshJitted` so the
 step is still called as `train_step(state, batch, rng)`.
 
@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from bert_jax import losses
 from bert_jax.model import BertForPreTraining, ModelConfig
 from bert_jax.train import sharding as sharding_lib
 from bert_jax.train.optim import Optimizer, as_transformation
@@ -48,7 +49,6 @@ from bert_jax.train.sharding import MeshJitted
 from bert_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
-_EPS = 1e-5
 
 
 def _forward(
@@ -66,42 +66,6 @@ def _forward(
     )
 
 
-def loss_sums(model_cfg: ModelConfig, outputs: dict[str, jax.Array], batch: Batch) -> dict[str, jax.Array]:
-    """Summed (not averaged) loss and accuracy counts of one batch, so sums
-    over many batches give exact totals. MLM terms are weighted by
-    masked_lm_weights `[batch, P]`; pair terms count examples `[batch]`."""
-    logits = outputs["mlm_logits"]  # [batch, P, vocab] float32
-    w = batch["masked_lm_weights"].astype(jnp.float32)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["masked_lm_ids"])
-    correct = (jnp.argmax(logits, -1) == batch["masked_lm_ids"]).astype(jnp.float32)
-    sums = {
-        "mlm_loss_sum": jnp.sum(w * ce),
-        "mlm_correct_sum": jnp.sum(w * correct),
-        "mlm_weight_sum": jnp.sum(w),
-    }
-    if model_cfg.pair_head != "none":
-        pair = outputs["pair_logits"]  # [batch, 2]
-        labels = batch["next_sentence_labels"]
-        sums["nsp_loss_sum"] = jnp.sum(optax.softmax_cross_entropy_with_integer_labels(pair, labels))
-        sums["nsp_correct_sum"] = jnp.sum((jnp.argmax(pair, -1) == labels).astype(jnp.float32))
-        sums["nsp_count"] = jnp.asarray(labels.shape[0], jnp.float32)
-    return sums
-
-
-def metrics_from_sums(sums: dict[str, Any]) -> dict[str, Any]:
-    """loss, mlm_loss, mlm_accuracy (and nsp_loss, nsp_accuracy) from sums;
-    the MLM loss is sum(w * ce) / max(sum(w), eps) as in the original BERT."""
-    den = jnp.maximum(sums["mlm_weight_sum"], _EPS)
-    out = {"mlm_loss": sums["mlm_loss_sum"] / den, "mlm_accuracy": sums["mlm_correct_sum"] / den}
-    out["loss"] = out["mlm_loss"]
-    if "nsp_count" in sums:
-        n = jnp.maximum(sums["nsp_count"], 1.0)
-        out["nsp_loss"] = sums["nsp_loss_sum"] / n
-        out["nsp_accuracy"] = sums["nsp_correct_sum"] / n
-        out["loss"] = out["loss"] + out["nsp_loss"]
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class MlmDistill:
     """General distillation: soft MLM targets from a frozen teacher whose
@@ -113,40 +77,18 @@ class MlmDistill:
     alpha: float = 0.5
 
 
-def mlm_kl_sum(student_logits: jax.Array, teacher_logits: jax.Array, weights: jax.Array,
-               temperature: float) -> jax.Array:
-    """sum over masked positions of w * KL(softmax(t/T) || softmax(s/T)), in nats;
-    logits `[batch, P, vocab]`, weights `[batch, P]`."""
-    log_p = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature, axis=-1)
-    log_q = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
-    kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
-    return jnp.sum(weights.astype(jnp.float32) * kl)
-
-
-def mlm_distill_metrics(metrics: dict[str, jax.Array], kl_sum: jax.Array, weight_sum: jax.Array,
-                        distill: MlmDistill) -> dict[str, jax.Array]:
-    """`metrics_from_sums` output with `mlm_kl` (mean KL per masked token) and
-    the loss's MLM part replaced by alpha * T^2 * mlm_kl + (1 - alpha) * mlm_loss;
-    mlm_loss itself stays the hard cross-entropy (comparable with runs without a teacher)."""
-    out = dict(metrics)
-    out["mlm_kl"] = kl_sum / jnp.maximum(weight_sum, _EPS)
-    soft = distill.alpha * distill.temperature**2 * out["mlm_kl"]
-    out["loss"] = soft + (1.0 - distill.alpha) * metrics["mlm_loss"]
-    if "nsp_loss" in metrics:  # the pair head keeps its hard loss (a teacher may have none)
-        out["loss"] = out["loss"] + metrics["nsp_loss"]
-    return out
-
-
 def _loss_fn(params, model_cfg: ModelConfig, batch: Batch, key, distill: MlmDistill | None = None,
              teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
     outputs = _forward(model_cfg, params, batch, deterministic=False, key=key)
-    sums = loss_sums(model_cfg, outputs, batch)
-    metrics = metrics_from_sums(sums)
+    sums = losses.pretraining_sums(outputs, batch, pair_head=model_cfg.pair_head != "none")
+    metrics = losses.pretraining_metrics(sums)
     if distill is not None:
         teacher = _forward(distill.teacher_cfg, teacher_params, batch, deterministic=True)
         teacher_logits = jax.lax.stop_gradient(teacher["mlm_logits"])
-        kl = mlm_kl_sum(outputs["mlm_logits"], teacher_logits, batch["masked_lm_weights"], distill.temperature)
-        metrics = mlm_distill_metrics(metrics, kl, sums["mlm_weight_sum"], distill)
+        kl = losses.mlm_kl_sum(outputs["mlm_logits"], teacher_logits, batch["masked_lm_weights"],
+                               distill.temperature)
+        metrics = losses.mlm_distill_metrics(metrics, kl, sums["mlm_weight_sum"], distill.temperature,
+                                             distill.alpha)
     return metrics["loss"], metrics
 
 
@@ -217,10 +159,11 @@ def train_step(
 
 
 def eval_step(state_or_params, batch: Batch, *, model_cfg: ModelConfig) -> dict[str, jax.Array]:
-    """Deterministic forward pass; returns `loss_sums` (add them over batches,
-    then `metrics_from_sums`)."""
+    """Deterministic forward pass; returns `losses.pretraining_sums` (add them
+    over batches, then `losses.pretraining_metrics`)."""
     params = state_or_params.params if isinstance(state_or_params, TrainState) else state_or_params
-    return loss_sums(model_cfg, _forward(model_cfg, params, batch, deterministic=True), batch)
+    outputs = _forward(model_cfg, params, batch, deterministic=True)
+    return losses.pretraining_sums(outputs, batch, pair_head=model_cfg.pair_head != "none")
 
 
 def make_train_step(
