@@ -48,6 +48,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bert_jax import hf_modernbert
+from bert_jax.atomic import atomic_directory  # re-exported: checkpoints.atomic_directory
 from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs
 
@@ -64,38 +65,6 @@ ERROR_LOG = "checkpoint-errors.log"
 
 
 Params = dict[str, Any]
-
-
-# --------------------------------------------------------------------------
-# Atomic directories
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[pathlib.Path]:
-    """Yields a fresh temp directory beside `path`, renamed to `path` only
-    when the block finishes; an error leaves no directory at `path`."""
-    path = pathlib.Path(path).absolute()
-    if path.exists() and not overwrite:
-        raise CheckpointError(f"{path} already exists; pick another output or pass --overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except OSError as e:  # a full disk, a permission: one line, no half-written output
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(
-            f"cannot write {path} ({e.strerror or e}); nothing was written: free disk space or fix permissions"
-        ) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = path.parent / f".{path.name}.old-{os.getpid()}"
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -234,11 +203,14 @@ def save_model(
     vocab_file: str | os.PathLike | None = None,
     lower_case: bool | None = None,
     overwrite: bool = False,
+    extra_files: Mapping[str, str] | None = None,
 ) -> pathlib.Path:
     """Writes a model checkpoint directory atomically (temp dir, then rename):
     `model_config.json`, `params/`, and the tokenizer's files (`vocab.txt`;
     `vocab.json` + `merges.txt`; a SentencePiece `*.model`) and
-    `tokenizer_config.json` when given. `params` may be boxed or wrapped in `{"params": ...}`."""
+    `tokenizer_config.json` when given (`write_tokenizer`), and `extra_files`
+    `{name: text}` (a head.json, pruned_heads.json) in the same rename.
+    `params` may be boxed or wrapped in `{"params": ...}`."""
     params = numpy_params(params)
     check_shapes(params, model_cfg, str(path))
     if vocab_file and not os.path.isfile(vocab_file):
@@ -248,11 +220,21 @@ def save_model(
     with atomic_directory(path, overwrite) as tmp:
         _save_params(tmp / PARAMS_DIR, params)
         _write_json(tmp / MODEL_CONFIG, dataclasses.asdict(model_cfg))
-        if vocab_file:
-            copy_tokenizer_files(vocab_file, tmp)
-        if lower_case is not None:
-            _write_json(tmp / TOKENIZER_CONFIG, {"do_lower_case": bool(lower_case)})
+        write_tokenizer(tmp, vocab_file, lower_case)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return pathlib.Path(path)
+
+
+def write_tokenizer(folder: pathlib.Path, vocab_file: str | os.PathLike | None, lower_case: bool | None) -> None:
+    """Puts a tokenizer of any kind into a checkpoint folder being written:
+    its files (`copy_tokenizer_files`) and `tokenizer_config.json`
+    `{"do_lower_case": ...}`; each only when given. `tokenizer_meta` and
+    `tokenization.load_tokenizer(folder)` read them back."""
+    if vocab_file:
+        copy_tokenizer_files(vocab_file, folder)
+    if lower_case is not None:
+        _write_json(folder / TOKENIZER_CONFIG, {"do_lower_case": bool(lower_case)})
 
 
 def _save_params(path: pathlib.Path, params: Params) -> None:
@@ -369,8 +351,9 @@ def _strip_box_values(tree: Any) -> Any:
     return np.asarray(tree, np.float32)
 
 
-def _tokenizer_meta(folder: pathlib.Path) -> tuple[str | None, bool | None]:
-    """(the tokenizer's main file: vocab.txt, vocab.json or a *.model; casing)."""
+def tokenizer_meta(folder: pathlib.Path) -> tuple[str | None, bool | None]:
+    """(the tokenizer's main file: vocab.txt, vocab.json or a *.model, else None;
+    do_lower_case from tokenizer_config.json, else None) of a checkpoint folder."""
     candidates = [folder / VOCAB_FILE, folder / "vocab.json", *sorted(folder.glob("*.model"))]
     vocab = next((c for c in candidates if c.is_file()), None)
     lower_case = None
@@ -385,7 +368,7 @@ def _load_ours(folder: pathlib.Path) -> tuple[ModelConfig, Params, dict]:
         raise CheckpointError(f"{folder / PARAMS_DIR} is missing; the checkpoint is incomplete")
     params = _restore_tree(folder / PARAMS_DIR)
     check_shapes(params, cfg, str(folder))
-    vocab, lower_case = _tokenizer_meta(folder)
+    vocab, lower_case = tokenizer_meta(folder)
     return cfg, params, _meta("bert-jax", folder, vocab, lower_case)
 
 
@@ -864,7 +847,7 @@ def load_hf(folder: str | os.PathLike) -> tuple[ModelConfig, Params, dict]:
     else:
         raise CheckpointError(f"{folder} has config.json but neither {HF_SAFETENSORS} nor {HF_TORCH_BIN}")
     cfg, params = params_from_hf_state(state, cfg, str(weights))
-    vocab, lower_case = _tokenizer_meta(folder)
+    vocab, lower_case = tokenizer_meta(folder)
     return cfg, params, _meta("hf", folder, vocab, lower_case)
 
 

@@ -150,7 +150,9 @@ def load_tokenizer(checkpoint: str, meta: dict, vocab: str | None, lower_case: b
 
     if vocab:
         return load(vocab, lower_case=lower_case)
-    if meta.get("format") in ("hf", "bert-jax") and meta.get("vocab_file"):
+    # A model folder (ours, Hugging Face's, a pruned or quantised one): its
+    # model_config.json / config.json name the SentencePiece id layout.
+    if meta.get("format") in ("hf", "bert-jax", "bert-jax-pruned", "bert-jax-quantized") and meta.get("vocab_file"):
         return load(meta["path"], lower_case=lower_case)
     vocab, _ = tokenizer_settings(checkpoint, meta, None, lower_case)
     return load(vocab, lower_case=meta.get("lower_case") if lower_case is None else lower_case)

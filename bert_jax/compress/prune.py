@@ -12,7 +12,6 @@ slicing the heads away (`shrink_heads`) is the pruned one, which runs as
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
@@ -240,22 +239,18 @@ def save_pruned(
     vocab_file: str | None = None,
     lower_case: bool | None = None,
     overwrite: bool = False,
+    extra_files: dict[str, str] | None = None,
 ) -> pathlib.Path:
-    """A model checkpoint directory whose `params/` have per-layer head counts,
-    with `pruned_heads.json` `{"kept_heads": [[head, ...] per layer]}` naming
-    the original indices kept. `load_pruned` reads it back."""
+    """A model checkpoint directory (`checkpoints.save_model`: the tokenizer
+    of any kind included) whose `params/` have per-layer head counts, which
+    its `model_config.json` names (`heads_per_layer`, from the params), with
+    `pruned_heads.json` `{"kept_heads": [[head, ...] per layer]}` naming the
+    original indices kept. `load_pruned` reads it back."""
     params = checkpoints.numpy_params(params)
-    with checkpoints.atomic_directory(path, overwrite) as tmp:
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(tmp / checkpoints.PARAMS_DIR, params)
-        checkpointer.wait_until_finished()
-        (tmp / checkpoints.MODEL_CONFIG).write_text(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n")
-        (tmp / PRUNED_HEADS_FILE).write_text(json.dumps({"kept_heads": [list(k) for k in keep]}) + "\n")
-        if vocab_file:
-            (tmp / checkpoints.VOCAB_FILE).write_bytes(pathlib.Path(vocab_file).read_bytes())
-        if lower_case is not None:
-            (tmp / checkpoints.TOKENIZER_CONFIG).write_text(json.dumps({"do_lower_case": bool(lower_case)}) + "\n")
-    return pathlib.Path(path)
+    cfg = models.head_pruned_config(cfg, head_counts(params))
+    kept = json.dumps({"kept_heads": [list(k) for k in keep]}) + "\n"
+    return checkpoints.save_model(path, cfg, params, vocab_file, lower_case, overwrite,
+                                  extra_files={PRUNED_HEADS_FILE: kept, **(extra_files or {})})
 
 
 def load_pruned(path: str | os.PathLike) -> tuple[ModelConfig, Params, tuple[int, ...], dict]:
@@ -266,12 +261,8 @@ def load_pruned(path: str | os.PathLike) -> tuple[ModelConfig, Params, tuple[int
     cfg = ModelConfig.from_dict(json.loads((path / checkpoints.MODEL_CONFIG).read_text()))
     restored = ocp.StandardCheckpointer().restore(path / checkpoints.PARAMS_DIR)
     params = jax.tree.map(lambda x: np.asarray(x, np.float32), restored)
-    vocab = path / checkpoints.VOCAB_FILE
-    lower_case = None
-    if (path / checkpoints.TOKENIZER_CONFIG).is_file():
-        lower_case = json.loads((path / checkpoints.TOKENIZER_CONFIG).read_text()).get("do_lower_case")
-    meta = {"format": "bert-jax-pruned", "path": str(path), "vocab_file": str(vocab) if vocab.is_file() else None,
-            "lower_case": lower_case}
+    vocab, lower_case = checkpoints.tokenizer_meta(path)
+    meta = {"format": "bert-jax-pruned", "path": str(path), "vocab_file": vocab, "lower_case": lower_case}
     return cfg, params, head_counts(params), meta
 
 
@@ -366,8 +357,7 @@ def run(workdir: str, method: str, sparsity: float, output: str, steps: int = 0,
         # model_config.json names the per-layer head counts: predict mode and
         # load_model rebuild the pruned model from it alone.
         save_pruned(output, models.head_pruned_config(cfg, heads), small, keep, tokenizer.vocab_file,
-                    tokenizer.lower_case, overwrite)
-        trainer.write_json(pathlib.Path(output) / trainer.HEAD_FILE, head)
+                    tokenizer.lower_case, overwrite, extra_files={trainer.HEAD_FILE: trainer.head_json(head)})
         dense_speed, pruned_speed = paired_examples_per_second(
             [dense_fn, pruned_fn], [params, small], cfg.vocab_size, seq_len, throughput_runs)
         results["dense"]["examples_per_s"] = dense_speed
@@ -381,11 +371,7 @@ def run(workdir: str, method: str, sparsity: float, output: str, steps: int = 0,
             pruned = _recover(cfg, params, prepared, sparsity, steps, batch_size, learning_rate)
         else:
             pruned = one_shot
-        with checkpoints.atomic_directory(output, overwrite) as tmp:
-            trainer.save_best(tmp / "model", cfg, pruned, head, tokenizer)
-            for item in (tmp / "model").iterdir():
-                item.rename(tmp / item.name)
-            (tmp / "model").rmdir()
+        trainer.save_best(pathlib.Path(output), cfg, pruned, head, tokenizer, overwrite=overwrite)
         results["pruned"] = {**scores(dense_fn, pruned), "examples_per_s": speed(dense_fn, pruned),
                              "sparsity": measured_sparsity(pruned)}
     models.write_run_config(output, workdir, task, data_dir, seq_len, method=method, sparsity=sparsity, steps=steps,

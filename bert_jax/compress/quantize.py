@@ -18,7 +18,8 @@ Checkpoint format (a directory, `save_quantized` / `load_quantized`):
 `model_config.json` (the float model's fields), `params.safetensors` (one
 tensor per Qwix parameter leaf, named by its pytree path: `...['kernel'].array.qvalue`
 int8, `....scale` float32; embeddings `...['embedding'].qvalue/.scale`), and the
-vocab / tokenizer_config.json of the source.
+source's tokenizer files of any kind (vocab.txt, a SentencePiece *.model, or
+vocab.json + merges.txt) with tokenizer_config.json.
 """
 
 from __future__ import annotations
@@ -248,10 +249,7 @@ def save_quantized(
         (tmp / checkpoints.MODEL_CONFIG).write_text(
             json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n"
         )
-        if vocab_file:
-            (tmp / checkpoints.VOCAB_FILE).write_bytes(pathlib.Path(vocab_file).read_bytes())
-        if lower_case is not None:
-            (tmp / checkpoints.TOKENIZER_CONFIG).write_text(json.dumps({"do_lower_case": bool(lower_case)}) + "\n")
+        checkpoints.write_tokenizer(tmp, vocab_file, lower_case)  # any kind: vocab.txt, *.model, BPE
         return (tmp / WEIGHTS_FILE).stat().st_size
 
 
@@ -272,12 +270,9 @@ def load_quantized(path: str | os.PathLike) -> tuple[ModelConfig, Any, Recipe, d
     cfg = ModelConfig.from_dict(json.loads((path / checkpoints.MODEL_CONFIG).read_text()))
     tensors = safetensors.numpy.load_file(path / WEIGHTS_FILE)
     qparams = from_tensors(tensors, cfg, recipe, str(path))
-    vocab = path / checkpoints.VOCAB_FILE
-    lower_case = None
-    if (path / checkpoints.TOKENIZER_CONFIG).is_file():
-        lower_case = json.loads((path / checkpoints.TOKENIZER_CONFIG).read_text()).get("do_lower_case")
-    meta = {"format": FORMAT, "path": str(path), "vocab_file": str(vocab) if vocab.is_file() else None,
-            "lower_case": lower_case, "scheme": recipe.scheme}
+    vocab, lower_case = checkpoints.tokenizer_meta(path)
+    meta = {"format": FORMAT, "path": str(path), "vocab_file": vocab, "lower_case": lower_case,
+            "scheme": recipe.scheme}
     return cfg, qparams, recipe, meta
 
 

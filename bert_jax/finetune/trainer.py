@@ -27,7 +27,6 @@ import json
 import math
 import os
 import pathlib
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,7 +35,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from bert_jax import checkpoints
+from bert_jax import atomic, checkpoints
 from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import tasks
@@ -223,24 +222,22 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     return best, best_step, best_params, time.time() - start
 
 
-def save_best(path: pathlib.Path, cfg: ModelConfig, params: dict, head: dict, tokenizer) -> None:
-    """The best checkpoint and its `head.json`, renamed into place when complete."""
-    tmp = path.parent / f".{path.name}.saving-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    checkpoints.save_model(tmp, cfg, params, vocab_file=tokenizer.vocab_file, lower_case=tokenizer.lower_case)
-    (tmp / HEAD_FILE).write_text(json.dumps(head, indent=2) + "\n")
-    old = path.parent / f".{path.name}.old-{os.getpid()}"
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
+def save_best(path: pathlib.Path, cfg: ModelConfig, params: dict, head: dict, tokenizer,
+              overwrite: bool = True) -> None:
+    """The best checkpoint (its tokenizer of any kind included) and its
+    `head.json`, renamed into place when complete (`checkpoints.save_model`)."""
+    checkpoints.save_model(path, cfg, params, vocab_file=tokenizer.vocab_file, lower_case=tokenizer.lower_case,
+                           overwrite=overwrite, extra_files={HEAD_FILE: head_json(head)})
+
+
+def head_json(head: dict) -> str:
+    """The text of a checkpoint's `head.json`."""
+    return json.dumps(head, indent=2) + "\n"
 
 
 def write_json(path: pathlib.Path, obj: Any) -> None:
-    """Writes JSON to a temp name, then renames (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    tmp.rename(path)
+    """Writes JSON atomically (never a half-written file)."""
+    atomic.write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def summarize(runs: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
@@ -384,10 +381,8 @@ def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restore
     outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh)
     out_path = pathlib.Path(config.get("predict_output") or workdir / module.PREDICTIONS_FILE)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic.atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         module.write_predictions(config, outputs, context, head["labels"], f)
-    tmp.rename(out_path)
     return out_path
 
 
