@@ -247,3 +247,33 @@ def test_the_goal_is_missed_on_exactly_the_nine_documented_points():
         "TPU v3 x512, batch 16k",
         "TPU v3 x1024, batch 32k",
     }
+
+
+def _large_workload(parallelism=None):
+    from bert_jax.config import model_config, pretrain_config
+
+    cfg = model_config(pretrain_config("large"))
+    return calibrated.analytic_workload(cfg, 8, 1, 256, 128, 20, 1, parallelism=parallelism)
+
+
+def test_fsdp_updates_its_shard_and_gathers_the_parameters():
+    dp = _large_workload()
+    fsdp = _large_workload(roofline.Parallelism(1, 8, 1))
+    assert fsdp.param_bytes == pytest.approx(dp.param_bytes / 8)
+    assert fsdp.matmul_flops == dp.matmul_flops  # the same global batch, split over the same chips
+    # two all-gathers and one reduce-scatter of all parameters, ring over 8: 1.5 x 2 x 7/8 x bytes
+    assert fsdp.collectives.ici == pytest.approx(1.5 * 2 * 7 / 8 * dp.param_bytes)
+
+
+def test_tensor_parallelism_sends_activations_four_times_a_layer():
+    tp = _large_workload(roofline.Parallelism(2, 1, 4))
+    layer_act = 256 / 2 * 128 * 1024 * 2  # [batch / data, seq, hidden] bf16 bytes
+    shard = 4.0 * calibrated.bert_param_count(_large_cfg()) / 4
+    expected = 4 * 24 * 2 * 3 / 4 * layer_act + 2 * 1 / 2 * shard  # activations + the data all-reduce
+    assert tp.collectives.ici == pytest.approx(expected)
+
+
+def _large_cfg():
+    from bert_jax.config import model_config, pretrain_config
+
+    return model_config(pretrain_config("large"))

@@ -496,27 +496,32 @@ def analytic_workload(
     max_predictions: int,
     accum_steps: int,
     activation_itemsize: int = 2,
+    parallelism: roofline.Parallelism | None = None,
 ) -> Workload:
-    """The Workload of pure data parallelism over `num_chips` (in `slices`
-    hosts / slices) from the model's shapes alone, without compiling: the
-    analytic matmul count (`bert_jax.flops`, every layer at every position as
-    with scanned layers) and the analytic parameter count."""
+    """The Workload of `num_chips` (in `slices` hosts / slices) from the
+    model's shapes alone, without compiling: the analytic matmul count
+    (`bert_jax.flops`, every layer at every position as with scanned layers)
+    and the analytic parameter count. `parallelism` (data x fsdp x tensor =
+    num_chips) defaults to pure data parallelism; under FSDP or tensor
+    parallelism each chip updates its shard of the parameters and sends the
+    collectives `roofline.collective_bytes` counts, as `bert-jax compile` does."""
     from bert_jax import flops
 
+    par = roofline.Parallelism(num_chips, 1, 1, slices) if parallelism is None else parallelism
     model_flops = flops.train_step_flops(model_cfg, global_batch, seq_len, max_predictions)
     params = bert_param_count(model_cfg)
     tokens = global_batch * seq_len
     layers = model_cfg.num_layers
-    local_batch = global_batch / num_chips / accum_steps
+    local_batch = global_batch / (par.data * par.fsdp) / accum_steps
     act = local_batch * seq_len * model_cfg.hidden_size * activation_itemsize
-    comm = roofline.collective_bytes(roofline.Parallelism(num_chips, 1, 1, slices), 4.0 * params, act, layers)
+    comm = roofline.collective_bytes(par, 4.0 * params, act, layers)
     return Workload(
         num_chips=num_chips,
         matmul_flops=model_flops / num_chips,
         activation_elements=tokens / num_chips * layers * model_cfg.hidden_size,
         score_elements=tokens / num_chips * layers * model_cfg.num_heads * seq_len,
         activation_itemsize=activation_itemsize,
-        param_bytes=4.0 * params,
+        param_bytes=4.0 * params / (par.fsdp * par.tensor),
         accum_steps=accum_steps,
         collectives=comm,
         model_flops=model_flops,

@@ -11,6 +11,7 @@ is not compiled again, so the sweep resumes where it stopped.
     python tests/tools/scaling_table.py table [--out=scaling]   # markdown on stdout
     python tests/tools/scaling_table.py compare [--out=scaling] # the a100x8 row against NVIDIA's figure
     python tests/tools/scaling_table.py validate [--out=scaling] [--analytic]  # calibrated model vs published
+    python tests/tools/scaling_table.py calibrate-doc [--doc=docs/scaling.md]  # calibrated columns in the table
 
 Layers are scanned (`--config.model.scan_layers=True`): XLA compiles one
 layer body instead of 12 or 24, and the memory and FLOPs are those of the same
@@ -238,27 +239,80 @@ def _cell_row(r: dict, size: str, seq: int, topo: str, par: str) -> str:
         f"| {size} | {seq} | {topo} | {par} {mesh_text} | yes | {_largest(r, best)} ({per_chip:g}/chip) "
         f"| {r['bytes_per_chip'] / (1 << 30):.1f} / {r['hbm_bytes_per_chip'] / (1 << 30):.1f} "
         f"| {r['flops_per_step_per_chip'] / 1e12:.2f}{'' if r['flops_source'].startswith('xla') else ' (a)'} "
-        f"| {_predictions(r)} |"
+        f"| {_predictions(r, size, seq, topo)} |"
     )
 
 
-def _predictions(r: dict) -> str:
-    """Calibrated step ms and MFU, then the roofline's. Rows written before the
-    calibrated model have only the roofline, under the `predicted_*` keys."""
-    if "roofline_step_s" not in r:
-        return f"- | - | {r['predicted_step_s'] * 1e3:.0f} | {100 * r['predicted_mfu']:.0f}%"
-    return (
-        f"{r['predicted_step_s'] * 1e3:.0f} | {100 * r['predicted_mfu']:.0f}% "
-        f"| {r['roofline_step_s'] * 1e3:.0f} | {100 * r['roofline_mfu']:.0f}%"
-    )
+MAX_PREDICTIONS = {128: 20, 512: 80}  # configs/bert_*.py at each length (as `bert-jax compile` sets them)
+
+
+def calibrated_step(size: str, seq: int, topo: str, mesh: dict, global_batch: int):
+    """The calibrated prediction (`bert_jax.compile.calibrated`, its current
+    constants) of one table row at `global_batch`, from the analytic counts:
+    the same for rows compiled before and after a constant changed."""
+    from bert_jax.compile import calibrated, roofline, topologies
+    from bert_jax.config import model_config, pretrain_config
+
+    top = topologies.parse_topology(topo)
+    par = roofline.Parallelism(mesh["data"], mesh["fsdp"], mesh["tensor"], top.num_slices)
+    work = calibrated.analytic_workload(
+        model_config(pretrain_config(size)), top.num_devices, top.num_slices, global_batch, seq,
+        MAX_PREDICTIONS[seq], 1, parallelism=par,
+    )  # fmt: skip
+    return calibrated.predict(top.chip, work)
+
+
+def _predictions(r: dict, size: str, seq: int, topo: str) -> str:
+    """Calibrated step ms and MFU (recomputed with today's constants), then
+    the roofline's. Rows written before the calibrated model have the
+    roofline under the `predicted_*` keys."""
+    pred = calibrated_step(size, seq, topo, r["mesh"], r["max_global_batch"])
+    roof_s, roof_mfu = (r["roofline_step_s"], r["roofline_mfu"]) if "roofline_step_s" in r else (
+        r["predicted_step_s"], r["predicted_mfu"])
+    return f"{pred.step_s * 1e3:.0f} | {100 * pred.mfu:.0f}% | {roof_s * 1e3:.0f} | {100 * roof_mfu:.0f}%"
+
+
+def _doc_row_cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def calibrate_doc(doc: pathlib.Path) -> int:
+    """Puts the calibrated prediction beside the roofline in docs/scaling.md's
+    results table (two columns before ROOFLINE; recomputed if present), at
+    each row's largest global batch as the table gives it (the lower end of a
+    bracket). Returns the number of rows written."""
+    lines = doc.read_text().splitlines()
+    head = next(i for i, x in enumerate(lines) if x.startswith("| model | seq | topology | parallelism"))
+    cols = _doc_row_cells(lines[head])
+    fresh = "CALIBRATED step ms" not in cols
+    at = cols.index("ROOFLINE step ms (bound)") if fresh else cols.index("CALIBRATED step ms")
+    if fresh:
+        cols[at:at] = ["CALIBRATED step ms", "CALIBRATED MFU"]
+    lines[head] = "| " + " | ".join(cols) + " |"
+    lines[head + 1] = "|" + "---|" * len(cols)
+    n, i = 0, head + 2
+    while i < len(lines) and lines[i].startswith("|"):
+        cells = _doc_row_cells(lines[i])
+        if fresh:
+            cells[at:at] = ["", ""]
+        size, seq, topo, par = cells[0], int(cells[1]), cells[2], cells[3].split()
+        batch = [int(t) for t in cells[5].replace(",", " ").replace("(", " ").split() if t.isdigit()]
+        if cells[4] == "yes" and batch:
+            d, f, t = (int(x) for x in par[1].split("x"))
+            pred = calibrated_step(size, seq, topo, {"data": d, "fsdp": f, "tensor": t}, batch[0])
+            cells[at], cells[at + 1] = f"{pred.step_s * 1e3:.0f}", f"{100 * pred.mfu:.0f}%"
+        lines[i] = "| " + " | ".join(cells) + " |"
+        n, i = n + 1, i + 1
+    doc.write_text("\n".join(lines) + "\n")
+    return n
 
 
 def table(out: pathlib.Path) -> str:
     """The markdown table of every finished row, then the missing rows."""
     lines = [
         "| model | seq | topology | parallelism (data x fsdp x tensor) | fits | largest global batch "
-        "| GiB/chip at it (of HBM) | TFLOP/step/chip (XLA) | PREDICTED step ms | PREDICTED MFU "
-        "| ROOFLINE step ms | ROOFLINE MFU |",
+        "| GiB/chip at it (of HBM) | TFLOP/step/chip (XLA) | CALIBRATED step ms | CALIBRATED MFU "
+        "| ROOFLINE step ms (bound) | ROOFLINE MFU (bound) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     missing = []
@@ -277,7 +331,9 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("run", "table", "compare", "validate"))
+    parser.add_argument("what", choices=("run", "table", "compare", "validate", "calibrate-doc"))
+    parser.add_argument("--doc", default=REPO / "docs" / "scaling.md", type=pathlib.Path,
+                        help="calibrate-doc: the markdown whose results table gets the calibrated columns")
     parser.add_argument("--out", default="scaling", type=pathlib.Path, help="directory of the row JSONs")
     parser.add_argument("--jobs", default=1, type=int, help="rows compiled at once")
     parser.add_argument(
@@ -300,6 +356,8 @@ def main(argv: list[str]) -> None:
         print(compare(args.out))
     elif args.what == "validate":
         print(validate(args.out, args.analytic))
+    elif args.what == "calibrate-doc":
+        print(f"{calibrate_doc(args.doc)} rows of {args.doc} with the calibrated prediction")
     else:
         print(table(args.out))
 
