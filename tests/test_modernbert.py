@@ -138,7 +138,8 @@ def test_parity_hidden_states_match_transformers_padded_and_unpadded(imported, r
     out = _ours(cfg, params, batch)
     mask = batch["input_mask"]
     assert len(out["hidden_states"]) == len(reference["hidden_states"]) == 6
-    diffs = [_max_diff_at_real_tokens(a, b, mask) for a, b in zip(out["hidden_states"], reference["hidden_states"])]
+    pairs = zip(out["hidden_states"], reference["hidden_states"], strict=True)
+    diffs = [_max_diff_at_real_tokens(a, b, mask) for a, b in pairs]
     diffs.append(_max_diff_at_real_tokens(out["sequence_output"], reference["last_hidden_state"], mask))
     print(f"ModernBERT hidden-state max abs diffs (embeddings, 5 layers, final norm): {diffs}")
     assert max(diffs) < TOL
@@ -202,6 +203,48 @@ def test_tiny_config_builds_and_keeps_sharding_names():
     assert "attention_LayerNorm" not in variables["params"]["bert"]["encoder"]["layer_0"]
 
 
+def _train_tiny(mesh_sizes):
+    """Two train steps of a 2-layer ModernBERT (layer 0 global, layer 1
+    local, window 4 of 16 tokens, last layer at the masked positions only)
+    under the rule table: (losses, params)."""
+    import ml_collections
+    from train_utils import batch as train_batch
+    from train_utils import tiny_config
+
+    from bert_jax.config import model_config
+    from bert_jax.train import optim, sharding, state, step
+
+    fields = modernbert_fields(num_layers=2, num_heads=8, hidden_size=32, intermediate_size=64, local_attention=4)
+    config = tiny_config(**{f"model.{k}": v for k, v in fields.items()})
+    config.data.mode = "mlm_packed"
+    cfg = model_config(config)
+    axes = dict(zip(sharding.MESH_AXES, mesh_sizes, strict=True))
+    devices = jax.devices()[: int(np.prod(mesh_sizes))]
+    mesh = sharding.make_mesh(ml_collections.ConfigDict(axes), devices)
+    opt = optim.make_optimizer(config.optimizer, 10)
+    st, shardings = state.create_sharded_state(cfg, opt, mesh, 16, 4, seed=0)
+    fn = step.make_train_step(cfg, opt, mesh, shardings)
+    rng = jax.random.key_data(jax.random.key(1))
+    losses = []
+    for i in range(2):
+        b = jax.device_put(train_batch(seed=i, batch_size=8), sharding.batch_sharding(mesh))
+        st, metrics = fn(st, b, rng)
+        losses.append(float(metrics["loss"]))
+    return losses, jax.device_get(st.params)
+
+
+@pytest.mark.slow
+def test_train_step_on_a_three_axis_mesh_equals_one_device():
+    """The new parameters (gate, final norm) and the windowed masks keep
+    their logical names: the step shards over data, fsdp and tensor and
+    computes what one device does."""
+    one_losses, one_params = _train_tiny((1, 1, 1))
+    mesh_losses, mesh_params = _train_tiny((2, 2, 2))
+    assert np.isfinite(one_losses).all()
+    np.testing.assert_allclose(mesh_losses, one_losses, rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), mesh_params, one_params)
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -259,6 +302,24 @@ def test_hf_modernbert_head_we_do_not_build_is_refused(tmp_path):
         r"supported: ModernBertModel, ModernBertForMaskedLM",
     ):
         checkpoints.load_model(tmp_path)
+
+
+def test_convert_command_refuses_an_unsupported_modernbert_head_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    config = _hf_config(architectures=["ModernBertForSequenceClassification"]).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "bert_jax.cli", "convert", "--from=hf", f"--input={tmp_path}",
+         f"--output={tmp_path / 'out'}"],
+        capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("bert-jax convert: error: ") and "ModernBertForSequenceClassification" in last
+    assert not (tmp_path / "out").exists()
 
 
 def test_hf_modernbert_with_mixed_bias_flags_is_refused(tmp_path):
