@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from bert_jax.errors import CheckpointError
 
 
-def _temp_beside(path: str, marker: str) -> str:
+def temp_beside(path: str, marker: str) -> str:
     """A fresh, empty file beside `path` (`<name><marker>XXXX`) with the mode a
     plain `open(path, "w")` would give (mkstemp's is 0600)."""
     directory, name = os.path.split(os.path.abspath(path))
@@ -44,7 +44,7 @@ def atomic_path(path: str | os.PathLike, marker: str = ".tmp-") -> Iterator[str]
     """A temporary path beside `path`, renamed to `path` when the block ends
     without error and removed otherwise. `marker` names the temporary file
     (`<name><marker>XXXX`) so a reader can recognise leftovers."""
-    temp = _temp_beside(os.fspath(path), marker)
+    temp = temp_beside(os.fspath(path), marker)
     try:
         yield temp
         os.replace(temp, path)

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import pathlib
-import tempfile
 
 # Only compiles for a target: never run on (or wait for) a local accelerator.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -21,6 +20,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from bert_jax import atomic  # noqa: E402
 from bert_jax.compile import topologies  # noqa: E402
 from bert_jax.errors import UserError  # noqa: E402
 
@@ -56,11 +56,7 @@ def _write_json(path: str, payload: dict) -> None:
     """Write via a temporary name then rename: never a half-written report."""
     target = pathlib.Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    atomic.write_text(target, json.dumps(payload, indent=2))
 
 
 def main(argv):

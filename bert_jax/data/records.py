@@ -41,13 +41,13 @@ import glob
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import google_crc32c
 import numpy as np
 
+from bert_jax import atomic
 from bert_jax.errors import DataError
 
 if TYPE_CHECKING:
@@ -187,26 +187,13 @@ class ExampleSerializer:
 
 def _temp_beside(path: str) -> str:
     """A new empty file beside `path` named PATH.tmp-XXXX, with the permissions a plain open() would give."""
-    directory, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f"{name}{TEMP_MARK}", dir=directory)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
-    return temp
+    return atomic.temp_beside(path, TEMP_MARK)
 
 
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
-    """A temporary path beside `path`, renamed to `path` when the block ends without error, removed otherwise."""
-    temp = _temp_beside(path)
-    try:
-        yield temp
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temp)
-        raise
+def atomic_output(path: str) -> contextlib.AbstractContextManager[str]:
+    """`bert_jax.atomic.atomic_path` with the TEMP_MARK the shard readers skip: a temporary
+    path beside `path`, renamed to `path` when the block ends without error, removed otherwise."""
+    return atomic.atomic_path(path, TEMP_MARK)
 
 
 _LENGTH = struct.Struct("<Q")

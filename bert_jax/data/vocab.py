@@ -38,7 +38,8 @@ import pathlib
 import tempfile
 from collections.abc import Iterator
 
-from bert_jax.data import corpus, records
+from bert_jax import atomic
+from bert_jax.data import corpus
 from bert_jax.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -225,20 +226,17 @@ def build_byte_bpe_vocab(
     with tempfile.TemporaryDirectory(dir=output_dir) as temp:
         trainer.save_model(temp)  # merges.txt in the trainer's own format
         vocab_json = json.dumps({t: i for i, t in enumerate(ordered)}, ensure_ascii=False)
-        pathlib.Path(temp, "vocab.json").write_text(vocab_json, encoding="utf-8")
         # merges first: a folder with vocab.json but no merges.txt is refused by load_tokenizer
-        os.replace(os.path.join(temp, "merges.txt"), os.path.join(output_dir, "merges.txt"))
-        os.replace(os.path.join(temp, "vocab.json"), os.path.join(output_dir, "vocab.json"))
+        atomic.write_bytes(os.path.join(output_dir, "merges.txt"), pathlib.Path(temp, "merges.txt").read_bytes())
+        atomic.write_text(os.path.join(output_dir, "vocab.json"), vocab_json)
     return output_dir
 
 
 def _write_bytes(path: str, data: bytes) -> None:
-    with records.atomic_output(path) as temp, open(temp, "wb") as f:
-        f.write(data)
+    atomic.write_bytes(path, data)
 
 
 def _write_lines(path: str, tokens: list[str]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with records.atomic_output(path) as temp, open(temp, "w", encoding="utf-8") as f:
-        f.write("".join(t + "\n" for t in tokens))
+    atomic.write_text(path, "".join(t + "\n" for t in tokens))

@@ -10,7 +10,6 @@ the `bert-jax evaluate` command prints the result and writes WORKDIR/eval_<step>
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -22,7 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from bert_jax import checkpoints, losses
+from bert_jax import atomic, checkpoints, losses
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError, ConfigError, DataError, UserError
 from bert_jax.train import checkpointing, mlm_distill, optim, phases, preflight, sharding
@@ -164,13 +163,8 @@ def write_result(workdir: str, result: dict[str, Any]) -> str:
     preflight.check_finite_metrics(result, f"step {result['step']}")
     path = os.path.join(workdir, f"eval_{result['step']}.json")
     text = json.dumps(result, indent=1, sort_keys=True, allow_nan=False) + "\n"
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic.write_text(path, text)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise UserError(f"cannot write {path} ({e.strerror or e}); free disk space or fix permissions") from None
     return path

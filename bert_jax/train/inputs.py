@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bert_jax import atomic
 from bert_jax.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -228,9 +229,8 @@ def build_vocab(data_cfg, workdir: str) -> str:
             "data.vocab_file is empty; set it, or data.vocab_size to learn one from data.corpus"
         )
     print(f"building a {data_cfg.vocab_size}-token WordPiece vocab from {data_cfg.corpus}", flush=True)
-    tmp = path + ".tmp"
-    vocab.build_wordpiece_vocab(data_cfg.corpus, data_cfg.vocab_size, data_cfg.do_lower_case, tmp)
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        vocab.build_wordpiece_vocab(data_cfg.corpus, data_cfg.vocab_size, data_cfg.do_lower_case, tmp)
     return path
 
 

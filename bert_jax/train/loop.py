@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bert_jax import atomic
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError, ConfigError, UserError
 from bert_jax.model import ModelConfig
@@ -202,12 +203,7 @@ def workdir_lock(workdir: str, enabled: bool = True) -> Iterator[None]:
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    path = os.path.join(workdir, "config.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(config.to_json(indent=1, sort_keys=True))
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic.write_text(os.path.join(workdir, "config.json"), config.to_json(indent=1, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------
