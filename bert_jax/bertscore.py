@@ -18,10 +18,14 @@ What the reference does, and so what this does:
 * A baseline file (`LAYER,P,R,F`, one row per layer, layer 0 the embeddings)
   rescales x -> (x - b) / (1 - b), after the best-of-references.
 
-One difference: the reference pads each batch of pairs and lets the padding's
-cosine 0 win the max when all of a token's cosines are negative; here the max
-is over real tokens only (cosines of trained models are positive, so the
-scores agree; see tests/test_score.py).
+* Its padding quirk, kept for equality: pairs are matched in batches of
+  `batch_size` (in input order, a candidate's several references one after
+  the other), each side padded to the batch's longest sentence, and a padded
+  position's cosine counts as 0. So a token whose cosines are all negative
+  scores 0, not its best cosine, when the other side is shorter than the
+  longest one in its batch. Scores can therefore depend on --batch_size where
+  cosines go negative (all-MiniLM-L6-v2 on unrelated sentences does), exactly
+  as the reference's do.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bert_jax import atomic
 from bert_jax.embeddings import LayerEncoder, with_specials
 from bert_jax.errors import UserError
 from bert_jax.model import ModelConfig
@@ -243,16 +248,27 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def greedy_match(cand: np.ndarray, ref: np.ndarray, cand_w: np.ndarray, ref_w: np.ndarray) -> tuple[float, float, float]:
-    """(P, R, F1) of one pair: `cand [m, d]`, `ref [n, d]` unit token states with their weights."""
+def greedy_match(
+    cand: np.ndarray, ref: np.ndarray, cand_w: np.ndarray, ref_w: np.ndarray, ref_padded: bool = False,
+    cand_padded: bool = False,
+) -> tuple[float, float, float]:
+    """(P, R, F1) of one pair: `cand [m, d]`, `ref [n, d]` unit token states with
+    their weights. `ref_padded`: the reference's batch padded this pair's
+    reference, so a candidate token's best cosine is at least 0 (and the same for
+    `cand_padded` and the recall)."""
     if len(cand) <= 2 or len(ref) <= 2:  # [CLS] [SEP] only: the reference scores 0
         return 0.0, 0.0, 0.0
     sim = cand @ ref.T
+    best_p, best_r = sim.max(axis=1), sim.max(axis=0)
+    if ref_padded:
+        best_p = np.maximum(best_p, 0.0)
+    if cand_padded:
+        best_r = np.maximum(best_r, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = float((sim.max(axis=1) * cand_w).sum() / cand_w.sum())
-        r = float((sim.max(axis=0) * ref_w).sum() / ref_w.sum())
-        f = 2 * p * r / (p + r)
-    return p, r, 0.0 if math.isnan(f) else f
+        p = float((best_p * cand_w).sum() / cand_w.sum())
+        r = float((best_r * ref_w).sum() / ref_w.sum())
+    f = 2 * p * r / (p + r) if p + r != 0 else math.nan
+    return p, r, 0.0 if math.isnan(f) else f  # the reference's NaN F1 (0/0) is 0
 
 
 class BertScorer:
@@ -278,19 +294,35 @@ class BertScorer:
             weights = {s: np.array([table.get(t, unseen) for t in ids[s]], np.float64) for s in unique}
         else:
             weights = {s: np.array([0.0 if t in self.specials else 1.0 for t in ids[s]]) for s in unique}
-        rows = []
-        for cand, group in zip(candidates, references, strict=True):
-            per_ref = np.array([self._pair(states[cand], states[r], weights[cand], weights[r]) for r in group])
-            rows.append(per_ref.max(axis=0))  # P, R and F1 each the best over the references
+        pairs = [(cand, ref) for cand, group in zip(candidates, references, strict=True) for ref in group]
+        padded = _padded_in_batch([(len(ids[c]), len(ids[r])) for c, r in pairs], self.encoder.batch_size)
+        flat = [self._pair(states[c], states[r], weights[c], weights[r], *pad)
+                for (c, r), pad in zip(pairs, padded, strict=True)]
+        rows, start = [], 0
+        for group in references:
+            rows.append(np.max(np.asarray(flat[start : start + len(group)]), axis=0))  # each of P, R, F1: the best
+            start += len(group)
         out = np.moveaxis(np.asarray(rows, np.float64), -1, 0)  # [3, N] or [3, N, layers + 1]
         if self.layer is None:
             out = np.moveaxis(out, -1, 1)  # [3, layers + 1, N]
         return Scores(*out)
 
-    def _pair(self, cand, ref, cand_w, ref_w):
+    def _pair(self, cand, ref, cand_w, ref_w, ref_padded, cand_padded):
         if self.layer is not None:
-            return greedy_match(cand, ref, cand_w, ref_w)
-        return np.array([greedy_match(c, r, cand_w, ref_w) for c, r in zip(cand, ref, strict=True)])
+            return greedy_match(cand, ref, cand_w, ref_w, ref_padded, cand_padded)
+        return np.array([greedy_match(c, r, cand_w, ref_w, ref_padded, cand_padded)
+                         for c, r in zip(cand, ref, strict=True)])
+
+
+def _padded_in_batch(lengths: Sequence[tuple[int, int]], batch_size: int) -> list[tuple[bool, bool]]:
+    """Per (candidate, reference) token count: (reference padded, candidate padded)
+    in the reference's batches of `batch_size` pairs."""
+    out = []
+    for start in range(0, len(lengths), batch_size):
+        batch = lengths[start : start + batch_size]
+        longest_cand, longest_ref = max(c for c, _ in batch), max(r for _, r in batch)
+        out += [(r < longest_ref, c < longest_cand) for c, r in batch]
+    return out
 
 
 # --------------------------------------------------------------- baselines
@@ -334,15 +366,12 @@ def sidecar(path: str | pathlib.Path) -> pathlib.Path:
 
 
 def write_baseline(path: str | pathlib.Path, table: np.ndarray, fingerprint: str, checkpoint: str) -> None:
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(BASELINE_HEADER)
-        for layer, (p, r, fscore) in enumerate(table):
-            writer.writerow([layer, f"{p:.8f}", f"{r:.8f}", f"{fscore:.8f}"])
-    sidecar(path).write_text(json.dumps({"model": fingerprint, "checkpoint": checkpoint}) + "\n", encoding="utf-8")
-    tmp.replace(path)  # complete or absent: never a half-written baseline
+    """`table [layers + 1, 3]` as bert_score's LAYER,P,R,F csv, and the model it is
+    for beside it; each file complete or as it was (bert_jax.atomic)."""
+    lines = [",".join(BASELINE_HEADER)]
+    lines += [f"{layer},{p:.8f},{r:.8f},{f:.8f}" for layer, (p, r, f) in enumerate(table)]
+    atomic.write_text(sidecar(path), json.dumps({"model": fingerprint, "checkpoint": checkpoint}) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def read_baseline(path: str | pathlib.Path, layer: int, num_layers: int, fingerprint: str) -> np.ndarray:

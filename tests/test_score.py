@@ -4,9 +4,10 @@ Equality, per pair within 1e-4: on the real all-MiniLM-L6-v2 folder (mixed
 scripts, a line past 512 tokens, several references, with and without idf,
 two layers) and on a random 3-layer BERT (layer 0 = the embeddings, a 24-token
 model so truncation bites, a baseline file, --make_baseline against the
-reference's all-layer means of the same random pairs). The reference runs with
-batch_size=1 on the random model: it lets a batch's padding (cosine 0) win a
-token's max when all its cosines are negative, which random models produce.
+reference's all-layer means of the same random pairs). Both run with the same
+batch size: the reference lets a batch's padding (cosine 0) win a token's max
+when all its cosines are negative, which random models produce, and so do we
+(`test_the_references_padding_quirk_is_kept`).
 
 Bad input: one line on stderr and exit status 2 each, from one subprocess that
 runs every CLI case in turn (`_cli_results`), so the suite pays its start once.
@@ -118,8 +119,19 @@ def test_equals_bert_score_on_a_random_model_with_truncation(tiny_folder, tiny, 
     assert max_length == MAX_LEN
     scorer = bertscore.BertScorer(cfg, params, tokenizer, layer, max_length, batch_size=3)
     ours = _ours(scorer.score(CANDIDATES, REFERENCES, idf=idf))
-    theirs = _reference(tiny_folder, CANDIDATES, REFERENCES, layer, idf, batch_size=1)
+    theirs = _reference(tiny_folder, CANDIDATES, REFERENCES, layer, idf, batch_size=3)
     np.testing.assert_allclose(ours, theirs, atol=TOL)
+
+
+def test_the_references_padding_quirk_is_kept():
+    cand = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])  # unit states, all in one quadrant
+    ref = -cand  # every cosine between the two sentences is negative
+    p, r, _ = bertscore.greedy_match(cand, ref, np.ones(4), np.ones(4))
+    assert p < 0 and r < 0
+    p, r, _ = bertscore.greedy_match(cand, ref, np.ones(4), np.ones(4), ref_padded=True, cand_padded=True)
+    assert (p, r) == (0.0, 0.0)  # the other side padded in the reference's batch: its cosine 0 wins
+    # (candidate, reference) lengths in batches of 2 -> (reference padded, candidate padded)
+    assert bertscore._padded_in_batch([(5, 4), (3, 6), (4, 4)], 2) == [(True, False), (False, True), (False, False)]
 
 
 def test_idf_is_bert_scores_formula():
@@ -220,7 +232,7 @@ def test_cli_prints_a_line_per_pair_and_the_means_rescaled_like_bert_score(tiny_
     lines = [json.loads(x) for x in result["out"].splitlines()]
     assert [x["line"] for x in lines[:-1]] == [1, 2, 3, 4, 5]
     ours = np.array([[x["precision"], x["recall"], x["f1"]] for x in lines[:-1]]).T
-    theirs = _reference(tiny_folder, CANDIDATES, REFERENCES, 2, True, batch_size=1, lang="en",
+    theirs = _reference(tiny_folder, CANDIDATES, REFERENCES, 2, True, batch_size=2, lang="en",
                         rescale_with_baseline=True, baseline_path=cli_case_files["baseline"])
     np.testing.assert_allclose(ours, theirs, atol=TOL)
     assert lines[-1]["mean"]["f1"] == pytest.approx(ours[2].mean())
@@ -235,7 +247,7 @@ def test_make_baseline_is_the_mean_of_random_unrelated_pairs_at_every_layer(tiny
     cands, refs = bertscore.baseline_pairs(lines, np.random.default_rng(3))
     assert len(cands) == len(refs) == 20 and lines[41] not in cands + refs  # 41 lines kept: not the 40-word one
     p, r, f = bert_score.score(cands, refs, model_type=str(tiny_folder), num_layers=3, all_layers=True,
-                               batch_size=1,
+                               batch_size=64,
                                device="cpu", nthreads=0)
     theirs = np.stack([p.numpy().mean(-1), r.numpy().mean(-1), f.numpy().mean(-1)], axis=-1)
     text = pathlib.Path(cli_case_files["made"]).read_text(encoding="utf-8").splitlines()

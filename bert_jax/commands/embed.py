@@ -26,7 +26,7 @@ import sys
 import numpy as np
 from absl import flags
 
-from bert_jax import bertscore, embeddings
+from bert_jax import atomic, bertscore, embeddings
 from bert_jax.errors import UserError
 
 flags.DEFINE_string("checkpoint", None, "A bert-jax model dir or workdir, or a Hugging Face / sentence-transformers folder.")
@@ -99,9 +99,8 @@ def main(argv):
     sentences = bertscore.check_sentences(_stdin_lines(), "stdin")
     vectors = np.concatenate(list(encoder.batches(sentences))) if sentences else np.zeros([0, cfg.hidden_size])
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp.npy")
-        np.save(tmp, vectors.astype(np.float32))
-        tmp.replace(out)  # complete or absent
+        with atomic.atomic_path(out) as tmp, open(tmp, "wb") as f:  # complete or as it was
+            np.save(f, vectors.astype(np.float32))
         return None
     for vector in vectors:
         sys.stdout.write(json.dumps(vector.tolist()) + "\n")
