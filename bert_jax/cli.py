@@ -9,6 +9,9 @@ file that is missing, a directory or does not parse, and a `--config.KEY`
 override of a key the config lacks are each one line on stderr and exit
 status 2, like the `UserError`s a command raises (BERT_JAX_TRACEBACK=1 shows
 the traceback). `bert-jax COMMAND --help` lists the command's own flags.
+
+The console script starts quietly: TensorFlow's, XLA's and CUDA's start-up
+lines are not shown (`bert_jax.quiet`; BERT_JAX_VERBOSE_STARTUP=1 shows them).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import sys
 import textwrap
 
+from bert_jax import quiet
 from bert_jax.errors import UserError
 
 COMMANDS = {
@@ -373,6 +377,8 @@ def run(argv: list[str] | None = None) -> None:
     args = [prog] + argv[2:]
     if in_process:  # config_flags finds the --config.KEY overrides in sys.argv, not in the argv parsed
         sys.argv = args
+    else:  # the console script: before the command imports TensorFlow or JAX (bert_jax/quiet.py)
+        quiet.quiet_startup()
     try:
         with _flag_errors_as_user_errors(prog, args):  # a DEFINE_config_dict applies overrides at import
             module = _import_command(name)
