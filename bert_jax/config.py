@@ -100,7 +100,7 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.data.vocab_file = ""
     c.data.vocab_size = 0  # when building a vocab from the corpus
     c.data.do_lower_case = True
-    c.data.mode = "nsp"  # nsp | sop | mlm_packed
+    c.data.mode = "nsp"  # nsp | sop | mlm_packed | packed
     c.data.masking = "static"  # static (masks in the shards) | dynamic (masked in tf.data)
     c.data.max_seq_length = 128
     c.data.max_predictions_per_seq = 20
@@ -185,8 +185,9 @@ def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
     return ModelConfig.from_dict(config.model.to_dict())
 
 
-# data.mode each pre-training pair head trains on.
-_MODE_OF_PAIR_HEAD = {"nsp": "nsp", "sop": "sop", "none": "mlm_packed"}
+# data.mode each pre-training pair head trains on (the first: the family default;
+# "packed": documents packed whole with document_ids, create-data --packed).
+_MODES_OF_PAIR_HEAD = {"nsp": ("nsp",), "sop": ("sop",), "none": ("mlm_packed", "packed")}
 
 
 def family_config(family: str, size: str = "base") -> ml_collections.ConfigDict:
@@ -290,10 +291,11 @@ def validate_family(config: ml_collections.ConfigDict) -> ModelConfig:
     settings: ALBERT sharing with RoBERTa positions, E > H, ...), checked
     against the data section: the pair head must match data.mode."""
     cfg = model_config(config)
-    want = _MODE_OF_PAIR_HEAD[cfg.pair_head]
-    if config.data.mode != want:
+    modes = _MODES_OF_PAIR_HEAD[cfg.pair_head]
+    if config.data.mode not in modes:
+        want = " or ".join(repr(m) for m in modes)
         raise ConfigError(
-            f"model.pair_head={cfg.pair_head!r} trains on data.mode={want!r} but data.mode="
+            f"model.pair_head={cfg.pair_head!r} trains on data.mode={want} but data.mode="
             f"{config.data.mode!r}; set one to match the other"
         )
     if cfg.family in ("roberta", "xlmr", "camembert") and cfg.type_vocab_size != 1:

@@ -379,14 +379,54 @@ def _dense(cfg: ModelConfig, features: int, axes: tuple[str, str], name: str, bi
     )
 
 
-def position_ids_for(input_ids: Array, cfg: ModelConfig) -> Array:
+def position_ids_for(input_ids: Array, cfg: ModelConfig, document_ids: Array | None = None) -> Array:
     """Position ids `[batch, seq]`: 0..L-1 for BERT/ALBERT; for RoBERTa
     (`position_offset > 0`) the cumulative count of non-pad tokens plus the pad
-    index, pads at the pad index (HF `create_position_ids_from_input_ids`)."""
+    index, pads at the pad index (HF `create_position_ids_from_input_ids`).
+    With `document_ids` (packed rows) the count restarts at each document, so
+    a packed document gets the positions it would have alone in its row."""
+    if document_ids is None:
+        if cfg.position_offset == 0:
+            return jnp.broadcast_to(jnp.arange(input_ids.shape[-1]), input_ids.shape)
+        not_pad = (input_ids != cfg.pad_token_id).astype(jnp.int32)
+        return jnp.cumsum(not_pad, axis=-1) * not_pad + cfg.pad_token_id
     if cfg.position_offset == 0:
-        return jnp.broadcast_to(jnp.arange(input_ids.shape[-1]), input_ids.shape)
+        return document_positions(document_ids)
     not_pad = (input_ids != cfg.pad_token_id).astype(jnp.int32)
-    return jnp.cumsum(not_pad, axis=-1) * not_pad + cfg.pad_token_id
+    count = jnp.cumsum(not_pad, axis=-1)
+    # Non-pad tokens before each document's first token, subtracted so the count restarts there.
+    before = jnp.take_along_axis(count - not_pad, _document_starts(document_ids), axis=-1)
+    return (count - before) * not_pad + cfg.pad_token_id
+
+
+def _document_starts(document_ids: Array) -> Array:
+    """`[batch, seq]`: the index of the first token of each token's document
+    (documents are contiguous runs of one id; the padding run counts as one)."""
+    index = jnp.broadcast_to(jnp.arange(document_ids.shape[-1]), document_ids.shape)
+    changed = jnp.concatenate(
+        [jnp.ones_like(document_ids[:, :1], bool), document_ids[:, 1:] != document_ids[:, :-1]], axis=-1
+    )
+    return jax.lax.cummax(jnp.where(changed, index, 0), axis=1)
+
+
+def document_positions(document_ids: Array) -> Array:
+    """`document_ids [batch, seq]` (packed rows) -> each token's 0-based index
+    within its document: learned positions and RoPE restart at each document."""
+    index = jnp.broadcast_to(jnp.arange(document_ids.shape[-1]), document_ids.shape)
+    return index - _document_starts(document_ids)
+
+
+def document_mask(mask: Array, document_ids: Array, query_positions: Array | None = None) -> Array:
+    """`mask [batch, 1, 1 or Q, seq]` narrowed to keys of the query's own
+    document (block-diagonal attention over a packed row): `[batch, 1, Q, seq]`.
+    `query_positions [batch, Q]`: the queries are those positions only."""
+    query_docs = document_ids if query_positions is None else gather_ids(document_ids, query_positions)
+    return mask & (query_docs[:, None, :, None] == document_ids[:, None, None, :])
+
+
+def gather_ids(values: Array, positions: Array) -> Array:
+    """`values [batch, seq]`, `positions [batch, P]` -> `[batch, P]`."""
+    return jnp.take_along_axis(values, positions.astype(jnp.int32), axis=1)
 
 
 def _embed(cfg: ModelConfig, rows: int, row_axis: str) -> nn.Embed:
@@ -423,11 +463,11 @@ class Embeddings(nn.Module):
         if cfg.embedding_size:
             self.projection = _dense(cfg, cfg.hidden_size, ("embed", "mlp"), "projection")
 
-    def __call__(self, input_ids, token_type_ids, deterministic: bool):
+    def __call__(self, input_ids, token_type_ids, deterministic: bool, document_ids=None):
         cfg = self.cfg
         x = self.word_embeddings(input_ids)
         if cfg.position_embedding == "absolute":
-            x = x + self.position_embeddings(position_ids_for(input_ids, cfg))
+            x = x + self.position_embeddings(position_ids_for(input_ids, cfg, document_ids))
         if cfg.type_vocab_size:
             x = x + self.token_type_embeddings(token_type_ids)
         x = self.dropout(self.layer_norm(x), deterministic=deterministic)
@@ -447,8 +487,10 @@ class SelfAttention(nn.Module):
     `num_heads` (0: `cfg.num_heads`) heads of width `cfg.head_dim` each.
     With `query_positions [batch, Q]` only those positions attend (keys and
     values still cover all of `x`) and the output is `[batch, Q, hidden]`.
-    `rope_theta > 0` rotates queries and keys by their positions (RoPE);
-    `mask` may then also be `[batch, 1, Q, seq]` (a sliding window).
+    `rope_theta > 0` rotates queries and keys by their positions (RoPE):
+    the token index, or `positions [batch, seq]` (within-document positions of
+    packed rows). `mask` may also be `[batch, 1, Q, seq]` (a sliding window,
+    documents).
     """
 
     cfg: ModelConfig
@@ -456,7 +498,7 @@ class SelfAttention(nn.Module):
     rope_theta: float = 0.0
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool, query_positions=None):
+    def __call__(self, x, mask, deterministic: bool, query_positions=None, positions=None):
         cfg = self.cfg
         proj = functools.partial(
             nn.DenseGeneral,
@@ -471,8 +513,11 @@ class SelfAttention(nn.Module):
         k = proj(name="key")(x)
         v = proj(name="value")(x)
         if self.rope_theta:
-            key_positions = jnp.arange(x.shape[1])[None]
-            q = rotary(q, key_positions if query_positions is None else query_positions, self.rope_theta)
+            key_positions = jnp.arange(x.shape[1])[None] if positions is None else positions
+            query_rope = key_positions
+            if query_positions is not None:
+                query_rope = query_positions if positions is None else gather_ids(positions, query_positions)
+            q = rotary(q, query_rope, self.rope_theta)
             k = rotary(k, key_positions, self.rope_theta)
         q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "act_kv"))
         k = nn.with_logical_constraint(k, ("batch", "length", "act_heads", "act_kv"))
@@ -543,6 +588,8 @@ class EncoderLayer(nn.Module):
     (ModernBERT): `x = x + attn(LN(x)); x = x + ffn(LN(x))`, where layer 0
     (`attention_norm=False`) reads the embedding norm's output directly.
     `local` layers attend through the sliding window and use the local RoPE base.
+    With `document_ids [batch, seq]` (packed rows) a token attends to its own
+    document only and RoPE reads `positions`, the within-document positions.
     """
 
     cfg: ModelConfig
@@ -551,9 +598,11 @@ class EncoderLayer(nn.Module):
     attention_norm: bool = True
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool, query_positions=None):
+    def __call__(self, x, mask, deterministic: bool, query_positions=None, document_ids=None, positions=None):
         cfg = self.cfg
         drop = nn.Dropout(cfg.hidden_dropout)
+        if document_ids is not None:
+            mask = document_mask(mask, document_ids, query_positions)
         if self.local:
             mask = sliding_window_mask(mask, cfg.local_attention, x.shape[1], query_positions)
         theta = 0.0
@@ -562,14 +611,14 @@ class EncoderLayer(nn.Module):
         attention = SelfAttention(cfg, self.num_heads, theta, name="attention")
         if cfg.norm_position == "pre":
             h = _layer_norm(cfg, "attention_LayerNorm")(x) if self.attention_norm else x
-            attn = attention(h, mask, deterministic, query_positions)
+            attn = attention(h, mask, deterministic, query_positions, positions)
             if query_positions is not None:
                 x = gather_positions(x, query_positions)
             x = x + drop(attn, deterministic=deterministic)
             h = self._feed_forward(_layer_norm(cfg, "output_LayerNorm")(x))
             x = x + drop(h, deterministic=deterministic)
             return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-        attn = attention(x, mask, deterministic, query_positions)
+        attn = attention(x, mask, deterministic, query_positions, positions)
         if query_positions is not None:
             x = gather_positions(x, query_positions)
         x = _layer_norm(cfg, "attention_LayerNorm")(x + drop(attn, deterministic=deterministic))
@@ -597,8 +646,10 @@ class _ScanLayer(nn.Module):
     emit_hidden: bool = False
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
-        y = EncoderLayer(self.cfg, self.cfg.layer_heads(0), name="layer")(x, mask, deterministic)
+    def __call__(self, x, mask, deterministic: bool, document_ids=None, positions=None):
+        y = EncoderLayer(self.cfg, self.cfg.layer_heads(0), name="layer")(
+            x, mask, deterministic, None, document_ids, positions
+        )
         return y, (y if self.emit_hidden else None)
 
 
@@ -611,13 +662,18 @@ class Encoder(nn.Module):
     (embeddings first), each `[batch, seq, hidden]`. With `output_positions
     [batch, Q]` the final states are `[batch, Q, hidden]` at those positions;
     unrolled and shared stacks then run the last layer there only.
+    `document_ids` / `positions` (packed rows): see EncoderLayer.
     """
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool, return_all: bool = False, output_positions=None):
+    def __call__(
+        self, x, mask, deterministic: bool, return_all: bool = False, output_positions=None,
+        document_ids=None, positions=None,
+    ):
         cfg = self.cfg
+        docs = (document_ids, positions)
         if return_all and output_positions is not None:
             raise ValueError("Encoder: return_all and output_positions are exclusive")
         last = cfg.num_layers - 1
@@ -629,7 +685,7 @@ class Encoder(nn.Module):
         if cfg.share_layers:
             layer = layer_cls(cfg, cfg.layer_heads(0), name="shared_layer")
             for i in range(cfg.num_layers):
-                x = layer(x, mask, deterministic, output_positions if i == last else None)
+                x = layer(x, mask, deterministic, output_positions if i == last else None, *docs)
                 hidden.append(x)
         elif cfg.scan_layers:
             scan_cls = _ScanLayer
@@ -639,11 +695,11 @@ class Encoder(nn.Module):
                 scan_cls,
                 variable_axes={"params": 0},
                 split_rngs={"params": True, "dropout": True},
-                in_axes=(nn.broadcast, nn.broadcast),
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                 length=cfg.num_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
             )
-            x, ys = stack(cfg, emit_hidden=return_all, name="layers")(x, mask, deterministic)
+            x, ys = stack(cfg, emit_hidden=return_all, name="layers")(x, mask, deterministic, *docs)
             if return_all:
                 hidden.extend(ys[i] for i in range(cfg.num_layers))
             else:
@@ -661,7 +717,7 @@ class Encoder(nn.Module):
                     attention_norm=cfg.norm_position == "post" or i > 0,
                     name=f"layer_{i}",
                 )
-                x = layer(x, mask, deterministic, positions)
+                x = layer(x, mask, deterministic, positions, *docs)
                 hidden.append(x)
         return x, hidden
 
@@ -688,6 +744,11 @@ class BertModel(nn.Module):
     [CLS]), computed at those positions only in the last layer. With
     `final_norm` the sequence output is normed (`bert/final_LayerNorm`);
     `hidden_states` are the layer outputs before it, as in transformers.
+
+    `document_ids [batch, seq]` (packed rows; 1, 2, ... per document, 0 for
+    padding): attention is block-diagonal by document and positions (learned
+    or RoPE) restart at each document, so each document's states equal its
+    states alone in a row. None: one sequence per row, as always.
     """
 
     cfg: ModelConfig
@@ -710,18 +771,25 @@ class BertModel(nn.Module):
         deterministic: bool = True,
         return_all_hidden: bool = False,
         output_positions=None,
+        document_ids=None,
     ):
         if input_mask is None:
             input_mask = jnp.ones_like(input_ids)
         if segment_ids is None:
             segment_ids = jnp.zeros_like(input_ids)
         mask = attention_mask(input_mask)
-        x = self.embeddings(input_ids, segment_ids, deterministic)
+        positions = None
+        if document_ids is not None:
+            document_ids = nn.with_logical_constraint(document_ids, ("batch", "length"))
+            positions = document_positions(document_ids)
+        x = self.embeddings(input_ids, segment_ids, deterministic, document_ids)
         if output_positions is not None and self.add_pooler:
             # [CLS] first, for the pooler.
             cls = jnp.zeros_like(output_positions[:, :1])
             output_positions = jnp.concatenate([cls, output_positions], axis=1)
-        x, hidden = self.encoder(x, mask, deterministic, return_all_hidden, output_positions)
+        x, hidden = self.encoder(
+            x, mask, deterministic, return_all_hidden, output_positions, document_ids, positions
+        )
         if self.cfg.final_norm:
             x = self.final_LayerNorm(x)
         out = {"sequence_output": x}
@@ -770,7 +838,8 @@ class BertForPreTraining(nn.Module):
     """BERT with the MLM head (at `masked_lm_positions` only) and a pair head.
 
     Returns `mlm_logits [batch, P, vocab]` and, unless `pair_head == "none"`,
-    `pair_logits [batch, 2]` (NSP or SOP), both float32.
+    `pair_logits [batch, 2]` (NSP or SOP), both float32. `document_ids`:
+    packed rows (BertModel); MLM only, as a row holds no sentence pair.
     """
 
     cfg: ModelConfig
@@ -781,15 +850,19 @@ class BertForPreTraining(nn.Module):
         if self.cfg.pair_head != "none":
             self.pair = _dense(self.cfg, 2, ("embed", "classes"), "pair")
 
-    def __call__(self, input_ids, input_mask, segment_ids, masked_lm_positions, *, deterministic=True):
+    def __call__(
+        self, input_ids, input_mask, segment_ids, masked_lm_positions, *, deterministic=True, document_ids=None
+    ):
         if self.cfg.last_layer_outputs_only:
             out = self.bert(
                 input_ids, input_mask, segment_ids, deterministic=deterministic,
-                output_positions=masked_lm_positions.astype(jnp.int32),
+                output_positions=masked_lm_positions.astype(jnp.int32), document_ids=document_ids,
             )
             masked = out["sequence_output"]
         else:
-            out = self.bert(input_ids, input_mask, segment_ids, deterministic=deterministic)
+            out = self.bert(
+                input_ids, input_mask, segment_ids, deterministic=deterministic, document_ids=document_ids
+            )
             masked = gather_positions(out["sequence_output"], masked_lm_positions)
         result = {"mlm_logits": self.mlm(masked, self.bert.attend)}
         if self.cfg.pair_head != "none":

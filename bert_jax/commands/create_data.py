@@ -40,7 +40,13 @@ _WWM = flags.DEFINE_boolean("do_whole_word_mask", _DEFAULTS.do_whole_word_mask, 
 _NGRAM = flags.DEFINE_integer(
     "ngram_max", _DEFAULTS.ngram_max, "ALBERT n-gram masking: spans of 1..N words, P(n) ~ 1/n (1: BERT)."
 )
-_MODE = flags.DEFINE_enum("mode", _DEFAULTS.mode, create_data.MODES, "nsp (BERT), sop (ALBERT), mlm_packed (RoBERTa).")
+_MODE = flags.DEFINE_enum(
+    "mode", _DEFAULTS.mode, create_data.MODES, "nsp (BERT), sop (ALBERT), mlm_packed (RoBERTa), packed (see --packed)."
+)
+_PACKED = flags.DEFINE_boolean(
+    "packed", False, "Unpadded training (--mode=packed): whole documents end to end in full rows, with document_ids "
+    "(MLM only: train with model.pair_head=none).",
+)
 _MASKING = flags.DEFINE_enum(
     "masking", _DEFAULTS.masking, create_data.MASKINGS, "static: masks in the records; none: mask later in tf.data."
 )
@@ -66,6 +72,18 @@ _JSON = flags.DEFINE_boolean("json", False, "Print the summary as JSON instead o
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar on stderr.")
 
 
+def _mode() -> str:
+    """--mode, or "packed" with --packed (refused beside another explicit --mode)."""
+    if not _PACKED.value:
+        return _MODE.value
+    if flags.FLAGS["mode"].present and _MODE.value != "packed":
+        raise UserError(
+            f"--packed with --mode={_MODE.value}: packed rows are MLM-only (no sentence pairs); drop --mode, "
+            "or drop --packed"
+        )
+    return "packed"
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}")
@@ -80,7 +98,7 @@ def main(argv: list[str]) -> None:
         short_seq_prob=_SHORT.value,
         do_whole_word_mask=_WWM.value,
         ngram_max=_NGRAM.value,
-        mode=_MODE.value,
+        mode=_mode(),
         masking=_MASKING.value,
         num_workers=_WORKERS.value,
         num_shards=_SHARDS.value,

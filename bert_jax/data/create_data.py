@@ -10,8 +10,9 @@ Streaming, parallel and a function of (corpus, settings, seed) alone:
   instances, masks and serializes it) and the *neighbourhood*: NSP's random
   next segments come from the other documents of the same block.
 * Randomness: document d, dupe k draws from a generator seeded with
-  sha256(seed, k, key of d); the packed mode and the order of a block's
-  records use sha256(seed, k or "order", key of the block's first document).
+  sha256(seed, k, key of d); the packed modes and the order of a block's
+  records use sha256(seed, k or "order", key of the block's first document)
+  (mode "packed": the order in which dupe k lays the block's documents out).
   So no record depends on which worker made it, or how many there were.
 * Block i goes to shard i mod num_shards, its records shuffled within the
   block; shards are filled in block order, written under temporary names and
@@ -48,7 +49,7 @@ from bert_jax.data import corpus, instances, masking, records
 from bert_jax.errors import ConfigError, DataError, UserError
 from bert_jax.tokenization import load_tokenizer
 
-MODES = ("nsp", "sop", "mlm_packed")
+MODES = ("nsp", "sop", "mlm_packed", "packed")
 MASKINGS = ("static", "none")
 _SHARD_PATTERN = re.compile(r"^(?P<base>.+)@(?P<count>\d+)$")
 
@@ -67,7 +68,7 @@ class CreateDataOptions:
     short_seq_prob: float = 0.1
     do_whole_word_mask: bool = False
     ngram_max: int = 1  # ALBERT: mask spans of up to this many words (1: BERT)
-    mode: str = "nsp"  # nsp | sop | mlm_packed
+    mode: str = "nsp"  # nsp | sop | mlm_packed | packed (documents packed whole, document_ids)
     masking: str = "static"  # static (masks in the records) | none (masked later, in tf.data)
     num_workers: int = 1
     num_shards: int = 1
@@ -106,6 +107,13 @@ class CreateDataOptions:
         for transient in ("vocab_file", "do_lower_case", "num_workers", "progress", "tfds_data_dir", "overwrite"):
             fields.pop(transient)
         return fields
+
+
+def record_features(options: CreateDataOptions) -> dict[str, dict]:
+    """The features of a record these options make (records.feature_lengths)."""
+    return records.feature_lengths(
+        options.max_seq_length, options.max_predictions_per_seq, options.masking, packed=options.mode == "packed"
+    )
 
 
 # ---- output names ----
@@ -196,9 +204,7 @@ class BlockProcessor:
     def __init__(self, options: CreateDataOptions):
         self.options = options
         self.tokenizer = load_tokenizer(options.vocab_file, lower_case=options.do_lower_case)
-        self.serializer = records.ExampleSerializer(
-            records.feature_lengths(options.max_seq_length, options.max_predictions_per_seq, options.masking)
-        )
+        self.serializer = records.ExampleSerializer(record_features(options))
 
     def tokenize(
         self, block: list[corpus.RawDocument], result: BlockResult
@@ -232,6 +238,11 @@ class BlockProcessor:
         o = self.options
         if o.mode == "mlm_packed":
             return instances.pack_sequences(docs, o.max_seq_length, self.tokenizer.sep_id)
+        if o.mode == "packed":
+            # Each dupe lays the block's documents out in its own order, so rows differ between dupes.
+            order = np.random.default_rng(derived_seed(o.random_seed, dupe, "packed", keys[0])).permutation(len(docs))
+            tok = self.tokenizer
+            return instances.pack_documents([docs[i] for i in order], o.max_seq_length, tok.cls_id, tok.sep_id)
         made = []
         for index, key in enumerate(keys):
             rng = np.random.default_rng(derived_seed(o.random_seed, dupe, key))
@@ -246,18 +257,26 @@ class BlockProcessor:
             )
         return made
 
-    def features(self, batch: list[instances.Instance], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Padded features of a batch of instances, masked unless masking == "none"."""
+    def features(self, batch: list, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Padded features of a batch of instances (or packed rows), masked unless masking == "none"."""
         o, tok = self.options, self.tokenizer
-        input_ids, segment_ids, lengths = instances.assemble(batch, o.max_seq_length, tok.cls_id, tok.sep_id)
+        if o.mode == "packed":
+            input_ids, document_ids, lengths = instances.assemble_packed(batch, o.max_seq_length)
+            segment_ids, labels = np.zeros_like(input_ids), np.zeros(len(batch), np.int32)
+        else:
+            input_ids, segment_ids, lengths = instances.assemble(batch, o.max_seq_length, tok.cls_id, tok.sep_id)
+            labels = np.array([inst.label for inst in batch], np.int32)
         features = {
             "input_ids": input_ids,
             "input_mask": (np.arange(o.max_seq_length)[None, :] < lengths[:, None]).astype(np.int32),
             "segment_ids": segment_ids,
-            "next_sentence_labels": np.array([inst.label for inst in batch], np.int32),
+            "next_sentence_labels": labels,
             "lengths": lengths,
         }
+        if o.mode == "packed":
+            features[records.DOCUMENT_FEATURE] = document_ids
         if o.masking == "static":
+            # [CLS]/[SEP] anywhere in the row (every packed document has its own) and padding are never masked.
             special = (input_ids == tok.cls_id) | (input_ids == tok.sep_id)
             maskable = features["input_mask"].astype(bool) & ~special
             continuation = tok.is_continuation_id[input_ids] if o.do_whole_word_mask else None
@@ -609,7 +628,7 @@ def _metadata(options, input_spec, tokenizer, paths, writers, totals: _Totals, r
             "do_lower_case": options.do_lower_case,
         },
         "settings": {**options.settings(), "num_shards": len(paths)},
-        "features": records.feature_lengths(options.max_seq_length, options.max_predictions_per_seq, options.masking),
+        "features": record_features(options),
         "counts": {
             **corpus_counts,
             "instances": totals.instances,

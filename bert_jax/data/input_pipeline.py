@@ -55,7 +55,7 @@ ID_SHIFT = 32  # example id = file_index << ID_SHIFT | record_index
 READ_CHUNK = 64  # records read from one file before the interleave moves to the next
 STATE_FORMAT = "bert-jax-input/2"
 OLD_STATE_FORMAT = "bert-jax-input/1"  # per-process streams, before elastic determinism
-INT32_KEYS = records.INT_FEATURES + records.MLM_FEATURES[:2]
+INT32_KEYS = records.INT_FEATURES + records.MLM_FEATURES[:2] + (records.DOCUMENT_FEATURE,)
 # Automatic streams: at most this many, so one process reading all of them
 # (a single-host run) keeps few open files and shuffle windows.
 MAX_AUTO_STREAMS = 64
@@ -77,6 +77,11 @@ class ShardSet:
     @property
     def masked(self) -> bool:
         return "masked_lm_ids" in self.features
+
+    @property
+    def packed(self) -> bool:
+        """Rows of several documents (create-data mode "packed"): batches carry document_ids."""
+        return records.DOCUMENT_FEATURE in self.features
 
 
 def resolve_shards(spec: str) -> ShardSet:
@@ -142,7 +147,7 @@ def _features_of_first_record(path: str) -> dict[str, dict]:
         ) from None
     features = {}
     for name, feature in example.features.feature.items():
-        if name in records.INT_FEATURES + records.MLM_FEATURES + (records.NSP_FEATURE,):
+        if name in records.INT_FEATURES + records.MLM_FEATURES + (records.NSP_FEATURE, records.DOCUMENT_FEATURE):
             kind = feature.WhichOneof("kind")
             values = getattr(feature, kind).value
             features[name] = {"dtype": "float32" if kind == "float_list" else "int64", "length": len(values)}
@@ -399,6 +404,8 @@ class PretrainingPipeline:
         wanted = records.INT_FEATURES + (records.NSP_FEATURE,)
         if self.masking == "static":
             wanted += records.MLM_FEATURES
+        if self.shards.packed:
+            wanted += (records.DOCUMENT_FEATURE,)
         return {name: self.shards.features[name] for name in wanted}
 
     def _stream_file_ids(self, stream: int) -> list[int]:

@@ -20,6 +20,14 @@ one out as `[CLS] A [SEP] B [SEP]` (or `[CLS] A [SEP]` when B is None).
   max_seq_length - 2 tokens with whole sentences in order, across document
   boundaries (a [SEP] between documents), label 0; a sentence longer than a
   sequence is cut into sequence-sized pieces.
+* `packed` (unpadded training, `pack_documents`): every document framed as
+  `[CLS] doc [SEP]` (`<s> doc </s>` with a BPE family's tokens), the framed
+  documents laid end to end and the stream cut into rows of exactly
+  max_seq_length; `document_ids` number the documents of each row 1, 2, ...
+  The model attends within a document only and restarts positions at each,
+  so a whole document sees exactly the tokens it would see alone in a row.
+  A document cut at a row's end goes on at the start of the next (its first
+  piece keeps the [CLS], its last the [SEP]). Only the last row is padded.
 """
 
 from __future__ import annotations
@@ -217,6 +225,43 @@ def pack_sequences(documents: list[Document], max_seq_length: int, sep_id: int) 
                 length += len(piece)
     flush()
     return instances
+
+
+class PackedRow(NamedTuple):
+    """A row of packed documents, unpadded: `ids` and `documents` (1, 2, ... per document) int32 [n]."""
+
+    ids: np.ndarray
+    documents: np.ndarray
+
+
+def pack_documents(documents: list[Document], max_seq_length: int, cls_id: int, sep_id: int) -> list[PackedRow]:
+    """The documents framed `[CLS] doc [SEP]`, in this order, end to end, cut
+    into rows of `max_seq_length` tokens (the last row may be shorter)."""
+    if not documents:
+        return []
+    framed, owner = [], []
+    for number, doc in enumerate(documents):
+        framed += [np.array([cls_id], np.int32), doc.ids.astype(np.int32), np.array([sep_id], np.int32)]
+        owner.append(np.full(len(doc.ids) + 2, number, np.int64))
+    stream, source = np.concatenate(framed), np.concatenate(owner)
+    rows = []
+    for start in range(0, len(stream), max_seq_length):
+        source_in_row = source[start : start + max_seq_length]
+        # 1 for the row's first document, +1 at each change of source document.
+        changes = np.concatenate([[1], (source_in_row[1:] != source_in_row[:-1]).astype(np.int32)])
+        rows.append(PackedRow(stream[start : start + max_seq_length], np.cumsum(changes).astype(np.int32)))
+    return rows
+
+
+def assemble_packed(rows: list[PackedRow], max_seq_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packed rows zero-padded: input_ids, document_ids int32 [n, max_seq_length] and lengths int32 [n]."""
+    input_ids = np.zeros((len(rows), max_seq_length), np.int32)
+    document_ids = np.zeros((len(rows), max_seq_length), np.int32)
+    for r, row in enumerate(rows):
+        input_ids[r, : len(row.ids)] = row.ids
+        document_ids[r, : len(row.ids)] = row.documents
+    lengths = np.array([len(row.ids) for row in rows], np.int32)
+    return input_ids, document_ids, lengths
 
 
 def assemble(

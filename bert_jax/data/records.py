@@ -21,7 +21,7 @@ With `masking == "none"` (masks drawn later, in tf.data) the three
      "vocab": {"file": str, "sha256": str, "size": int, "do_lower_case": bool},
      "settings": {"max_seq_length": int, "max_predictions_per_seq": int, "masked_lm_prob": float,
                   "random_seed": int, "dupe_factor": int, "short_seq_prob": float,
-                  "do_whole_word_mask": bool, "mode": "nsp"|"sop"|"mlm_packed",
+                  "do_whole_word_mask": bool, "mode": "nsp"|"sop"|"mlm_packed"|"packed",
                   "masking": "static"|"none", "block_size": int, "num_shards": int, ...},
      "features": {name: {"dtype": "int64"|"float32", "length": int}},
      "counts": {"documents": int, "sentences": int, "instances": int, "tokens": int,
@@ -58,12 +58,19 @@ METADATA_FILE = "metadata.json"
 INT_FEATURES = ("input_ids", "input_mask", "segment_ids")
 MLM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
 NSP_FEATURE = "next_sentence_labels"
+# Packed rows (create-data mode "packed"): 1, 2, ... per document of the row, 0 on the padding.
+DOCUMENT_FEATURE = "document_ids"
 TEMP_MARK = ".tmp-"
 
 
-def feature_lengths(max_seq_length: int, max_predictions_per_seq: int, masking: str) -> dict[str, dict]:
-    """{feature: {"dtype", "length"}} of a record; masked_lm_* only with static masking."""
+def feature_lengths(
+    max_seq_length: int, max_predictions_per_seq: int, masking: str, packed: bool = False
+) -> dict[str, dict]:
+    """{feature: {"dtype", "length"}} of a record; masked_lm_* only with static masking,
+    document_ids only in packed rows."""
     features = {name: {"dtype": "int64", "length": max_seq_length} for name in INT_FEATURES}
+    if packed:
+        features[DOCUMENT_FEATURE] = {"dtype": "int64", "length": max_seq_length}
     if masking != "none":
         features["masked_lm_positions"] = {"dtype": "int64", "length": max_predictions_per_seq}
         features["masked_lm_ids"] = {"dtype": "int64", "length": max_predictions_per_seq}

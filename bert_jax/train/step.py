@@ -42,6 +42,7 @@ import optax
 from jax.sharding import Mesh
 
 from bert_jax import losses
+from bert_jax.errors import ConfigError
 from bert_jax.model import BertForPreTraining, ModelConfig
 from bert_jax.train import sharding as sharding_lib
 from bert_jax.train.optim import Optimizer, as_transformation
@@ -54,6 +55,11 @@ Batch = dict[str, jax.Array]
 def _forward(
     model_cfg: ModelConfig, params, batch: Batch, deterministic: bool, key=None
 ) -> dict[str, jax.Array]:
+    """The model on a batch; packed rows (a `document_ids` key, create-data
+    mode "packed") attend within each document only."""
+    document_ids = batch.get("document_ids")
+    if document_ids is not None and model_cfg.pair_head != "none":
+        raise ConfigError(packed_pair_head_message(model_cfg.pair_head))
     rngs = None if deterministic else {"dropout": key}
     return BertForPreTraining(model_cfg).apply(
         {"params": params},
@@ -62,7 +68,17 @@ def _forward(
         batch["segment_ids"],
         batch["masked_lm_positions"],
         deterministic=deterministic,
+        document_ids=document_ids,
         rngs=rngs,
+    )
+
+
+def packed_pair_head_message(pair_head: str) -> str:
+    """The one line refusing a sentence-pair head on packed rows."""
+    return (
+        f"the training data holds packed rows (document_ids: several documents per row) but "
+        f"model.pair_head={pair_head!r}; packed rows are MLM-only (no sentence pairs): set model.pair_head=none, "
+        "or create the data without --packed"
     )
 
 
