@@ -12,9 +12,10 @@ import pathlib
 
 import numpy as np
 import pytest
+import toy_tasks
 
 from bert_jax import checkpoints
-from bert_jax.compress import prune, quantize, toy
+from bert_jax.compress import prune, quantize
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import trainer
 from bert_jax.model import ModelConfig
@@ -27,7 +28,7 @@ ALBERT_SPECIALS = ["[CLS]", "[SEP]", "[MASK]"]
 
 
 def _toy_lines() -> list[str]:
-    return [s for s, _ in toy.sentences(200, seed=5)]
+    return [s for s, _ in toy_tasks.sentences(200, seed=5)]
 
 
 def _albert_spm(folder: pathlib.Path) -> pathlib.Path:
@@ -53,7 +54,7 @@ def _teacher(root: pathlib.Path, cfg: ModelConfig, tokenizer, glue_dir: pathlib.
     """What `bert-jax finetune` leaves (WORKDIR/best with head.json, config.json), for `tokenizer`."""
     workdir = root / "teacher"
     head = {"task": "sst2", "head": "classification", "labels": ["0", "1"]}
-    trainer.save_best(workdir / trainer.BEST_DIR, cfg, toy.init_params(cfg, seed=1), head, tokenizer)
+    trainer.save_best(workdir / trainer.BEST_DIR, cfg, toy_tasks.init_params(cfg, seed=1), head, tokenizer)
     (workdir / "config.json").write_text(json.dumps({"task": "sst2", "data_dir": str(glue_dir),
                                                      "max_seq_length": 16}))
     return workdir
@@ -63,7 +64,7 @@ def _teacher(root: pathlib.Path, cfg: ModelConfig, tokenizer, glue_dir: pathlib.
 def albert(tmp_path_factory):
     """(glue_dir, the ALBERT-tiny SentencePiece teacher's workdir)."""
     root = tmp_path_factory.mktemp("albert-spm")
-    glue_dir = toy.write_sst2(root / "glue", n_train=32, n_dev=16)
+    glue_dir = toy_tasks.write_sst2(root / "glue", n_train=32, n_dev=16)
     tokenizer = SentencePieceTokenizer(str(_albert_spm(root)), "albert")
     cfg = ModelConfig(family="albert", vocab_size=tokenizer.vocab_size, hidden_size=32, embedding_size=16,
                       num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=64, num_labels=2)
@@ -118,7 +119,7 @@ def test_quantised_albert_keeps_its_sentencepiece_model_and_predicts(albert, tmp
 
 
 def test_head_pruned_byte_bpe_model_keeps_vocab_json_and_merges(tmp_path):
-    glue_dir = toy.write_sst2(tmp_path / "glue", n_train=16, n_dev=8)
+    glue_dir = toy_tasks.write_sst2(tmp_path / "glue", n_train=16, n_dev=8)
     tokenizer = ByteBPETokenizer(str(_byte_bpe(tmp_path)), str(tmp_path / "merges.txt"))
     cfg = ModelConfig(family="roberta", vocab_size=tokenizer.vocab_size, hidden_size=32, num_layers=2, num_heads=4,
                       intermediate_size=64, max_position_embeddings=64, position_offset=2, num_labels=2)

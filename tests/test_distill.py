@@ -5,8 +5,9 @@ import json
 
 import numpy as np
 import pytest
+import toy_tasks
 
-from bert_jax.compress import distill, toy
+from bert_jax.compress import distill
 from bert_jax.compress.config import distill_config
 from bert_jax.errors import UserError
 
@@ -18,8 +19,8 @@ def test_layer_choices():
 
 
 def test_student_copies_alternate_teacher_layers():
-    cfg = toy.tiny_config(50, num_layers=4)
-    params = toy.init_params(cfg)
+    cfg = toy_tasks.tiny_config(50, num_layers=4)
+    params = toy_tasks.init_params(cfg)
     student_cfg, student = distill.student_from_params(cfg, params, 2, 0, "teacher")
     assert student_cfg.num_layers == 2
     np.testing.assert_array_equal(student["bert"]["encoder"]["layer_1"]["intermediate"]["kernel"],
@@ -28,9 +29,9 @@ def test_student_copies_alternate_teacher_layers():
 
 
 def test_student_wider_than_its_source_is_refused():
-    cfg = toy.tiny_config(50, hidden_size=32)
+    cfg = toy_tasks.tiny_config(50, hidden_size=32)
     with pytest.raises(UserError, match="wider than its initialisation source"):
-        distill.student_from_params(cfg, toy.init_params(cfg), 1, 64, "teacher")
+        distill.student_from_params(cfg, toy_tasks.init_params(cfg), 1, 64, "teacher")
 
 
 # --------------------------------------------------------------------------
@@ -40,10 +41,10 @@ def test_student_wider_than_its_source_is_refused():
 @pytest.fixture(scope="module")
 def toy_task(tmp_path_factory):
     root = tmp_path_factory.mktemp("distill")
-    vocab = toy.write_vocab(root / "vocab.txt")
-    data = toy.write_sst2(root / "glue", n_train=32, n_dev=16)
-    cfg = toy.tiny_config(len(vocab.read_text().split()), num_layers=2)
-    teacher = toy.write_finetuned_workdir(root / "teacher", cfg, toy.init_params(cfg), vocab, data)
+    vocab = toy_tasks.write_vocab(root / "vocab.txt")
+    data = toy_tasks.write_sst2(root / "glue", n_train=32, n_dev=16)
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()), num_layers=2)
+    teacher = toy_tasks.write_finetuned_workdir(root / "teacher", cfg, toy_tasks.init_params(cfg), vocab, data)
     return root, vocab, data, teacher
 
 
@@ -88,8 +89,8 @@ def test_distill_from_a_config_file_with_another_width_learns_a_projection(toy_t
 
 def test_teacher_for_another_task_is_refused(toy_task, tmp_path):
     root, vocab, data, _ = toy_task
-    cfg = toy.tiny_config(len(vocab.read_text().split()))
-    other = toy.write_finetuned_workdir(tmp_path / "cola", cfg, toy.init_params(cfg), vocab, data, task="cola")
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()))
+    other = toy_tasks.write_finetuned_workdir(tmp_path / "cola", cfg, toy_tasks.init_params(cfg), vocab, data, task="cola")
     with pytest.raises(UserError, match="fine-tuned for 'cola', not config.task='sst2'"):
         distill.run(_config(other, data), str(tmp_path / "out"))
 
@@ -106,7 +107,7 @@ def test_teacher_without_classifier_is_refused(toy_task, tmp_path):
     from bert_jax import checkpoints
 
     _, vocab, data, _ = toy_task
-    cfg = toy.tiny_config(len(vocab.read_text().split()))
-    checkpoints.save_model(tmp_path / "enc", cfg, {"bert": toy.init_params(cfg)["bert"]}, vocab_file=str(vocab))
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()))
+    checkpoints.save_model(tmp_path / "enc", cfg, {"bert": toy_tasks.init_params(cfg)["bert"]}, vocab_file=str(vocab))
     with pytest.raises(UserError, match="no classification head"):
         distill.run(_config(tmp_path / "enc", data), str(tmp_path / "out"))

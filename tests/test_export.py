@@ -8,8 +8,9 @@ import pytest
 pytest.importorskip("tensorflow")
 
 import tensorflow as tf  # noqa: E402
+import toy_tasks
 
-from bert_jax.compress import export, models, toy  # noqa: E402
+from bert_jax.compress import export, models  # noqa: E402
 from bert_jax.errors import UserError  # noqa: E402
 from bert_jax.finetune import glue  # noqa: E402
 from bert_jax.tokenization import WordPieceTokenizer  # noqa: E402
@@ -20,10 +21,10 @@ TEXTS = ["the movie is good .", "Awful plot, very dull!", "a", "", "lovely " * 3
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    vocab = toy.write_vocab(root / "vocab.txt")
-    data = toy.write_sst2(root / "glue", n_train=8, n_dev=8)
-    cfg = toy.tiny_config(len(vocab.read_text().split()))
-    return toy.write_finetuned_workdir(root / "ft", cfg, toy.init_params(cfg, seed=5), vocab, data, max_seq_length=16)
+    vocab = toy_tasks.write_vocab(root / "vocab.txt")
+    data = toy_tasks.write_sst2(root / "glue", n_train=8, n_dev=8)
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()))
+    return toy_tasks.write_finetuned_workdir(root / "ft", cfg, toy_tasks.init_params(cfg, seed=5), vocab, data, max_seq_length=16)
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +64,9 @@ def test_in_graph_ids_equal_finetune_encoding(workdir):
 def test_exporting_a_model_without_classifier_is_refused(tmp_path):
     from bert_jax import checkpoints
 
-    vocab = toy.write_vocab(tmp_path / "vocab.txt")
-    cfg = toy.tiny_config(len(vocab.read_text().split()))
-    params = toy.init_params(cfg)
+    vocab = toy_tasks.write_vocab(tmp_path / "vocab.txt")
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()))
+    params = toy_tasks.init_params(cfg)
     checkpoints.save_model(tmp_path / "enc", cfg, {"bert": params["bert"]}, vocab_file=str(vocab))
     with pytest.raises(UserError, match="no classification head"):
         export.run(str(tmp_path / "enc"), str(tmp_path / "out"))

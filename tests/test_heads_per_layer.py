@@ -10,14 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import toy_tasks
 
-from bert_jax.compress import models, prune, toy
+from bert_jax.compress import models, prune
 from bert_jax.errors import ConfigError
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import glue, trainer
 from bert_jax.model import BertForSequenceClassification, ModelConfig
 
-CFG = toy.tiny_config(vocab_size=50, num_layers=2, hidden_size=32, num_heads=4)
+CFG = toy_tasks.tiny_config(vocab_size=50, num_layers=2, hidden_size=32, num_heads=4)
 
 
 def _shapes(cfg):
@@ -28,8 +29,8 @@ def _shapes(cfg):
 
 
 def test_every_head_kept_is_the_unpruned_model_bit_for_bit():
-    full = toy.init_params(CFG.replace(heads_per_layer=(4, 4)), seed=1)
-    plain = toy.init_params(CFG, seed=1)
+    full = toy_tasks.init_params(CFG.replace(heads_per_layer=(4, 4)), seed=1)
+    plain = toy_tasks.init_params(CFG, seed=1)
     assert jax.tree.all(jax.tree.map(np.array_equal, full, plain))
 
 
@@ -79,11 +80,11 @@ def test_different_counts_with_a_shared_layer_are_refused():
 def finetuned(tmp_path_factory):
     """(toy GLUE dir, fine-tuned workdir, config, params) of a tiny classifier."""
     root = tmp_path_factory.mktemp("pruned")
-    vocab = toy.write_vocab(root / "vocab.txt")
-    glue_dir = toy.write_sst2(root / "glue", n_train=16, n_dev=16)
-    cfg = toy.tiny_config(len(vocab.read_text().split()))
-    params = toy.init_params(cfg, seed=4)
-    return glue_dir, toy.write_finetuned_workdir(root / "ft", cfg, params, vocab, glue_dir), cfg, params
+    vocab = toy_tasks.write_vocab(root / "vocab.txt")
+    glue_dir = toy_tasks.write_sst2(root / "glue", n_train=16, n_dev=16)
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()))
+    params = toy_tasks.init_params(cfg, seed=4)
+    return glue_dir, toy_tasks.write_finetuned_workdir(root / "ft", cfg, params, vocab, glue_dir), cfg, params
 
 
 def _predict(glue_dir, checkpoint, out_dir) -> list[str]:

@@ -8,17 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import toy_tasks
 
-from bert_jax.compress import models, prune, toy
+from bert_jax.compress import models, prune
 from bert_jax.errors import ConfigError, UserError
 from bert_jax.model import BertForSequenceClassification
 
-CFG = toy.tiny_config(vocab_size=50, num_layers=2, hidden_size=32, num_heads=4)
+CFG = toy_tasks.tiny_config(vocab_size=50, num_layers=2, hidden_size=32, num_heads=4)
 
 
 @pytest.fixture(scope="module")
 def params():
-    return toy.init_params(CFG, seed=0)
+    return toy_tasks.init_params(CFG, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +153,10 @@ def test_pruned_checkpoint_round_trips(tmp_path, params, batch):
 @pytest.fixture(scope="module")
 def toy_teacher(tmp_path_factory):
     root = tmp_path_factory.mktemp("prune")
-    vocab = toy.write_vocab(root / "vocab.txt")
-    data = toy.write_sst2(root / "glue", n_train=32, n_dev=16)
-    cfg = toy.tiny_config(len(vocab.read_text().split()), num_layers=2)
-    return toy.write_finetuned_workdir(root / "teacher", cfg, toy.init_params(cfg), vocab, data), cfg
+    vocab = toy_tasks.write_vocab(root / "vocab.txt")
+    data = toy_tasks.write_sst2(root / "glue", n_train=32, n_dev=16)
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()), num_layers=2)
+    return toy_tasks.write_finetuned_workdir(root / "teacher", cfg, toy_tasks.init_params(cfg), vocab, data), cfg
 
 
 def test_head_pruning_with_recovery_fine_tunes_the_shrunk_model(toy_teacher, tmp_path):

@@ -9,19 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import qwix
+import toy_tasks
 
-from bert_jax.compress import quantize, toy
+from bert_jax.compress import quantize
 from bert_jax.errors import CheckpointError, UserError
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import glue, trainer
 from bert_jax.model import BertForSequenceClassification, Embeddings
 
-CFG = toy.tiny_config(vocab_size=60, num_layers=2, hidden_size=32, num_heads=4)
+CFG = toy_tasks.tiny_config(vocab_size=60, num_layers=2, hidden_size=32, num_heads=4)
 
 
 @pytest.fixture(scope="module")
 def params():
-    return toy.init_params(CFG, seed=3)
+    return toy_tasks.init_params(CFG, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +150,10 @@ def test_int8_without_calibration_data_is_refused(params):
 def job(tmp_path_factory):
     """(toy GLUE dir, quantize's output dir, its results) for int8 on a tiny fine-tuned workdir."""
     root = tmp_path_factory.mktemp("job")
-    vocab = toy.write_vocab(root / "vocab.txt")
-    glue_dir = toy.write_sst2(root / "glue", n_train=32, n_dev=16)
-    cfg = toy.tiny_config(len(vocab.read_text().split()))
-    workdir = toy.write_finetuned_workdir(root / "ft", cfg, toy.init_params(cfg), vocab, glue_dir)
+    vocab = toy_tasks.write_vocab(root / "vocab.txt")
+    glue_dir = toy_tasks.write_sst2(root / "glue", n_train=32, n_dev=16)
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()))
+    workdir = toy_tasks.write_finetuned_workdir(root / "ft", cfg, toy_tasks.init_params(cfg), vocab, glue_dir)
     results = quantize.run(str(workdir), "int8", str(root / "q"), calibration_steps=2, throughput_runs=1)
     return glue_dir, root / "q", results
 

@@ -1,5 +1,5 @@
 """A toy SST-2 folder, vocab and fine-tuned classifier workdir, for the
-compression tests and for trying the commands in seconds (docs/compression.md)."""
+compression tests (test fixtures, not part of the package)."""
 
 from __future__ import annotations
 
