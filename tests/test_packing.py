@@ -192,6 +192,46 @@ def test_the_step_loss_sums_the_masked_tokens_of_every_packed_document():
     np.testing.assert_allclose(float(packed["mlm_loss_sum"]), alone_sum, rtol=1e-5)
 
 
+def _packed_step_metrics(mesh_sizes):
+    """Metrics of one train step on four packed rows, on a (data, fsdp, tensor) mesh."""
+    import ml_collections
+
+    from bert_jax.train import optim, sharding, state, step
+
+    cfg = FAMILIES["modernbert"]
+    row, _ = _packed_batch(cfg)
+    batch = {k: np.concatenate([v] * 4) for k, v in row.items()}
+    mesh = sharding.make_mesh(
+        ml_collections.ConfigDict(dict(zip(("data", "fsdp", "tensor"), mesh_sizes, strict=True))),
+        devices=jax.devices()[: int(np.prod(mesh_sizes))],
+    )
+    opt = optim.make_optimizer(family_config("modernbert", "tiny").optimizer, 10)
+    train_state, shardings = state.create_sharded_state(cfg, opt, mesh, SEQ, batch["masked_lm_positions"].shape[1], 0)
+    fn = step.make_train_step(cfg, opt, mesh, shardings)
+    _, metrics = fn(train_state, jax.device_put(batch, sharding.batch_sharding(mesh)), jax.random.PRNGKey(0))
+    return jax.device_get(metrics)
+
+
+def test_the_train_step_on_packed_rows_is_the_same_on_a_sharded_mesh_and_counts_real_tokens():
+    one = _packed_step_metrics((1, 1, 1))
+    sharded = _packed_step_metrics((2, 1, 2))  # DP=2 x TP=2
+    assert float(one["real_tokens"]) == float(sharded["real_tokens"]) == 4 * sum(LENGTHS)
+    assert np.isfinite(float(one["loss"]))
+    np.testing.assert_allclose(float(sharded["loss"]), float(one["loss"]), rtol=2e-5)
+
+
+def test_the_training_log_reports_real_tokens_per_second():
+    import ml_collections
+
+    from bert_jax.train import loop
+
+    config = ml_collections.ConfigDict({"batch_size": 4})
+    phase = type("Phase", (), {"seq_len": SEQ, "max_predictions": 6})()
+    rates = loop._throughput(config, FAMILIES["bert"], phase, steps=10, seconds=2.0, real_tokens=63.0)
+    assert rates["tokens_per_s"] == 10 * 4 * SEQ / 2.0
+    assert rates["real_tokens_per_s"] == 10 * 63.0 / 2.0
+
+
 def model_inputs():
     return ("input_ids", "input_mask", "segment_ids", "masked_lm_positions")
 

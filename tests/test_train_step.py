@@ -72,6 +72,7 @@ def test_metrics_are_the_documented_ones(runs):
         "grad_norm",
         "learning_rate",
         "nonfinite",
+        "real_tokens",
     }
     assert metrics["loss"] == pytest.approx(metrics["mlm_loss"] + metrics["nsp_loss"])
     assert metrics["learning_rate"] == pytest.approx(1e-3)

@@ -340,7 +340,11 @@ def _peak_flops_per_device(config) -> float:
     return float(config.get("peak_tflops_per_device", 0.0) or 0.0) * 1e12
 
 
-def _throughput(config, model_cfg, phase: Phase, steps: int, seconds: float) -> dict[str, float]:
+def _throughput(
+    config, model_cfg, phase: Phase, steps: int, seconds: float, real_tokens: float | None = None
+) -> dict[str, float]:
+    """Rates of a window of `steps` steps; `real_tokens`: its mean non-padding
+    tokens per step (packed rows have almost no padding, padded rows much)."""
     seconds = max(seconds, 1e-9)
     b = int(config.batch_size)
     out = {
@@ -348,6 +352,8 @@ def _throughput(config, model_cfg, phase: Phase, steps: int, seconds: float) -> 
         "tokens_per_s": steps * b * phase.seq_len / seconds,
         "seq_len": phase.seq_len,
     }
+    if real_tokens is not None:
+        out["real_tokens_per_s"] = steps * real_tokens / seconds
     try:
         from bert_jax import flops
     except ImportError:
@@ -523,7 +529,7 @@ class _Trainer:
                     "was not applied; lower optimizer.learning_rate, or set on_nan=skip to drop such steps"
                 )
             say(f"step {step}: {int(m['nonfinite'])} step(s) with a non-finite loss skipped (on_nan=skip)")
-        m.update(_throughput(self.config, self.flops_cfg, phase, len(window), seconds))
+        m.update(_throughput(self.config, self.flops_cfg, phase, len(window), seconds, m.get("real_tokens")))
         self.log.write(step, m)
         self.log.progress(step, self.total, m, started, start_step)
         return m

@@ -77,6 +77,8 @@ class MetricsLog:
         line = " ".join(parts)
         if "examples_per_s" in metrics:
             line += f" | {metrics['examples_per_s']:.0f} ex/s {metrics['tokens_per_s']:.0f} tok/s"
+        if "real_tokens_per_s" in metrics:
+            line += f" ({metrics['real_tokens_per_s']:.0f} real)"
         if "mfu" in metrics:
             line += f" MFU {100 * metrics['mfu']:.1f}%"
         if done > 0:  # no rate yet: the first step's time is mostly compilation

@@ -151,7 +151,8 @@ def train_step(
     """One optimizer step on a global batch (docs/design.md batch format).
 
     Metrics (scalars): loss, mlm_loss, mlm_accuracy, [nsp_loss, nsp_accuracy],
-    grad_norm, learning_rate (of this step), nonfinite (1.0 if skipped);
+    grad_norm, learning_rate (of this step), nonfinite (1.0 if skipped),
+    real_tokens (non-padding tokens of the global batch, for real tokens/s);
     with `distill` (and the teacher's `teacher_params`) also mlm_kl."""
     key = jax.random.fold_in(rng, state.step)
     grads, metrics = _grads(model_cfg, state.params, batch, key, accum_steps, distill, teacher_params)
@@ -169,6 +170,7 @@ def train_step(
     metrics = dict(metrics)
     metrics["grad_norm"] = grad_norm
     metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
+    metrics["real_tokens"] = jnp.sum(batch["input_mask"] > 0, dtype=jnp.float32)
     if schedule is not None:
         metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     return new_state, metrics
