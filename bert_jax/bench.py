@@ -16,7 +16,8 @@ process, interleaved in rounds (ours, reference, ours, ...), so machine noise
 falls on both alike.
 
 No TensorFlow here (a GPU image has none): jax, flax, optax, numpy and our
-core modules; transformers only when comparing.
+core modules; transformers only when comparing. Its CLI is
+`bert_jax/commands/bench.py`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Reading every format is `bert_jax.checkpoints`' job (it holds the one name
 table); this module adds the export to the Hugging Face layout
 (`model.safetensors` + `config.json`, loadable by
 `transformers.AutoModel.from_pretrained`, the class of `ModelConfig.family`)
-and the two conversion jobs.
+and the two conversion jobs. Its CLI is `bert_jax/commands/convert.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from bert_jax import checkpoints, hf_modernbert
+from bert_jax import checkpoints
+from bert_jax.checkpoints import hf_modernbert
 from bert_jax.errors import CheckpointError, UserError
 from bert_jax.model import ModelConfig
 

@@ -15,7 +15,7 @@ from train_utils import PRED, SEQ, tiny_config
 from bert_jax import checkpoints
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError
-from bert_jax.train import checkpointing, optim, sharding, state
+from bert_jax.train import optim, resume, sharding, state
 
 
 def _mesh(data=1, fsdp=1, tensor=1):
@@ -38,7 +38,7 @@ def saved(tmp_path_factory):
     config = tiny_config()
     opt = optim.make_optimizer(config.optimizer, 10)
     train_state, _ = state.create_sharded_state(model_config(config), opt, _mesh(fsdp=8), SEQ, PRED, seed=0)
-    ckpt = checkpointing.Checkpointer(workdir / "checkpoints", keep=2)
+    ckpt = resume.Checkpointer(workdir / "checkpoints", keep=2)
     for s in (1, 2, 3):
         ckpt.save(s, train_state, {"batches": s})
     ckpt.close()
@@ -56,7 +56,7 @@ def test_layout_and_keep_last_k(saved):
 def test_restore_onto_another_mesh(saved, mesh_sizes):
     workdir, params = saved
     mesh = _mesh(*mesh_sizes)
-    ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
+    ckpt = resume.Checkpointer(workdir / "checkpoints")
     restored, data = ckpt.restore(3, _abstract(mesh))
     ckpt.close()
     assert data == {"batches": 3}
@@ -75,7 +75,7 @@ def test_load_model_reads_a_training_workdir(saved):
 
 def test_checkpoint_of_another_model_shape_names_the_param(saved):
     workdir, _ = saved
-    ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
+    ckpt = resume.Checkpointer(workdir / "checkpoints")
     with pytest.raises(
         CheckpointError,
         match=r"\[.params.\]\[.bert.\]\[.embeddings.\]\[.LayerNorm.\]\[.bias.\] has shape \(32,\) but the config.s model needs \(64,\)",
@@ -90,7 +90,7 @@ def test_unfinished_save_is_never_the_latest(saved):
     tmp = workdir / "checkpoints" / "9.orbax-checkpoint-tmp-1234"
     (tmp / "state").mkdir(parents=True)
     try:
-        ckpt = checkpointing.Checkpointer(workdir / "checkpoints")
+        ckpt = resume.Checkpointer(workdir / "checkpoints")
         assert ckpt.latest_step() == 3
         ckpt.close()
     finally:  # orbax may be removing it in the background (cleanup_tmp_directories)
@@ -104,7 +104,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     mesh = _mesh()
     opt = optim.make_optimizer(config.optimizer, 10)
     train_state, _ = state.create_sharded_state(model_config(config), opt, mesh, SEQ, PRED, seed=0)
-    ckpt = checkpointing.Checkpointer(tmp_path / "checkpoints", keep=3)
+    ckpt = resume.Checkpointer(tmp_path / "checkpoints", keep=3)
     ckpt.save(1, train_state, {})
     ckpt.wait()
 

@@ -24,7 +24,7 @@ import numpy as np
 from bert_jax import atomic, checkpoints, losses
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError, ConfigError, DataError, UserError
-from bert_jax.train import checkpointing, mlm_distill, optim, phases, preflight, sharding
+from bert_jax.train import mlm_distill, optim, phases, preflight, resume, sharding
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
 
@@ -88,7 +88,7 @@ def evaluate_workdir(
     preflight.check_run(config, model_cfg, phases.resolve_phases(config), splits=("eval",))
     mesh, rules = sharding.make_mesh(config.mesh), sharding.rules_of(config.mesh)
     optimizer = optim.make_optimizer(config.optimizer, config.total_steps)
-    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=0, async_save=False)
+    ckpt = resume.Checkpointer(os.path.join(workdir, "checkpoints"), keep=0, async_save=False)
     steps = ckpt.all_steps()
     if not steps:
         raise CheckpointError(f"{workdir}/checkpoints holds no checkpoint; train first")
@@ -101,7 +101,7 @@ def evaluate_workdir(
     )
     try:
         restored, _ = ckpt.restore(step, abstract)
-    except checkpointing.DamagedCheckpoint as e:
+    except resume.DamagedCheckpoint as e:
         intact = ckpt.intact_before(step, abstract)
         ckpt.close()
         use = f"step {intact} is intact: pass --step={intact}" if intact is not None else "no earlier step is intact"

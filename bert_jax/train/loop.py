@@ -40,8 +40,9 @@ from bert_jax import atomic
 from bert_jax.config import model_config
 from bert_jax.errors import CheckpointError, ConfigError, UserError
 from bert_jax.model import ModelConfig
-from bert_jax.train import checkpointing, inputs, metrics_log, mlm_distill, optim, preflight, sharding
 from bert_jax.train import evaluate as evaluate_lib
+from bert_jax.train import inputs, metrics_log, mlm_distill, optim, preflight, sharding
+from bert_jax.train import resume as resume_lib
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
 from bert_jax.train.phases import (  # noqa: F401  (re-exported: part of the loop API)
@@ -120,7 +121,7 @@ def prepare_workdir(workdir: str) -> None:
 
 # What a start writes into the workdir before the first step; removed again
 # when that start fails in a workdir that held none of them.
-START_FILES = ("config.json", "checkpoints", "tb", "metrics.jsonl", checkpointing.ERROR_LOG)
+START_FILES = ("config.json", "checkpoints", "tb", "metrics.jsonl", resume_lib.ERROR_LOG)
 
 
 def _entries(workdir: str) -> set[str] | None:
@@ -391,7 +392,7 @@ class _Trainer:
         self.optimizer = optim.make_optimizer(config.optimizer, self.total)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.source_factory = source_factory or default_source_factory(config, workdir, self.model_cfg)
-        self.ckpt = checkpointing.Checkpointer(
+        self.ckpt = resume_lib.Checkpointer(
             os.path.join(workdir, "checkpoints"), keep=int(config.keep_checkpoints)
         )
         self.log = metrics_log.MetricsLog(workdir, enabled=self.is_chief)
@@ -575,7 +576,7 @@ def _train(config, workdir: str, source_factory, step_hooks: Sequence[StepHook],
         workdir_lock(workdir, enabled=chief),
         StopFlag() as stop,
         nn.logical_axis_rules(sharding.rules_of(config.mesh)),
-        checkpointing.library_logs_to(os.path.join(workdir, checkpointing.ERROR_LOG)),
+        resume_lib.library_logs_to(os.path.join(workdir, resume_lib.ERROR_LOG)),
     ):
         if config.data.corpus and not config.data.vocab_file and not config.data.get("synthetic", False):
             vocab = inputs.build_vocab(config.data, workdir)

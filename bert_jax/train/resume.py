@@ -1,4 +1,7 @@
-"""Training checkpoints: WORKDIR/checkpoints/<step>/{state,data} via orbax.
+"""Exact resume of pre-training: the orbax manager of
+WORKDIR/checkpoints/<step>/{state,data}, saving and restoring the whole
+TrainState and the input position. (Reading a model out of any checkpoint,
+a workdir's params among them, is `bert_jax.checkpoints`.)
 
 `state` is the TrainState as a pytree (params, opt_state, step, rng; the
 params are what bert_jax.checkpoints.load_model restores) and `data` the

@@ -1,7 +1,7 @@
 """ModernBERT in Hugging Face `transformers` (`ModernBertModel`,
 `ModernBertForMaskedLM`) <-> bert-jax's one encoder, both ways.
 
-The BERT-family tables in `bert_jax.checkpoints` map one HF tensor to one of
+The BERT-family tables in `bert_jax.checkpoints.hf` map one HF tensor to one of
 ours; ModernBERT fuses tensors we keep apart (`Wqkv` is query, key and value;
 `Wi` is the GeGLU input and gate halves), so its mapping lives here, as
 functions on flat parameter paths. `bert_jax.checkpoints.load_hf` and
