@@ -274,7 +274,7 @@ def test_quantize_help_without_qwix():
     """quantize needs the compress extra (Qwix) to run, not to show its flags."""
     proc = _bert_jax("quantize", "--help", prelude="import sys; sys.modules['qwix'] = None")
     assert proc.returncode == 0, proc.stderr
-    assert "  --scheme=STR\n" in proc.stdout
+    assert "  --config=FILE\n" in proc.stdout and "--config.scheme=int8|int8_weights" in proc.stdout
 
 
 def test_command_whose_import_needs_a_missing_extra_names_it(monkeypatch, capsys):
@@ -318,3 +318,20 @@ def test_unknown_command(capsys):
     assert out == ""
     assert err.startswith("bert-jax: error: unknown command 'pretrian'; commands: pretrain, evaluate, ")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["prune", "quantize"])
+def test_compression_settings_are_config_keys_not_flags(command):
+    """prune and quantize take a config like every job; their old per-setting flags are gone."""
+    proc = _bert_jax(command, "--workdir=unused", "--output=unused", "--config.batch_sise=8")
+    assert _error(proc, command) == (
+        "--config.batch_sise: --config has no key 'batch_sise'; did you mean --config.batch_size?"
+    )
+
+
+def test_prune_without_a_sparsity_names_the_key():
+    from bert_jax.compress import prune
+    from bert_jax.compress.config import prune_config
+
+    with pytest.raises(UserError, match=r"^config.sparsity is not set; pass --config.sparsity=S"):
+        prune.run(prune_config(), "unused", "unused")

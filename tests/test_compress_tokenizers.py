@@ -16,6 +16,7 @@ import toy_tasks
 
 from bert_jax import checkpoints
 from bert_jax.compress import prune, quantize
+from bert_jax.compress.config import prune_config, quantize_config
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import trainer
 from bert_jax.model import ModelConfig
@@ -92,8 +93,7 @@ def _saved_tokenizer(folder: pathlib.Path) -> str:
 def test_head_pruned_albert_keeps_its_sentencepiece_model_and_predicts(albert, tmp_path):
     glue_dir, workdir = albert
     out = tmp_path / "heads"
-    results = prune.run(str(workdir), "heads", 0.5, str(out), steps=0, batch_size=8, importance_steps=1,
-                        throughput_runs=1)
+    results = prune.run(prune_config(method="heads", sparsity=0.5, steps=0, batch_size=8, importance_steps=1, throughput_runs=1), str(workdir), str(out))
     assert _saved_tokenizer(out) == "spiece.model"
     assert not (out / checkpoints.VOCAB_FILE).exists()  # it was once the .model copied under this name
     assert _predicted_accuracy(glue_dir, out, tmp_path) == results["pruned"]["accuracy"]
@@ -102,7 +102,7 @@ def test_head_pruned_albert_keeps_its_sentencepiece_model_and_predicts(albert, t
 def test_magnitude_pruned_albert_keeps_its_sentencepiece_model_and_predicts(albert, tmp_path):
     glue_dir, workdir = albert
     out = tmp_path / "magnitude"
-    results = prune.run(str(workdir), "magnitude", 0.5, str(out), steps=0, batch_size=8, throughput_runs=1)
+    results = prune.run(prune_config(method="magnitude", sparsity=0.5, steps=0, batch_size=8, throughput_runs=1), str(workdir), str(out))
     assert _saved_tokenizer(out) == "spiece.model"
     assert _predicted_accuracy(glue_dir, out, tmp_path) == results["pruned"]["accuracy"]
 
@@ -110,8 +110,7 @@ def test_magnitude_pruned_albert_keeps_its_sentencepiece_model_and_predicts(albe
 def test_quantised_albert_keeps_its_sentencepiece_model_and_predicts(albert, tmp_path):
     glue_dir, workdir = albert
     out = tmp_path / "int8"
-    results = quantize.run(str(workdir), "int8_weights", str(out), calibration_steps=1, batch_size=8,
-                           throughput_runs=1)
+    results = quantize.run(quantize_config(scheme="int8_weights", calibration_steps=1, batch_size=8, throughput_runs=1), str(workdir), str(out))
     assert _saved_tokenizer(out) == "spiece.model"
     assert quantize.load_quantized(out)[3]["vocab_file"] == str(out / "spiece.model")
     accuracy = _predicted_accuracy(glue_dir, out, tmp_path, restorers=(quantize.restore_for_predict,))
@@ -125,8 +124,7 @@ def test_head_pruned_byte_bpe_model_keeps_vocab_json_and_merges(tmp_path):
                       intermediate_size=64, max_position_embeddings=64, position_offset=2, num_labels=2)
     workdir = _teacher(tmp_path, cfg, tokenizer, glue_dir)
     out = tmp_path / "heads"
-    results = prune.run(str(workdir), "heads", 0.5, str(out), steps=0, batch_size=8, importance_steps=1,
-                        throughput_runs=1)
+    results = prune.run(prune_config(method="heads", sparsity=0.5, steps=0, batch_size=8, importance_steps=1, throughput_runs=1), str(workdir), str(out))
     assert {p.name for p in out.iterdir()} >= {"vocab.json", "merges.txt"}
     assert (out / "merges.txt").read_bytes() == (tmp_path / "merges.txt").read_bytes()
     assert _predicted_accuracy(glue_dir, out, tmp_path) == results["pruned"]["accuracy"]

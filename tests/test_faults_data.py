@@ -325,8 +325,8 @@ NEGATIVE = ["the film is bad", "an awful film", "very dull", "not good .", "the 
 TINY = {
     "finetune": "--config.max_seq_length=16 --config.batch_size=8 --config.eval_batch_size=8 --config.total_steps=2",
     "finetune-predict": "--config.max_seq_length=16 --config.eval_batch_size=8",
-    "quantize": "--calibration_steps=1 --batch_size=8 --throughput_runs=1",
-    "prune": "--importance_steps=1 --batch_size=8 --throughput_runs=1",
+    "quantize": "--config.calibration_steps=1 --config.batch_size=8 --config.throughput_runs=1",
+    "prune": "--config.importance_steps=1 --config.batch_size=8 --config.throughput_runs=1",
     "export": "",
 }
 

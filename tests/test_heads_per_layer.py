@@ -13,6 +13,7 @@ import pytest
 import toy_tasks
 
 from bert_jax.compress import models, prune
+from bert_jax.compress.config import prune_config
 from bert_jax.errors import ConfigError
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import glue, trainer
@@ -119,7 +120,7 @@ def test_predict_mode_reads_a_head_pruned_checkpoint(finetuned, tmp_path):
 
 def test_predict_mode_reads_a_magnitude_pruned_checkpoint(finetuned, tmp_path):
     glue_dir, workdir, cfg, params = finetuned
-    prune.run(str(workdir), "magnitude", 0.5, str(tmp_path / "mag"), throughput_runs=1)
+    prune.run(prune_config(method="magnitude", sparsity=0.5, throughput_runs=1), str(workdir), str(tmp_path / "mag"))
     pruned_cfg, pruned, _, _ = trainer.load_finetuned(tmp_path / "mag")
     assert prune.measured_sparsity(pruned) == pytest.approx(0.5, abs=0.01)
     got = _predict(glue_dir, tmp_path / "mag", tmp_path)

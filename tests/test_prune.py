@@ -11,6 +11,7 @@ import pytest
 import toy_tasks
 
 from bert_jax.compress import models, prune
+from bert_jax.compress.config import prune_config
 from bert_jax.errors import ConfigError, UserError
 from bert_jax.model import BertForSequenceClassification
 
@@ -161,8 +162,7 @@ def toy_teacher(tmp_path_factory):
 
 def test_head_pruning_with_recovery_fine_tunes_the_shrunk_model(toy_teacher, tmp_path):
     workdir, cfg = toy_teacher
-    results = prune.run(str(workdir), "heads", 0.5, str(tmp_path / "out"), steps=2, batch_size=8,
-                        learning_rate=1e-2, importance_steps=2, throughput_runs=1)
+    results = prune.run(prune_config(method="heads", sparsity=0.5, steps=2, batch_size=8, learning_rate=1e-2, importance_steps=2, throughput_runs=1), str(workdir), str(tmp_path / "out"))
     assert results["pruned"]["heads_per_layer"] == [2, 2] and results["recovery_steps"] == 2
     for side in ("dense", "one_shot", "pruned"):
         assert 0.0 <= results[side]["accuracy"] <= 1.0
@@ -179,13 +179,12 @@ def test_head_pruning_with_recovery_fine_tunes_the_shrunk_model(toy_teacher, tmp
 
 def test_magnitude_pruning_with_recovery_reaches_the_target(toy_teacher, tmp_path):
     workdir, _ = toy_teacher
-    results = prune.run(str(workdir), "magnitude", 0.5, str(tmp_path / "out"), steps=3, batch_size=8,
-                        learning_rate=1e-2, throughput_runs=1)
+    results = prune.run(prune_config(method="magnitude", sparsity=0.5, steps=3, batch_size=8, learning_rate=1e-2, throughput_runs=1), str(workdir), str(tmp_path / "out"))
     assert results["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert set(results["one_shot"]) == set(results["pruned"]) - {"examples_per_s", "sparsity"}
 
 
 def test_negative_recovery_steps_are_refused(toy_teacher, tmp_path):
     workdir, _ = toy_teacher
-    with pytest.raises(UserError, match="--steps=-1"):
-        prune.run(str(workdir), "heads", 0.5, str(tmp_path / "out"), steps=-1)
+    with pytest.raises(UserError, match="--config.steps=-1"):
+        prune.run(prune_config(method="heads", sparsity=0.5, steps=-1), str(workdir), str(tmp_path / "out"))

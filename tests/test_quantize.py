@@ -12,6 +12,7 @@ import qwix
 import toy_tasks
 
 from bert_jax.compress import quantize
+from bert_jax.compress.config import quantize_config
 from bert_jax.errors import CheckpointError, UserError
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import glue, trainer
@@ -154,7 +155,7 @@ def job(tmp_path_factory):
     glue_dir = toy_tasks.write_sst2(root / "glue", n_train=32, n_dev=16)
     cfg = toy_tasks.tiny_config(len(vocab.read_text().split()))
     workdir = toy_tasks.write_finetuned_workdir(root / "ft", cfg, toy_tasks.init_params(cfg), vocab, glue_dir)
-    results = quantize.run(str(workdir), "int8", str(root / "q"), calibration_steps=2, throughput_runs=1)
+    results = quantize.run(quantize_config(scheme="int8", calibration_steps=2, throughput_runs=1), str(workdir), str(root / "q"))
     return glue_dir, root / "q", results
 
 

@@ -311,23 +311,28 @@ def paired_examples_per_second(fns: Sequence[Callable], params: Sequence[Params]
     return [float(np.median(s)) for s in seen]
 
 
-def run(workdir: str, method: str, sparsity: float, output: str, steps: int = 0, data_dir: str | None = None,
-        max_seq_length: int | None = None, batch_size: int = 32, learning_rate: float = 2e-5,
-        importance_steps: int = 8, throughput_runs: int = 7, overwrite: bool = False) -> dict:
-    """Prunes a fine-tuned classifier and writes `output/` (a checkpoint) and
-    `output/results.json` `{"dense": {...}, "pruned": {...}}` with dev metrics
-    and examples_per_s (with `steps > 0` also `"one_shot"`: the dev metrics
-    right after pruning, before recovery). `heads`: drop the `sparsity`
-    fraction of attention heads by importance, shrinking the matrices, then
-    fine-tune the small model `steps` steps; dense and pruned examples/s are
-    measured in alternating rounds after training. `magnitude`: zero the
-    `sparsity` fraction of each encoder matrix, one-shot (`steps=0`) or
-    during `steps` of fine-tuning on the cubic schedule."""
+def run(config, workdir: str, output: str, overwrite: bool = False) -> dict:
+    """Prunes a fine-tuned classifier as `config` (`compress.config.prune_config`)
+    says and writes `output/` (a checkpoint) and `output/results.json`
+    `{"dense": {...}, "pruned": {...}}` with dev metrics and examples_per_s
+    (with `steps > 0` also `"one_shot"`: the dev metrics right after pruning,
+    before recovery). `heads`: drop the `sparsity` fraction of attention heads
+    by importance, shrinking the matrices, then fine-tune the small model
+    `steps` steps; dense and pruned examples/s are measured in alternating
+    rounds after training. `magnitude`: zero the `sparsity` fraction of each
+    encoder matrix, one-shot (`steps=0`) or during `steps` of fine-tuning on
+    the cubic schedule."""
+    method, sparsity, steps = config.method, config.sparsity, int(config.steps)
+    data_dir, max_seq_length = config.data_dir or None, config.max_seq_length
+    batch_size, learning_rate = int(config.batch_size), float(config.learning_rate)
+    importance_steps, throughput_runs = int(config.importance_steps), int(config.throughput_runs)
+    if sparsity is None:
+        raise UserError("config.sparsity is not set; pass --config.sparsity=S, a fraction in [0, 1)")
     if method not in METHODS:
-        raise UserError(f"--method={method!r}; expected one of {', '.join(METHODS)}")
-    check_sparsity(sparsity, "--sparsity")
+        raise UserError(f"--config.method={method!r}; expected one of {', '.join(METHODS)}")
+    check_sparsity(sparsity, "--config.sparsity")
     if steps < 0:
-        raise UserError(f"--steps={steps}; pass 0 (one-shot) or a positive number of fine-tuning steps")
+        raise UserError(f"--config.steps={steps}; pass 0 (one-shot) or a positive number of fine-tuning steps")
     cfg, params, meta, head = models.load_finetuned_classifier(workdir)
     task, data_dir, seq_len = models.task_settings(workdir, head, data_dir, max_seq_length)
     tokenizer = trainer.load_tokenizer(finetune_config(task), meta, meta["source"])

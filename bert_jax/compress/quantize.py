@@ -29,7 +29,7 @@ import itertools
 import json
 import os
 import pathlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import flax.linen as nn
@@ -155,7 +155,7 @@ def calibration_stats(cfg: ModelConfig, params: Params, batches: Iterable[Batch]
         stats = step(params, stats, batch["input_ids"], batch["input_mask"], batch["segment_ids"])
         n += 1
     if n == 0:
-        raise UserError("int8 needs calibration batches; pass --calibration_steps >= 1 with training data")
+        raise UserError("int8 needs calibration batches; pass --config.calibration_steps >= 1 with training data")
     return stats
 
 
@@ -294,31 +294,24 @@ def restore_for_predict(path: str | os.PathLike) -> trainer.Restored | None:
 # The job
 
 
-def run(
-    workdir: str,
-    scheme: str,
-    output: str,
-    calibration_steps: int = 16,
-    data_dir: str | None = None,
-    max_seq_length: int | None = None,
-    batch_size: int = 32,
-    throughput_runs: int = 7,
-    overwrite: bool = False,
-    act_calibration: str | None = None,
-    act_scope: str | None = None,
-    float_inputs: Sequence[str] | None = None,
-) -> dict:
-    """Quantises a fine-tuned/distilled classifier, saves it to `output`, and
+def run(config, workdir: str, output: str, overwrite: bool = False) -> dict:
+    """Quantises a fine-tuned/distilled classifier as `config`
+    (`compress.config.quantize_config`) says, saves it to `output`, and
     writes `output/results.json` `{"float": {...}, "quantized": {...}}`, each
     with the dev metrics, `bytes` (parameter file size) and `examples_per_s`
     (batch 32, the task's sequence length, median). The quantised model is
     evaluated as restored from disk. `act_calibration`, `act_scope`,
     `float_inputs` (None: the defaults of `Recipe`) tune `int8`."""
+    scheme, calibration_steps = config.scheme, int(config.calibration_steps)
+    data_dir, max_seq_length = config.data_dir or None, config.max_seq_length
+    batch_size, throughput_runs = int(config.batch_size), int(config.throughput_runs)
+    act_calibration, act_scope = config.act_calibration, config.act_scope
+    float_inputs = None if config.float_inputs is None else tuple(config.float_inputs)
     recipe = as_recipe(scheme)
     overrides = {"act_calibration": act_calibration, "act_scope": act_scope, "float_inputs": float_inputs}
     recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
     if calibration_steps < (1 if recipe.scheme == "int8" else 0):
-        raise UserError(f"--calibration_steps={calibration_steps}; int8 needs at least 1 batch")
+        raise UserError(f"--config.calibration_steps={calibration_steps}; int8 needs at least 1 batch")
     cfg, params, meta, head = models.load_finetuned_classifier(workdir)
     task, data_dir, seq_len = models.task_settings(workdir, head, data_dir, max_seq_length)
     tokenizer = trainer.load_tokenizer(finetune_config(task), meta, meta["source"])
