@@ -177,6 +177,20 @@ def test_scanned_layers_count_every_layer(v4_report):
     assert abs(scanned["xla_flops_over_analytic"] - v4_report["xla_flops_over_analytic"]) < 0.1
 
 
+def test_an_xla_count_below_the_traced_matmuls_is_floored_at_them(monkeypatch):
+    """libtpu's cost analysis of some scanned, sharded programs (v5p, v6e)
+    counts fewer FLOPs than the matmuls the step traces; the roofline would
+    then exceed 100% MFU. The report floors the count and says so."""
+    _runtime_or_skip("tpu")
+    from bert_jax.compile import aot
+
+    monkeypatch.setattr(aot, "_cost", lambda compiled: {"flops": 1.0, "bytes accessed": 1.0})
+    r = aot.compile_for_topology(_tiny(batch=8), parse_topology("v4-8"))
+    assert r["flops_per_step_per_chip"] == pytest.approx(r["matmul_flops_per_step"] / 4)
+    assert "below the traced matmuls: floored at them" in r["flops_source"]
+    assert r["roofline_mfu"] < 1
+
+
 def test_oversized_model_reports_does_not_fit_with_both_numbers():
     _runtime_or_skip("tpu")
     from bert_jax.compile import aot
