@@ -9,6 +9,7 @@ No JAX, TensorFlow or file I/O here.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import ml_collections
 
@@ -122,15 +123,24 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
 
     # BERT's recipe: 90% of steps at seq 128, then 512. Empty = one phase with
     # the data section's lengths. Each phase: fraction (of total_steps),
-    # max_seq_length, max_predictions_per_seq, and optional train_files/eval_files.
+    # max_seq_length, max_predictions_per_seq, and optional train_files/eval_files,
+    # masked_lm_prob (the phase's dynamic masking rate of the training data, in
+    # (0, 1); default data.masked_lm_prob) and model (overrides of the model
+    # fields that change no parameter shape: global_rope_theta, local_rope_theta;
+    # ModernBERT's context extension). bert_jax/train/phases.py reads them.
     c.phases = []
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adamw"  # adamw | lamb
     c.optimizer.learning_rate = 1e-4
     c.optimizer.warmup_steps = 10_000
-    c.optimizer.schedule = "linear"  # linear | polynomial | cosine | constant (after warmup)
+    c.optimizer.schedule = "linear"  # linear | polynomial | cosine | constant | wsd (after warmup)
     c.optimizer.end_learning_rate = 0.0
+    # wsd (warmup-stable-decay): constant after warmup, then a decay over the
+    # last decay_steps (0: decay_fraction of total_steps), linear or 1-sqrt.
+    c.optimizer.decay_steps = 0
+    c.optimizer.decay_fraction = 0.1
+    c.optimizer.decay_shape = "linear"  # linear | 1-sqrt
     c.optimizer.power = 1.0  # polynomial decay power
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999
@@ -252,12 +262,69 @@ def family_config(family: str, size: str = "base") -> ml_collections.ConfigDict:
     return c
 
 
+# ModernBERT's published recipe (Warner et al. 2024, arXiv:2412.13663, section
+# 2.2 and appendix; AnswerDotAI/ModernBERT yamls/modernbert/
+# modernbert-base-pretrain.yaml): MLM only at 30% masking on packed sequences
+# of 1,024 tokens with RoPE base 10,000 in every layer, AdamW b2=0.98, weight
+# decay 1e-5, a warmup-stable-decay ("trapezoidal") schedule with a 3B-token
+# (base) / 2B-token (large) warmup at peak 8e-4 / 5e-4, global batch 4,608,
+# 1.719T tokens; then context extension: global layers' RoPE base 160,000
+# (the published config.json's global_rope_theta; local layers keep 10,000)
+# at 8,192 tokens for 300B tokens, the last 50B a 1-sqrt decay.
+# In steps of 4,608 sequences: 1.719T / (4,608 x 1,024) = 364K steps at 1,024,
+# 300B / (4,608 x 8,192) = 7.9K at 8,192 (fraction 0.98 of 372K), the 50B
+# decay 1.3K steps (decay_fraction 0.0035 of 372K: a shortened run keeps a
+# proportionate decay), the warmup 636 (base) / 424 (large) steps.
+# Not reproduced: the batch-size warmup and the context extension's lower
+# constant rate (3e-4): one schedule spans both phases here.
+MODERNBERT_MASKED_LM_PROB = 0.30
+MODERNBERT_PRETRAIN_ROPE_THETA = 10_000.0
+MODERNBERT_CONTEXT_ROPE_THETA = 160_000.0
+# size: (total_steps, batch_size, warmup_steps, decay_fraction, short seq, long seq, fraction at the short seq)
+MODERNBERT_RECIPES = {
+    "tiny": (1_000, 32, 20, 0.1, 128, 512, 0.9),  # ours, for tests and CPU runs
+    "base": (372_000, 4608, 636, 0.0035, 1024, 8192, 0.98),
+    "large": (372_000, 4608, 424, 0.0035, 1024, 8192, 0.98),
+}
+
+
+def max_predictions_for(seq_len: int, masked_lm_prob: float) -> int:
+    """Masked positions per sequence that leave room for `masked_lm_prob` of
+    a full row (dynamic masking caps its budget there)."""
+    return min(seq_len - 2, max(1, math.ceil(masked_lm_prob * seq_len)))
+
+
+def modernbert_phases(size: str, masked_lm_prob: float = MODERNBERT_MASKED_LM_PROB) -> list[dict]:
+    """ModernBERT's two phases: the short sequence at RoPE base 10,000, then
+    context extension to the long one with the global layers' base at 160,000."""
+    _, _, _, _, short, long, fraction = MODERNBERT_RECIPES[size]
+    return [
+        dict(
+            fraction=fraction,
+            max_seq_length=short,
+            max_predictions_per_seq=max_predictions_for(short, masked_lm_prob),
+            masked_lm_prob=masked_lm_prob,
+            model=dict(global_rope_theta=MODERNBERT_PRETRAIN_ROPE_THETA),
+        ),
+        dict(
+            fraction=1.0 - fraction,
+            max_seq_length=long,
+            max_predictions_per_seq=max_predictions_for(long, masked_lm_prob),
+            masked_lm_prob=masked_lm_prob,
+            model=dict(global_rope_theta=MODERNBERT_CONTEXT_ROPE_THETA),
+        ),
+    ]
+
+
 def _modernbert(c: ml_collections.ConfigDict, size: str) -> None:
     """ModernBERT (Warner et al. 2024): the architecture of `modernbert_fields`
-    at its published sizes, MLM only on packed rows with dynamic masking.
-    Its training recipe (30% masking, warmup-stable-decay, context extension)
-    is not configured here yet: the optimizer is AdamW at its published peak
-    rates (8e-4 base, 5e-4 large) with weight decay 1e-5."""
+    at its published sizes, MLM only on packed rows (document_ids) with dynamic
+    masking at 30%, AdamW at its published peak rates (8e-4 base, 5e-4 large)
+    with weight decay 1e-5 on a warmup-stable-decay schedule, in two phases
+    (MODERNBERT_RECIPES): 1,024 tokens, then context extension to 8,192 with
+    the global layers' RoPE base raised to 160,000. The model section holds
+    the final model (global_rope_theta 160,000, as the published config.json),
+    so an exported last checkpoint is ModernBERT as published."""
     if size not in MODERNBERT_SIZES:
         raise ConfigError(f"unknown ModernBERT size {size!r}; known: {', '.join(MODERNBERT_SIZES)}")
     layers, hidden, heads, inter, window = MODERNBERT_SIZES[size]
@@ -274,16 +341,27 @@ def _modernbert(c: ml_collections.ConfigDict, size: str) -> None:
             pad_token_id=50283,
         ),
     )
-    c.data.mode = "mlm_packed"
+    total, batch, warmup, decay, short, _, _ = MODERNBERT_RECIPES[size]
+    c.data.mode = "packed"
     c.data.masking = "dynamic"
+    c.data.masked_lm_prob = MODERNBERT_MASKED_LM_PROB
     c.data.do_lower_case = False
-    c.data.max_seq_length = 1024 if size != "tiny" else 128
-    c.data.max_predictions_per_seq = default_max_predictions(c.data.max_seq_length)
+    c.data.max_seq_length = short
+    c.data.max_predictions_per_seq = max_predictions_for(short, MODERNBERT_MASKED_LM_PROB)
+    c.phases = modernbert_phases(size)
+    c.total_steps = total
+    c.batch_size = batch
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 5e-4 if size == "large" else 8e-4
     c.optimizer.b2 = 0.98
     c.optimizer.eps = 1e-6
     c.optimizer.weight_decay = 1e-5
+    c.optimizer.schedule = "wsd"
+    c.optimizer.warmup_steps = warmup
+    c.optimizer.decay_steps = 0
+    c.optimizer.decay_fraction = decay
+    c.optimizer.decay_shape = "1-sqrt"
+    c.optimizer.end_learning_rate = 0.0
 
 
 def validate_family(config: ml_collections.ConfigDict) -> ModelConfig:

@@ -107,7 +107,8 @@ def evaluate_workdir(
         use = f"step {intact} is intact: pass --step={intact}" if intact is not None else "no earlier step is intact"
         raise CheckpointError(f"checkpoint step {step} is damaged ({e}); {use}") from None
     ckpt.close()
-    eval_step = step_lib.make_eval_step(model_cfg, mesh, shardings.params, rules=rules)
+    # The model of the checkpoint's phase (its RoPE base: context extension).
+    eval_step = step_lib.make_eval_step(phases.phase_model_config(model_cfg, phase), mesh, shardings.params, rules=rules)
     bsh = sharding.batch_sharding(mesh)
     factory = source_factory or phases.default_source_factory(config, workdir, model_cfg)
     files = phases.phase_files(config, workdir, phase)[1]

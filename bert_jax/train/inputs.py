@@ -34,7 +34,10 @@ class BatchSource(Protocol):
 @dataclasses.dataclass(frozen=True)
 class SourceSpec:
     """What one process must read: its rows [row_start, row_stop) of each
-    global batch of `global_batch` examples (multi-process runs)."""
+    global batch of `global_batch` examples (multi-process runs), and the
+    dynamic masking rate of the training data (0: data.masked_lm_prob; a
+    phase's rate, bert_jax.train.phases; held-out data keeps the data
+    section's, so evaluations of every phase compare)."""
 
     global_batch: int
     row_start: int
@@ -43,6 +46,7 @@ class SourceSpec:
     max_predictions: int
     process_index: int = 0
     process_count: int = 1
+    masked_lm_prob: float = 0.0
 
     @property
     def per_process_batch(self) -> int:
@@ -145,9 +149,7 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
             files,
             spec.per_process_batch,
             masking=data_cfg.masking,
-            dynamic=dataclasses.replace(dynamic, max_predictions_per_seq=spec.max_predictions)
-            if dynamic
-            else None,
+            dynamic=_phase_masking(dynamic, spec, split),
             seed=seed if split == "train" else seed + 1,
             process_index=part,
             process_count=parts,
@@ -164,6 +166,15 @@ def pipeline_factory(data_cfg, seed: int, vocab_file: str = "") -> SourceFactory
         )
 
     return make
+
+
+def _phase_masking(dynamic, spec: SourceSpec, split: str):
+    """The dynamic masking options of one source: the spec's masked positions
+    per sequence and, for the training split, the spec's (phase's) rate."""
+    if dynamic is None:
+        return None
+    rate = spec.masked_lm_prob if split == "train" and spec.masked_lm_prob else dynamic.masked_lm_prob
+    return dataclasses.replace(dynamic, max_predictions_per_seq=spec.max_predictions, masked_lm_prob=rate)
 
 
 def _batch_part(spec: SourceSpec) -> tuple[int, int]:

@@ -50,6 +50,7 @@ from bert_jax.train.phases import (  # noqa: F401  (re-exported: part of the loo
     default_source_factory,
     phase_at,
     phase_files,
+    phase_model_config,
     resolve_phases,
     resolved_vocab_file,
     source_spec,
@@ -337,6 +338,13 @@ def _mean_metrics(window: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def _phase_extras(phase: Phase) -> str:
+    """The phase line's masking rate and model overrides, when the phase sets them."""
+    extras = [f"masking {phase.masked_lm_prob:g}"] if phase.masked_lm_prob else []
+    extras += [f"{key}={value:g}" for key, value in phase.model]
+    return f" ({', '.join(extras)})" if extras else ""
+
+
 def _peak_flops_per_device(config) -> float:
     return float(config.get("peak_tflops_per_device", 0.0) or 0.0) * 1e12
 
@@ -464,13 +472,7 @@ class _Trainer:
         if self.is_chief:  # after the resume checks: a refused resume leaves the saved config as it was
             write_config(config, self.workdir)
         step = int(jax.device_get(state.step))
-        train_step = step_lib.make_train_step(
-            self.model_cfg, self.optimizer, self.mesh, shardings, self.batch_sharding, accum_steps=self.accum,
-            rules=self.rules, **self.distill,
-        )
-        eval_step = step_lib.make_eval_step(
-            self.model_cfg, self.mesh, shardings.params, self.batch_sharding, rules=self.rules
-        )
+        step_cfg, train_step, eval_step = None, None, None
         # The base dropout key, a copy: the state's own buffers are donated each step.
         rng = jnp.array(state.rng)
         log_every = max(int(config.log_every_steps), 1)
@@ -484,8 +486,11 @@ class _Trainer:
             if phase is None or not phase.start <= step < phase.stop:
                 phase = phase_at(self.phases, step)
                 source = self.source(phase, data_state)
+                if phase_model_config(self.model_cfg, phase) != step_cfg:  # a phase's RoPE base (context extension)
+                    step_cfg = phase_model_config(self.model_cfg, phase)
+                    train_step, eval_step = self.make_steps(step_cfg, shardings)
                 window_start = time.monotonic()
-                say(f"phase {phase.index}: steps {phase.start}-{phase.stop} at seq {phase.seq_len}")
+                say(f"phase {phase.index}: steps {phase.start}-{phase.stop} at seq {phase.seq_len}" + _phase_extras(phase))
             batch = evaluate_lib.to_global(next(source), self.batch_sharding)
             state, metrics = train_step(state, batch, rng)
             step += 1
@@ -518,6 +523,16 @@ class _Trainer:
                 break
         self.ckpt.wait()
         return last
+
+    def make_steps(self, model_cfg: ModelConfig, shardings) -> tuple[Callable, Callable]:
+        """(train_step, eval_step) running `model_cfg` (the model of a phase)."""
+        self.flops_cfg = model_cfg
+        train_step = step_lib.make_train_step(
+            model_cfg, self.optimizer, self.mesh, shardings, self.batch_sharding, accum_steps=self.accum,
+            rules=self.rules, **self.distill,
+        )
+        eval_step = step_lib.make_eval_step(model_cfg, self.mesh, shardings.params, self.batch_sharding, rules=self.rules)
+        return train_step, eval_step
 
     def _log(self, step, window, phase, seconds, started, start_step) -> dict[str, float]:
         m = _mean_metrics(window)

@@ -1,5 +1,11 @@
 """The pre-training optimizer: AdamW or LAMB, warmup + decay, clipping.
 
+Schedules: linear warmup, then linear / polynomial / cosine decay over the
+rest of the run, a constant rate, or "wsd" (warmup-stable-decay, the
+trapezoid of ModernBERT and mmBERT): constant after the warmup, then a decay
+over the last `decay_steps` (or `decay_fraction` of the run), linear or
+"1-sqrt", to end_learning_rate.
+
 `make_optimizer(opt_cfg, total_steps)` returns an `Optimizer` (a named pair
 `(tx, schedule)`, so it unpacks as `tx, schedule = make_optimizer(...)`).
 
@@ -17,11 +23,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from bert_jax.errors import ConfigError
 
-SCHEDULES = ("linear", "polynomial", "cosine", "constant")
+SCHEDULES = ("linear", "polynomial", "cosine", "constant", "wsd")
+DECAY_SHAPES = ("linear", "1-sqrt")  # of the wsd schedule's final decay
 OPTIMIZERS = ("adamw", "lamb")
 
 
@@ -49,17 +57,57 @@ def make_schedule(opt_cfg, total_steps: int) -> Callable[[Any], Any]:
         raise ConfigError(
             f"optimizer.warmup_steps={warmup} and total_steps={total_steps}; need warmup >= 0 and total > 0"
         )
-    decay_steps = max(total_steps - warmup, 1)
-    if name == "constant":
+    if name == "wsd":
+        decay = _stable_then_decay(opt_cfg, lr, end, warmup, total_steps)
+    elif name == "constant":
         decay = optax.constant_schedule(lr)
     elif name == "cosine":
-        decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=end / lr if lr else 0.0)
+        decay = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1), alpha=end / lr if lr else 0.0)
     else:
         power = 1.0 if name == "linear" else float(opt_cfg.power)
-        decay = optax.polynomial_schedule(lr, end, power, decay_steps)
+        decay = optax.polynomial_schedule(lr, end, power, max(total_steps - warmup, 1))
     if warmup == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+
+
+def wsd_decay_steps(opt_cfg, total_steps: int, warmup: int) -> int:
+    """The wsd schedule's decay length: optimizer.decay_steps, which must fit
+    after the warmup, or when that is 0, optimizer.decay_fraction of
+    total_steps (rounded; at most the steps after the warmup, so a shortened
+    run, --config.total_steps=40, keeps a proportionate decay)."""
+    steps = int(opt_cfg.get("decay_steps", 0) or 0)
+    fraction = float(opt_cfg.get("decay_fraction", 0.0) or 0.0)
+    if steps < 0:
+        raise ConfigError(f"optimizer.decay_steps={steps}; use 0 (decay_fraction decides) or a positive count")
+    if not steps:
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"optimizer.decay_fraction={fraction}; use a fraction of total_steps in [0, 1]")
+        return min(round(fraction * total_steps), max(total_steps - warmup, 0))
+    if steps > total_steps - warmup:
+        raise ConfigError(
+            f"optimizer schedule 'wsd': decay of {steps} steps after warmup_steps={warmup} exceeds "
+            f"total_steps={total_steps}; use decay_steps (or decay_fraction * total_steps) <= {total_steps - warmup}"
+        )
+    return steps
+
+
+def _stable_then_decay(opt_cfg, lr: float, end: float, warmup: int, total_steps: int) -> Callable[[Any], Any]:
+    """After the warmup: `lr` until the last `decay` steps, then down to `end`
+    at total_steps, linearly or as 1 - sqrt(progress) (ModernBERT's decay:
+    it drops fast at first, then flattens). Step 0 is the first after warmup."""
+    shape = str(opt_cfg.get("decay_shape", "linear"))
+    if shape not in DECAY_SHAPES:
+        raise ConfigError(f"optimizer.decay_shape={shape!r}; expected one of {', '.join(DECAY_SHAPES)}")
+    decay = wsd_decay_steps(opt_cfg, total_steps, warmup)
+    stable = total_steps - warmup - decay
+
+    def schedule(step):
+        progress = jnp.clip((jnp.asarray(step, jnp.float32) - stable) / max(decay, 1), 0.0, 1.0)
+        remaining = 1.0 - (progress if shape == "linear" else jnp.sqrt(progress))
+        return end + (lr - end) * remaining
+
+    return schedule
 
 
 def _path_names(path) -> list[str]:

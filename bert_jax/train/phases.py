@@ -3,12 +3,20 @@
 Shared by the training loop and `evaluate`: BERT's recipe runs seq 128 for
 90% of the steps, then 512; a phase names its lengths and, optionally, its own
 train/eval files, else the data section's or shards built from `data.corpus`.
+
+A phase may also set its training data's dynamic masking rate
+(`masked_lm_prob`: mmBERT's 30%, then 15%, then 5%) and override model fields
+that change no parameter shape (`model`: ModernBERT's context extension raises
+`global_rope_theta` with the sequence length); `phase_model_config` is the
+model a phase's steps run. Both are functions of the phase alone, so a run
+resumed inside a phase masks and computes exactly as one that never stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 import jax
 import ml_collections
@@ -27,6 +35,15 @@ class Phase:
     max_predictions: int
     train_files: str = ""
     eval_files: str = ""
+    masked_lm_prob: float = 0.0  # dynamic masking rate of the training data; 0: data.masked_lm_prob
+    model: tuple[tuple[str, Any], ...] = ()  # (field, value) overrides of the model section
+
+
+REQUIRED_KEYS = ("fraction", "max_seq_length", "max_predictions_per_seq")
+OPTIONAL_KEYS = ("train_files", "eval_files", "masked_lm_prob", "model")
+# Model fields a phase may change: they change no parameter shape, so the
+# state of the phase before carries over (RoPE bases: context extension).
+PHASE_MODEL_FIELDS = ("global_rope_theta", "local_rope_theta")
 
 
 def resolve_phases(config: ml_collections.ConfigDict) -> list[Phase]:
@@ -37,12 +54,7 @@ def resolve_phases(config: ml_collections.ConfigDict) -> list[Phase]:
         return [Phase(0, 0, total, config.data.max_seq_length, config.data.max_predictions_per_seq)]
     phases, start = [], 0
     for i, p in enumerate(raw):
-        p = dict(p)
-        for key in ("fraction", "max_seq_length", "max_predictions_per_seq"):
-            if key not in p:
-                raise ConfigError(
-                    f"phases[{i}] has no {key!r}; each phase needs fraction, max_seq_length, max_predictions_per_seq"
-                )
+        p = _phase_dict(i, p)
         stop = total if i == len(raw) - 1 else min(total, start + round(float(p["fraction"]) * total))
         phases.append(
             Phase(
@@ -53,10 +65,87 @@ def resolve_phases(config: ml_collections.ConfigDict) -> list[Phase]:
                 int(p["max_predictions_per_seq"]),
                 p.get("train_files", ""),
                 p.get("eval_files", ""),
+                _masked_lm_prob(i, p, config.data),
+                _model_overrides(i, p, config.model),
             )
         )
         start = stop
     return phases
+
+
+def _phase_dict(i: int, p) -> dict:
+    """phases[i] as a plain dict, with every required key and no unknown one
+    (a misspelt key would otherwise be ignored without a word)."""
+    p = p.to_dict() if isinstance(p, ml_collections.ConfigDict) else dict(p)
+    for key in REQUIRED_KEYS:
+        if key not in p:
+            raise ConfigError(
+                f"phases[{i}] has no {key!r}; each phase needs fraction, max_seq_length, max_predictions_per_seq"
+            )
+    unknown = sorted(set(p) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"phases[{i}] has unknown key(s) {', '.join(map(repr, unknown))}; a phase takes "
+            f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}"
+        )
+    return p
+
+
+def _masked_lm_prob(i: int, p: dict, data_cfg) -> float:
+    """phases[i].masked_lm_prob (0.0 when unset): a rate in (0, 1) that dynamic
+    masking applies, with room for it in max_predictions_per_seq."""
+    if "masked_lm_prob" not in p:
+        return 0.0
+    rate = float(p["masked_lm_prob"])
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"phases[{i}].masked_lm_prob={rate}; use a masking rate in (0, 1), e.g. 0.15")
+    if data_cfg.masking != "dynamic":
+        raise ConfigError(
+            f"phases[{i}].masked_lm_prob={rate} with data.masking={data_cfg.masking!r}: static masks are fixed "
+            "in the shards; set data.masking='dynamic' (shards made unmasked) or drop the phase's masked_lm_prob"
+        )
+    seq, most = int(p["max_seq_length"]), int(p["max_predictions_per_seq"])
+    wanted = round(rate * (seq - 2))
+    if most < wanted:
+        raise ConfigError(
+            f"phases[{i}].max_predictions_per_seq={most} caps masked_lm_prob={rate} at seq {seq} "
+            f"(a full row masks {wanted}); set max_predictions_per_seq >= {wanted}"
+        )
+    return rate
+
+
+def _model_overrides(i: int, p: dict, model_section) -> tuple[tuple[str, Any], ...]:
+    """phases[i].model as sorted (field, value) pairs: only fields of
+    PHASE_MODEL_FIELDS, which leave every parameter's shape as it is, and
+    only for a RoPE model (a learned position table has no base to change)."""
+    model = p.get("model") or {}
+    if isinstance(model, ml_collections.ConfigDict):
+        model = model.to_dict()
+    if not isinstance(model, dict):
+        raise ConfigError(
+            f"phases[{i}].model={model!r}; give a dict of model fields, e.g. {{'global_rope_theta': 160000.0}}"
+        )
+    if model and model_section.get("position_embedding", "absolute") != "rope":
+        raise ConfigError(
+            f"phases[{i}].model sets {', '.join(sorted(model))} but model.position_embedding="
+            f"{model_section.get('position_embedding', 'absolute')!r} has no RoPE base; drop the phase's model overrides"
+        )
+    refused = sorted(set(model) - set(PHASE_MODEL_FIELDS))
+    if refused:
+        raise ConfigError(
+            f"phases[{i}].model overrides {', '.join(refused)}; a phase may change only "
+            f"{', '.join(PHASE_MODEL_FIELDS)} (fields that change no parameter shape): set the others in the "
+            "model section"
+        )
+    for key, value in model.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"phases[{i}].model.{key}={value!r}; use a positive number, e.g. 160000.0")
+    return tuple(sorted((k, float(v)) for k, v in model.items()))
+
+
+def phase_model_config(model_cfg: ModelConfig, phase: Phase) -> ModelConfig:
+    """The model `phase`'s steps run: `model_cfg` with the phase's overrides."""
+    return model_cfg.replace(**dict(phase.model)) if phase.model else model_cfg
 
 
 def phase_at(phases: list[Phase], step: int) -> Phase:
@@ -93,6 +182,7 @@ def source_spec(global_batch: int, batch_sharding, phase: Phase) -> inputs.Sourc
         phase.max_predictions,
         jax.process_index(),
         jax.process_count(),
+        phase.masked_lm_prob,
     )
 
 
