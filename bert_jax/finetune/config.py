@@ -23,6 +23,11 @@ def finetune_config(task: str = "sst2") -> ml_collections.ConfigDict:
     c.vocab_file = ""  # default: the checkpoint's own vocab.txt
     c.lower_case = config_dict.placeholder(bool)  # None: the checkpoint's setting, else True
     c.max_seq_length = 128
+    # Each batch cut to the smallest of these lengths that holds its longest
+    # example (bert_jax/finetune/buckets.py). None: automatic, (16, 32, 48, 64,
+    # 128, 256, ...) below max_seq_length, then max_seq_length; (): off, every
+    # batch max_seq_length wide. SQuAD (span) tasks always run padded.
+    c.length_buckets = config_dict.placeholder(tuple)
     c.batch_size = 32
     c.eval_batch_size = 64
     c.total_steps = 0  # > 0 overrides num_epochs

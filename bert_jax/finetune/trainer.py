@@ -37,6 +37,7 @@ from absl import logging
 
 from bert_jax import atomic, checkpoints
 from bert_jax.errors import CheckpointError, ConfigError
+from bert_jax.finetune import buckets as length_buckets
 from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import tasks
 from bert_jax.model import ModelConfig
@@ -107,6 +108,12 @@ def make_optimizer(config, total_steps: int):
 # Batching
 
 
+def config_buckets(config) -> tuple[int, ...]:
+    """`config.length_buckets` resolved against `config.max_seq_length`
+    (`buckets.resolve`: None -> automatic, () -> off); ConfigError when bad."""
+    return length_buckets.resolve(config.get("length_buckets"), config.max_seq_length)
+
+
 def num_train_steps(config, num_examples: int) -> int:
     if config.total_steps > 0:
         return int(config.total_steps)
@@ -115,9 +122,11 @@ def num_train_steps(config, num_examples: int) -> int:
     return max(1, math.ceil(config.num_epochs * num_examples / config.batch_size))
 
 
-def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int):
+def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int, buckets: tuple[int, ...] = ()):
     """Endless fixed-size batches: one shuffled pass after another (a pass's
-    tail continues into the next, so every example is seen once per pass)."""
+    tail continues into the next, so every example is seen once per pass).
+    With `buckets`, each batch (the same rows, in the same order) is cut to
+    the bucket of its longest example (`buckets.to_bucket`)."""
     n = len(features["input_ids"])
     rng = np.random.default_rng(seed)
     order = np.empty(0, np.int64)
@@ -125,7 +134,7 @@ def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int):
         while len(order) < batch_size:
             order = np.concatenate([order, rng.permutation(n)])
         idx, order = order[:batch_size], order[batch_size:]
-        yield {k: v[idx] for k, v in features.items()}
+        yield length_buckets.to_bucket({k: v[idx] for k, v in features.items()}, buckets)
 
 
 def eval_batches(features: dict[str, np.ndarray], batch_size: int):
@@ -141,14 +150,40 @@ def eval_batches(features: dict[str, np.ndarray], batch_size: int):
         yield batch, len(idx)
 
 
-def predict(predict_fn, params, features: dict[str, np.ndarray], batch_size: int, mesh):
-    """Outputs for all rows in order: `[n, ...]` NumPy (a tuple for spans)."""
-    parts = []
+def predict(predict_fn, params, features: dict[str, np.ndarray], batch_size: int, mesh,
+            head: str = "classification", buckets: tuple[int, ...] = ()):
+    """Outputs for all rows in order: `[n, ...]` NumPy (a tuple for spans).
+
+    With `buckets` (not for spans: `buckets.for_head`), rows are batched in
+    order of length and each batch is cut to its bucket; the outputs come back
+    in the rows' original order, the token head's padded back to the full
+    width with zeros at the cut (padding) positions."""
+    buckets = length_buckets.for_head(head, buckets)
     inputs = {k: features[k] for k in ft_step.INPUTS}
+    if not buckets:
+        return _predict_in_order(predict_fn, params, inputs, batch_size, mesh, ())
+    order = length_buckets.length_order(inputs["input_mask"])
+    out = _predict_in_order(predict_fn, params, {k: v[order] for k, v in inputs.items()}, batch_size, mesh, buckets)
+    restore = np.argsort(order)
+    return jax.tree.map(lambda x: x[restore], out)
+
+
+def _predict_in_order(predict_fn, params, inputs: dict[str, np.ndarray], batch_size: int, mesh,
+                      buckets: tuple[int, ...]):
+    """`predict` of the rows as given, each batch cut to its bucket; outputs
+    with a sequence axis (`[batch, seq, labels]`) padded back to full width."""
+    width = inputs["input_ids"].shape[1]
+    parts = []
     for batch, valid in eval_batches(inputs, batch_size):
-        out = jax.device_get(predict_fn(params, place(batch, mesh)))
-        parts.append(jax.tree.map(lambda x, valid=valid: np.asarray(x)[:valid], out))
+        out = jax.device_get(predict_fn(params, place(length_buckets.to_bucket(batch, buckets), mesh)))
+        parts.append(jax.tree.map(lambda x, valid=valid: _full_width(np.asarray(x)[:valid], width), out))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def _full_width(x: np.ndarray, width: int) -> np.ndarray:
+    """Token-head outputs `[batch, seq, labels]` back to `width` columns; other
+    outputs (`[batch, labels]`; spans never run cut) unchanged."""
+    return length_buckets.pad_columns(x, width) if x.ndim >= 3 else x
 
 
 def place(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
@@ -169,11 +204,11 @@ def make_mesh(config):
 
 
 def evaluate(
-    predict_fn, params, prepared: tasks.Prepared, batch_size: int, mesh
+    predict_fn, params, prepared: tasks.Prepared, batch_size: int, mesh, buckets: tuple[int, ...] = ()
 ) -> dict[str, dict[str, float]]:
-    """{dev set name: metrics}."""
+    """{dev set name: metrics}; `buckets` as in `predict`."""
     return {
-        name: ev.score(predict(predict_fn, params, ev.features, batch_size, mesh))
+        name: ev.score(predict(predict_fn, params, ev.features, batch_size, mesh, prepared.head, buckets))
         for name, ev in prepared.dev.items()
     }
 
@@ -191,7 +226,9 @@ def dev_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrained: dict, seed: int):
     """Trains one seed. Returns (best dev metrics, best step, best params as
-    NumPy, seconds spent training)."""
+    NumPy, seconds spent training). Batches are cut to `config.length_buckets`
+    (`config_buckets`); each bucket compiles the train and predict steps once."""
+    buckets = length_buckets.for_head(prepared.head, config_buckets(config))
     cfg = finetune_config(model_cfg, prepared.num_labels, config)
     model = ft_step.make_model(prepared.head, cfg)
     rng = jax.random.PRNGKey(seed)
@@ -207,14 +244,14 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     every = config.eval_every_steps or total
     best, best_step, best_params = None, 0, None
     start = time.time()
-    batches = train_batches(prepared.train, config.batch_size, seed)
+    batches = train_batches(prepared.train, config.batch_size, seed, buckets)
     for i in range(1, total + 1):
         rng, step_rng = jax.random.split(rng)
         params, opt_state, loss = train_step(params, opt_state, place(next(batches), mesh), step_rng)
         if i % config.log_every_steps == 0 or i == total:
             logging.info("step %d/%d loss %.4f (%.0f s)", i, total, float(loss), time.time() - start)
         if i % every == 0 or i == total:
-            scores = dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh))
+            scores = dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh, buckets))
             logging.info("step %d dev %s", i, json.dumps(scores))
             if best is None or scores[prepared.primary] > best[prepared.primary]:
                 best, best_step = scores, i
@@ -256,6 +293,7 @@ def train(config, workdir: str | os.PathLike) -> dict:
         raise ConfigError(
             "config.init_checkpoint is empty; point it at a bert-jax checkpoint or an HF folder"
         )
+    config_buckets(config)  # a bad value fails before any loading
     model_cfg, params, meta = checkpoints.load_model(config.init_checkpoint)
     tokenizer = load_tokenizer(config, meta, config.init_checkpoint)
     check_vocab(model_cfg, tokenizer, config.init_checkpoint)
@@ -364,6 +402,7 @@ def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restore
     if not config.predict_file:
         raise ConfigError("mode=predict needs config.predict_file (a test file of the task)")
     check_predict_file(config.predict_file)
+    buckets = config_buckets(config)
     source = workdir / BEST_DIR
     if config.init_checkpoint and (pathlib.Path(config.init_checkpoint) / HEAD_FILE).is_file():
         source = pathlib.Path(config.init_checkpoint)
@@ -378,7 +417,7 @@ def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restore
     mesh = make_mesh(config)
     params = jax.device_put(params, sharding.replicated(mesh))
     predict_fn = ft_step.make_predict_step(restored.model, head["head"], mesh, sharding.rules_of(config.mesh))
-    outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh)
+    outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh, head["head"], buckets)
     out_path = pathlib.Path(config.get("predict_output") or workdir / module.PREDICTIONS_FILE)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
