@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bert_jax import attention_kernels
 from bert_jax.errors import ConfigError
 
 Array = jax.Array
@@ -82,8 +83,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat_policy: str = "none"
     scan_layers: bool = False
-    # "auto": jax.nn.dot_product_attention (fusable) whenever attention dropout
-    # is inactive, the explicit softmax-dropout path otherwise.
+    # "explicit" (softmax + attention dropout), "xla", "cudnn" (GPU), "splash"
+    # (TPU Pallas kernel), or "auto": the best kernel of the platform the step
+    # is traced for that honours the settings (bert_jax.attention_kernels).
     attention_impl: str = "auto"
     # Pre-training reads the last layer only at the [CLS] and masked positions,
     # so that layer can compute queries, attention and feed-forward there alone
@@ -138,10 +140,7 @@ class ModelConfig:
                 raise ConfigError(
                     f"model.{name}={getattr(self, name)!r}; expected one of {sorted(_DTYPES)}"
                 )
-        if self.attention_impl not in ("auto", "explicit", "xla", "cudnn"):
-            raise ConfigError(
-                f"model.attention_impl={self.attention_impl!r}; expected auto, explicit, xla or cudnn"
-            )
+        attention_kernels.check_choice(self.attention_impl, self.attention_dropout, self.dtype, self.head_dim)
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"model.hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
         self._check_heads_per_layer()
@@ -485,6 +484,9 @@ class SelfAttention(nn.Module):
 
     `x [batch, seq, hidden]`, `mask [batch, 1, 1, seq]` (True = attend).
     `num_heads` (0: `cfg.num_heads`) heads of width `cfg.head_dim` each.
+    `cfg.attention_impl` picks the computation (bert_jax.attention_kernels);
+    the splash kernel reads `segments [batch, seq]` and `window` (0: global)
+    instead of the dense mask.
     With `query_positions [batch, Q]` only those positions attend (keys and
     values still cover all of `x`) and the output is `[batch, Q, hidden]`.
     `rope_theta > 0` rotates queries and keys by their positions (RoPE):
@@ -496,9 +498,10 @@ class SelfAttention(nn.Module):
     cfg: ModelConfig
     num_heads: int = 0
     rope_theta: float = 0.0
+    window: int = 0
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool, query_positions=None, positions=None):
+    def __call__(self, x, mask, deterministic: bool, query_positions=None, positions=None, segments=None):
         cfg = self.cfg
         proj = functools.partial(
             nn.DenseGeneral,
@@ -522,17 +525,7 @@ class SelfAttention(nn.Module):
         q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "act_kv"))
         k = nn.with_logical_constraint(k, ("batch", "length", "act_heads", "act_kv"))
         v = nn.with_logical_constraint(v, ("batch", "length", "act_heads", "act_kv"))
-        dropout_active = cfg.attention_dropout > 0.0 and not deterministic
-        if cfg.attention_impl == "explicit" or (cfg.attention_impl == "auto" and dropout_active):
-            ctx = self._explicit(q, k, v, mask, deterministic)
-        else:
-            if dropout_active:
-                raise ConfigError(
-                    f"model.attention_impl={cfg.attention_impl!r} has no attention dropout; "
-                    "use 'auto' or set model.attention_dropout=0"
-                )
-            impl = None if cfg.attention_impl == "auto" else cfg.attention_impl
-            ctx = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+        ctx = self._attend(q, k, v, mask, deterministic, full_length=query_positions is None, segments=segments)
         out = nn.DenseGeneral(
             cfg.hidden_size,
             axis=(-2, -1),
@@ -544,6 +537,29 @@ class SelfAttention(nn.Module):
             name="output",
         )(ctx)
         return out
+
+    def _attend(self, q, k, v, mask, deterministic: bool, full_length: bool, segments):
+        """The attention of `cfg.attention_impl`. Fused kernels run full-length
+        layers only: Q gathered positions cannot tile their blocks (a small
+        `[Q, seq]` attention), so those take the XLA path; so does `init`,
+        whose dummy inputs (a few tokens) need not tile them and whose
+        parameters do not depend on the kernel."""
+        cfg = self.cfg
+        impl = attention_kernels.choose(
+            cfg.attention_impl,
+            dropout_active=cfg.attention_dropout > 0.0 and not deterministic,
+            dtype=cfg.dtype,
+            head_dim=cfg.head_dim,
+            seq_len=k.shape[1],
+        )
+        if impl == "explicit":
+            return self._explicit(q, k, v, mask, deterministic)
+        full_length = full_length and not self.is_initializing()
+        if impl == "splash" and full_length:
+            return attention_kernels.splash_attention(q, k, v, segments, self.window)
+        if impl == "cudnn" and full_length:
+            return attention_kernels.cudnn_attention(q, k, v, mask)
+        return attention_kernels.xla_attention(q, k, v, mask)
 
     def _explicit(self, q, k, v, mask, deterministic):
         cfg = self.cfg
@@ -601,6 +617,9 @@ class EncoderLayer(nn.Module):
     def __call__(self, x, mask, deterministic: bool, query_positions=None, document_ids=None, positions=None):
         cfg = self.cfg
         drop = nn.Dropout(cfg.hidden_dropout)
+        # The splash kernel reads padding and documents as segment ids (unused,
+        # and dropped by XLA, on the other paths).
+        segments = attention_kernels.segment_ids(mask, document_ids)
         if document_ids is not None:
             mask = document_mask(mask, document_ids, query_positions)
         if self.local:
@@ -608,17 +627,18 @@ class EncoderLayer(nn.Module):
         theta = 0.0
         if cfg.position_embedding == "rope":
             theta = cfg.local_rope_theta if self.local else cfg.global_rope_theta
-        attention = SelfAttention(cfg, self.num_heads, theta, name="attention")
+        window = cfg.local_attention if self.local else 0
+        attention = SelfAttention(cfg, self.num_heads, theta, window, name="attention")
         if cfg.norm_position == "pre":
             h = _layer_norm(cfg, "attention_LayerNorm")(x) if self.attention_norm else x
-            attn = attention(h, mask, deterministic, query_positions, positions)
+            attn = attention(h, mask, deterministic, query_positions, positions, segments)
             if query_positions is not None:
                 x = gather_positions(x, query_positions)
             x = x + drop(attn, deterministic=deterministic)
             h = self._feed_forward(_layer_norm(cfg, "output_LayerNorm")(x))
             x = x + drop(h, deterministic=deterministic)
             return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-        attn = attention(x, mask, deterministic, query_positions, positions)
+        attn = attention(x, mask, deterministic, query_positions, positions, segments)
         if query_positions is not None:
             x = gather_positions(x, query_positions)
         x = _layer_norm(cfg, "attention_LayerNorm")(x + drop(attn, deterministic=deterministic))
