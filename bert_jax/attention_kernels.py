@@ -96,7 +96,8 @@ def _platform_kind(platform: str) -> str:
 
 
 def resolve(
-    impl: str, platform: str, *, dropout_active: bool, dtype: str, head_dim: int, seq_len: int
+    impl: str, platform: str, *, dropout_active: bool, dtype: str, head_dim: int, seq_len: int,
+    cudnn: bool = True,
 ) -> str:
     """The attention a step on `platform` (cpu, gpu, tpu) runs for `impl`:
     `explicit`, `xla`, `cudnn` or `splash`. A named kernel is kept (refused
@@ -104,12 +105,18 @@ def resolve(
     dropout is active (no fused kernel has it), else the platform's best
     kernel that honours the settings: cuDNN on GPU (bf16/fp16, head_dim a
     multiple of 8 up to 256), splash on TPU (a sequence of 128-token
-    blocks), XLA otherwise."""
+    blocks), XLA otherwise. `cudnn`: whether this process can build the
+    cuDNN kernel (`cudnn_available`)."""
     kind = _platform_kind(platform)
     if impl == "cudnn" and kind != "gpu":
         raise ConfigError(
             f"model.attention_impl='cudnn' needs an NVIDIA GPU, but the step runs on {platform}; "
             "use attention_impl='auto' or 'xla'"
+        )
+    if impl == "cudnn" and not cudnn:
+        raise ConfigError(
+            "model.attention_impl='cudnn' but this process has no cuDNN (a GPU compiled for from a host "
+            "without the CUDA libraries); install jax[cuda12] there, or use attention_impl='auto' or 'xla'"
         )
     if impl == "splash" and kind == "gpu":
         raise ConfigError(
@@ -120,7 +127,7 @@ def resolve(
         return impl
     if dropout_active:
         return "explicit"
-    if kind == "gpu" and dtype in CUDNN_DTYPES and head_dim % 8 == 0 and head_dim <= CUDNN_MAX_HEAD_DIM:
+    if kind == "gpu" and cudnn and dtype in CUDNN_DTYPES and head_dim % 8 == 0 and head_dim <= CUDNN_MAX_HEAD_DIM:
         return "cudnn"
     if kind == "tpu" and seq_len % SPLASH_BLOCK == 0:
         return "splash"
@@ -137,10 +144,27 @@ def current_platform() -> str:
     return jax.default_backend()
 
 
+@functools.cache
+def cudnn_available() -> bool:
+    """Whether this process can build cuDNN attention: JAX traces it only
+    where the cuDNN library loads, which a deviceless GPU compile on a host
+    without the CUDA libraries lacks (`auto` then takes XLA's path)."""
+    try:
+        from jax._src.cudnn.fused_attention_stablehlo import check_cudnn_version
+
+        check_cudnn_version()
+    except Exception:  # no CUDA plugin, no cuDNN, or an API that moved: no cuDNN kernel
+        return False
+    return True
+
+
 def choose(impl: str, *, dropout_active: bool, dtype: str, head_dim: int, seq_len: int) -> str:
     """`resolve` on the platform the step is being traced for."""
+    platform = current_platform()
+    cudnn = _platform_kind(platform) == "gpu" and cudnn_available()
     return resolve(
-        impl, current_platform(), dropout_active=dropout_active, dtype=dtype, head_dim=head_dim, seq_len=seq_len
+        impl, platform, dropout_active=dropout_active, dtype=dtype, head_dim=head_dim, seq_len=seq_len,
+        cudnn=cudnn,
     )
 
 
@@ -290,6 +314,7 @@ __all__ = [
     "check_splash_length",
     "cudnn_attention",
     "choose",
+    "cudnn_available",
     "current_platform",
     "resolve",
     "segment_ids",

@@ -258,6 +258,21 @@ def _platform_refusal(impl, platform) -> str:
     return str(err.value)
 
 
+def test_auto_on_a_gpu_without_cudnn_in_this_process_takes_xla():
+    """A deviceless GPU compile on a host without the CUDA libraries."""
+    got = resolve("auto", "gpu", dropout_active=False, dtype="bfloat16", head_dim=64, seq_len=1024, cudnn=False)
+    assert got == "xla"
+
+
+def test_cudnn_without_cudnn_in_this_process_is_refused():
+    with pytest.raises(ConfigError) as err:
+        resolve("cudnn", "gpu", dropout_active=False, dtype="bfloat16", head_dim=64, seq_len=1024, cudnn=False)
+    assert str(err.value) == (
+        "model.attention_impl='cudnn' but this process has no cuDNN (a GPU compiled for from a host without "
+        "the CUDA libraries); install jax[cuda12] there, or use attention_impl='auto' or 'xla'"
+    )
+
+
 def test_cudnn_off_gpu_is_refused():
     assert _platform_refusal("cudnn", "tpu") == (
         "model.attention_impl='cudnn' needs an NVIDIA GPU, but the step runs on tpu; "
