@@ -9,6 +9,8 @@
   `WORKDIR/best/` and write `WORKDIR/results.json` (and the resolved config,
   `WORKDIR/config.json`, first). Several `seeds` run one
   after another in `WORKDIR/seed_<s>/` and are summarised as mean/std.
+  Each batch is cut to its length bucket (`config.length_buckets`,
+  `bert_jax.finetune.buckets`): the same results, less work on padding.
 * `mode=predict`: restore `WORKDIR/best/` (or `init_checkpoint`, when it holds
   a fine-tuned head) and write predictions for `predict_file`. Formats this
   layer cannot read (a Qwix-quantised checkpoint lives in `bert_jax.compress`)
