@@ -9,6 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from train_utils import save_random_checkpoint
 
 from bert_jax.errors import ConfigError
 from bert_jax.finetune import buckets, tasks, trainer
@@ -324,3 +325,34 @@ def test_fine_tune_with_buckets_reaches_the_padded_params_and_dev_score():
     assert dev_b == dev_p and step_b == step_p
     for b, p in zip(jax.tree.leaves(params_b), jax.tree.leaves(params_p), strict=True):
         np.testing.assert_allclose(b, p, rtol=1e-5, atol=1e-6)
+
+
+NER_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "john", "lives", "in", "paris", "and", "rome", "."]
+NER_SENTENCES = [
+    ["john B-PER", "lives O", "in O", "paris B-LOC", "and O", "rome B-LOC", "and O", "paris B-LOC", ". O"],
+    ["rome B-LOC"],
+    ["john B-PER", "lives O", "in O", "rome B-LOC", ". O"],
+    ["paris B-LOC", "and O", "rome B-LOC", "and O", "paris B-LOC", "and O", "rome B-LOC", "and O",
+     "paris B-LOC", "and O", "rome B-LOC", "and O", "john B-PER", ". O"],
+    ["john B-PER", ". O"],
+]
+
+
+def test_ner_predictions_with_buckets_are_the_padded_ones(tmp_path):
+    """CoNLL rows of 3 to 16 tokens, out of length order: the bucketed
+    predict mode (rows sorted by length, cut, put back) writes the same tags."""
+    ckpt = save_random_checkpoint(tmp_path, NER_VOCAB, num_layers=1)
+    conll = "\n\n".join("\n".join(s) for s in NER_SENTENCES) + "\n"
+    (tmp_path / "train.txt").write_text(conll)
+    (tmp_path / "dev.txt").write_text(conll)
+    c = ft_config.finetune_config("ner")
+    c.update(dict(init_checkpoint=str(ckpt), data_dir=str(tmp_path), train_file="train.txt", dev_file="dev.txt",
+                  max_seq_length=32, batch_size=8, eval_batch_size=8, total_steps=1, length_buckets=()))
+    trainer.run(c, tmp_path / "work")
+    written = {}
+    for name, value in (("padded", ()), ("bucketed", (8, 16))):
+        c.mode, c.predict_file, c.length_buckets = "predict", str(tmp_path / "dev.txt"), value
+        c.predict_output = str(tmp_path / f"{name}.txt")
+        written[name] = trainer.run(c, tmp_path / "work").read_text()
+    assert written["bucketed"] == written["padded"]
+    assert len(written["padded"].strip().split("\n\n")) == len(NER_SENTENCES)
