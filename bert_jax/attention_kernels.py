@@ -7,7 +7,7 @@
 - `xla`: `jax.nn.dot_product_attention(implementation="xla")` (any platform).
 - `cudnn`: the same call with cuDNN flash attention (NVIDIA GPUs; bf16/fp16).
   The padding, document and sliding-window masks reach it as one boolean mask
-  `[batch, 1, Q, seq]` (cuDNN takes it as a bias): its own `local_window_size`
+  `[batch, 1, seq, seq]` (cuDNN takes it as a bias): its own `local_window_size`
   is one-sided (causal) only, and ModernBERT's window is two-sided.
 - `splash`: the Pallas splash-attention kernel (TPU; Pallas interpret mode
   elsewhere, for tests): padding and documents as segment ids, the window as
