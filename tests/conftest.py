@@ -9,6 +9,10 @@ import pathlib
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The reference packages (transformers, sentence-transformers, bert-score) run
+# on PyTorch; with TensorFlow and Keras 3 installed, transformers would try its
+# TF side (which needs tf-keras) for whichever test imports it first.
+os.environ.setdefault("USE_TF", "0")
 
 import pytest  # noqa: E402
 

@@ -35,13 +35,26 @@ OPTIONAL = ("qwix", "apache_beam", "torch", "transformers", "libtpu", "jax_cuda1
 LATIN1_NAIVE = "naïve".encode("latin-1")  # b"na\xefve": not UTF-8
 
 
+def _blocking(modules) -> str:
+    """Python source that makes `modules` (and their submodules) raise
+    ModuleNotFoundError on import, as if their extra were not installed. (Not
+    `sys.modules[m] = None`: SciPy then finds "torch" in sys.modules and reads
+    `torch.Tensor` off None, which no real machine without torch does.)"""
+    return (
+        "import importlib.abc, sys\n"
+        f"_BLOCKED = {sorted(modules)!r}\n"
+        "class _Missing(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in _BLOCKED:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Missing())\n"
+    )
+
+
 def _cli(args: list[str], block: tuple[str, ...] = (), stdin: bytes | None = None, timeout: int = 600):
     """`bert-jax ARGS` in a fresh interpreter in which the `block` modules
     cannot be imported (as if their extra were not installed)."""
-    code = (
-        f"import sys\nfor m in {list(block)!r}:\n    sys.modules[m] = None\n"
-        f"from bert_jax import cli\ncli.run(['bert-jax'] + {list(args)!r})\n"
-    )
+    code = _blocking(block) + f"from bert_jax import cli\ncli.run(['bert-jax'] + {list(args)!r})\n"
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, input=stdin, capture_output=True, timeout=timeout)
 
 
@@ -65,10 +78,8 @@ def test_finetune_help_needs_no_qwix():
 def test_every_command_module_imports_without_the_optional_extras():
     """Each command's module (what `bert-jax CMD --help` imports) imports with
     every optional module missing; absl flags are cleared between modules."""
-    code = f"""
-import importlib, sys
-for m in {list(OPTIONAL)!r}:
-    sys.modules[m] = None
+    code = _blocking(OPTIONAL) + """
+import importlib
 from absl import flags
 from bert_jax import cli
 baseline = set(flags.FLAGS)
@@ -79,7 +90,7 @@ for module, _ in cli.COMMANDS.values():
     try:
         importlib.import_module("bert_jax.commands." + module)
     except Exception as e:
-        failed.append(f"{{module}}: {{type(e).__name__}}: {{e}}")
+        failed.append(f"{module}: {type(e).__name__}: {e}")
 print("FAILED", failed)
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=600)
