@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bert_jax.checkpoints.params import flatten_params, unflatten_params
 from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.model import ModelConfig, modernbert_fields
 
@@ -324,7 +325,7 @@ def params_from_hf_state(
             f"{source}: tensor {unknown[0]} is not a ModernBERT weight this importer knows "
             f"({len(unknown)} unknown in all; supported: {', '.join(ARCHITECTURES)})"
         )
-    return cfg.replace(pair_head="none"), _unflatten(flat)
+    return cfg.replace(pair_head="none"), unflatten_params(flat)
 
 
 def hf_state(params: Mapping[str, Any], cfg: ModelConfig) -> tuple[dict[str, np.ndarray], str]:
@@ -334,7 +335,7 @@ def hf_state(params: Mapping[str, Any], cfg: ModelConfig) -> tuple[dict[str, np.
     transformers' ModernBERT has no place for (pooler, pair or classifier
     head) is refused rather than dropped."""
     check_exportable(cfg)
-    flat = _flatten(params)
+    flat = flatten_params(params)
     extra = sorted("/".join(p) for p in flat if p[0] not in ("bert", "mlm") or p[1] == "pooler")
     if extra:
         raise CheckpointError(
@@ -368,23 +369,3 @@ def _take(flat: Flat, path: tuple[str, ...]) -> np.ndarray:
     if path not in flat:
         raise CheckpointError(f"parameter {'/'.join(path)} is missing; the checkpoint is not a ModernBERT one")
     return np.asarray(flat[path], np.float32)
-
-
-def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> Flat:
-    out: Flat = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def _unflatten(flat: Flat) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for path, v in flat.items():
-        node = tree
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = v
-    return tree
