@@ -8,9 +8,8 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
+import cli_cases
 import numpy as np
 import pytest
 
@@ -99,26 +98,6 @@ def test_top_k_is_the_exact_cosine_ranking_in_corpus_order_on_ties():
 
 # ------------------------------------------------------------------ the CLI
 
-CLI_DRIVER = r"""
-import contextlib, io, json, sys
-from absl import flags
-from bert_jax import cli
-results = {}
-for name, (args, stdin) in json.loads(sys.argv[1]).items():
-    flags.FLAGS.unparse_flags()
-    out, err = io.StringIO(), io.StringIO()
-    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8")
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.run(["bert-jax", "embed", *args])
-        except SystemExit as e:
-            code = e.code or 0
-    results[name] = {"code": code, "out": out.getvalue(), "err": err.getvalue()}
-print("RESULTS " + json.dumps(results))
-"""
-
-
 @pytest.fixture(scope="module")
 def cli_files(tiny_folder, tmp_path_factory):
     d = tmp_path_factory.mktemp("embed_cli")
@@ -142,20 +121,7 @@ def cli_results(tiny_folder, cli_files):
         "no_tokenizer": ([f"--checkpoint={f['no_tokenizer']}"], text),
         "not_npy": ([ck, f"--output={f['txt']}"], text),
     }
-    proc = subprocess.run([sys.executable, "-c", CLI_DRIVER, json.dumps(cases)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULTS ")]
-    assert line, proc.stderr[-3000:]
-    return json.loads(line[-1][len("RESULTS "):])
-
-
-def _error(result):
-    """The one error line a bad input gives, after checking the exit status and that nothing was printed."""
-    assert result["code"] == 2, result
-    assert result["out"] == ""
-    lines = [x for x in result["err"].splitlines() if x.strip()]
-    assert len(lines) == 1, lines
-    return lines[0]
+    return cli_cases.run_cases("embed", cases)
 
 
 def test_cli_writes_one_json_vector_per_line_or_an_npy(tiny_folder, cli_results, cli_files):
@@ -180,22 +146,22 @@ def test_cli_search_prints_the_top_k_by_cosine(tiny_folder, cli_results):
 
 
 def test_an_empty_stdin_line_is_named(cli_results):
-    assert _error(cli_results["empty_stdin"]).startswith(
+    assert cli_cases.one_error_line(cli_results["empty_stdin"]).startswith(
         "bert-jax embed: error: stdin, line 2: empty line where a sentence is needed")
 
 
 def test_an_empty_corpus_line_is_named_by_file_and_line(cli_results, cli_files):
-    assert _error(cli_results["empty_corpus"]).startswith(
+    assert cli_cases.one_error_line(cli_results["empty_corpus"]).startswith(
         f"bert-jax embed: error: --corpus={cli_files['gap']}, line 2: empty line where a sentence is needed")
 
 
 def test_a_checkpoint_without_a_tokenizer(cli_results, cli_files):
-    assert _error(cli_results["no_tokenizer"]) == (
+    assert cli_cases.one_error_line(cli_results["no_tokenizer"]) == (
         f"bert-jax embed: error: --checkpoint={cli_files['no_tokenizer']} has no tokenizer (no vocab.txt, "
         "vocab.json + merges.txt or SentencePiece model in it); copy the model's tokenizer files into it")
 
 
 def test_an_output_that_is_not_npy(cli_results, cli_files):
-    assert _error(cli_results["not_npy"]) == (
+    assert cli_cases.one_error_line(cli_results["not_npy"]) == (
         f"bert-jax embed: error: --output={cli_files['txt']} must end in .npy (NumPy's format, what it writes)")
     assert not pathlib.Path(cli_files["txt"]).exists()

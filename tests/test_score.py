@@ -17,9 +17,8 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
+import cli_cases
 import numpy as np
 import pytest
 
@@ -142,25 +141,6 @@ def test_idf_is_bert_scores_formula():
 
 # ------------------------------------------------------------------ the CLI
 
-CLI_DRIVER = r"""
-import contextlib, io, json, sys
-from absl import flags
-from bert_jax import cli
-results = {}
-for name, args in json.loads(sys.argv[1]).items():
-    flags.FLAGS.unparse_flags()
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.run(["bert-jax", "score", *args])
-        except SystemExit as e:
-            code = e.code or 0
-    results[name] = {"code": code, "out": out.getvalue(), "err": err.getvalue()}
-print("RESULTS " + json.dumps(results))
-"""
-
-
 def _write(path, lines):
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return str(path)
@@ -209,20 +189,7 @@ def cli_results(tiny_folder, cli_case_files):
         "no_tokenizer": [f"--checkpoint={f['no_tokenizer']}", f"--candidates={f['cands']}",
                          f"--references={f['refs']}"],
     }
-    proc = subprocess.run([sys.executable, "-c", CLI_DRIVER, json.dumps(cases)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULTS ")]
-    assert line, proc.stderr[-3000:]
-    return json.loads(line[-1][len("RESULTS "):])
-
-
-def _error(result):
-    """The one error line a bad input gives, after checking the exit status and that nothing was printed."""
-    assert result["code"] == 2, result
-    assert result["out"] == ""
-    lines = [x for x in result["err"].splitlines() if x.strip()]
-    assert len(lines) == 1, lines
-    return lines[0]
+    return cli_cases.run_cases("score", {name: (args, "") for name, args in cases.items()})
 
 
 def test_cli_prints_a_line_per_pair_and_the_means_rescaled_like_bert_score(tiny_folder, cli_case_files,
@@ -257,48 +224,48 @@ def test_make_baseline_is_the_mean_of_random_unrelated_pairs_at_every_layer(tiny
 
 
 def test_candidates_and_references_of_different_lengths_name_both_counts(cli_results, cli_case_files):
-    assert _error(cli_results["lengths"]) == (
+    assert cli_cases.one_error_line(cli_results["lengths"]) == (
         f"bert-jax score: error: --candidates={cli_case_files['cands']} has 5 lines but "
         f"--references={cli_case_files['short']} has 3; line i of each is one pair, so they need the same "
         "number of lines")
 
 
 def test_an_empty_candidate_line_is_named_by_file_and_line(cli_results, cli_case_files):
-    assert _error(cli_results["empty_candidate"]).startswith(
+    assert cli_cases.one_error_line(cli_results["empty_candidate"]).startswith(
         f"bert-jax score: error: --candidates={cli_case_files['gap']}, line 2: empty line where a sentence is needed")
 
 
 def test_an_empty_reference_line_is_named_by_file_and_line(cli_results, cli_case_files):
-    assert _error(cli_results["empty_reference"]).startswith(
+    assert cli_cases.one_error_line(cli_results["empty_reference"]).startswith(
         f"bert-jax score: error: --references={cli_case_files['gap']}, line 2: empty line where a sentence is needed")
 
 
 def test_a_layer_outside_the_model(cli_results):
-    assert _error(cli_results["layer"]) == (
+    assert cli_cases.one_error_line(cli_results["layer"]) == (
         "bert-jax score: error: --layer=4 is outside the model: it has 3 encoder layers, so pass 0 (the "
         "embeddings) to 3")
 
 
 def test_a_baseline_with_another_models_layers(cli_results, cli_case_files):
-    assert _error(cli_results["baseline_layers"]) == (
+    assert cli_cases.one_error_line(cli_results["baseline_layers"]) == (
         f"bert-jax score: error: --baseline={cli_case_files['twelve']} has rows for layers 0..12 but this model "
         "has 3 layers: it is a baseline for another model; make one for this model with --make_baseline")
 
 
 def test_a_baseline_without_the_layers_row(cli_results, cli_case_files):
-    assert _error(cli_results["baseline_row"]) == (
+    assert cli_cases.one_error_line(cli_results["baseline_row"]) == (
         f"bert-jax score: error: --baseline={cli_case_files['holes']} has no row for layer 2 (it has layers "
         "[0, 1, 3]); make one at this layer with --make_baseline")
 
 
 def test_a_baseline_made_for_another_model(cli_results, cli_case_files):
-    assert _error(cli_results["baseline_model"]).startswith(
+    assert cli_cases.one_error_line(cli_results["baseline_model"]).startswith(
         f"bert-jax score: error: --baseline={cli_case_files['other']} was made for another model (fingerprint "
         "0123456789abcdef, this one is ")
 
 
 def test_a_checkpoint_without_a_tokenizer(cli_results, cli_case_files):
-    assert _error(cli_results["no_tokenizer"]) == (
+    assert cli_cases.one_error_line(cli_results["no_tokenizer"]) == (
         f"bert-jax score: error: --checkpoint={cli_case_files['no_tokenizer']} has no tokenizer (no vocab.txt, "
         "vocab.json + merges.txt or SentencePiece model in it); copy the model's tokenizer files into it")
 
