@@ -244,26 +244,6 @@ class StopFlag:
 # init_checkpoint
 
 
-def _flatten(tree, prefix=()) -> dict[tuple[str, ...], Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
-def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict:
-    out: dict = {}
-    for path, v in flat.items():
-        node = out
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = v
-    return out
-
-
 def init_params_from(path: str, model_cfg: ModelConfig, params: Any, shardings: Any, seed: int) -> Any:
     """`params` with every parameter the checkpoint at `path` has (ours or a
     Hugging Face folder, via bert_jax.checkpoints.load_model) replaced by its
@@ -273,8 +253,8 @@ def init_params_from(path: str, model_cfg: ModelConfig, params: Any, shardings: 
 
     _, loaded, _ = checkpoints.load_model(path)
     loaded = checkpoints.with_layer_layout(loaded, model_cfg)
-    ours, given = _flatten(params), _flatten(loaded)
-    flat_shardings = _flatten(shardings)
+    ours, given = checkpoints.flatten_params(params), checkpoints.flatten_params(loaded)
+    flat_shardings = checkpoints.flatten_params(shardings)
     rng = np.random.default_rng(seed)
     used = 0
     for key, value in given.items():
@@ -295,7 +275,7 @@ def init_params_from(path: str, model_cfg: ModelConfig, params: Any, shardings: 
         ours[key] = jax.make_array_from_callback(want, flat_shardings[key], lambda idx, v=value: v[idx])
         used += 1
     say(f"init_checkpoint {path}: {used} of {len(ours)} parameters loaded, the rest freshly initialised")
-    return _unflatten(ours)
+    return checkpoints.unflatten_params(ours)
 
 
 # ---------------------------------------------------------------------------
