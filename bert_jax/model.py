@@ -116,6 +116,15 @@ class ModelConfig:
     local_attention: int = 0
     global_attn_every_n_layers: int = 1
     final_norm: bool = False  # a LayerNorm after the last layer (ModernBERT)
+    # The task heads' pooler. "tanh": tanh(Dense(pooled)) (BERT's pooler);
+    # "head": Dense, activation, LayerNorm (ModernBERT's ModernBertPredictionHead),
+    # which the token and span heads then also apply to every token first;
+    # "" (a config written before the field existed): the family's, "head"
+    # for ModernBERT, else "tanh". `pooling`: what the sequence classifier
+    # pools, "cls" (the first token) or "mean" (the mean over real tokens;
+    # transformers' `classifier_pooling`).
+    pooler: str = ""
+    pooling: str = "cls"
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -144,6 +153,8 @@ class ModelConfig:
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"model.hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
         self._check_heads_per_layer()
+        if not self.pooler:  # frozen: the family's pooler, set once
+            object.__setattr__(self, "pooler", "head" if self.family == "modernbert" else "tanh")
         self._check_modern()
 
     def _check_modern(self) -> None:
@@ -153,6 +164,8 @@ class ModelConfig:
             "norm_position": ("post", "pre"),
             "feed_forward": ("mlp", "geglu"),
             "position_embedding": ("absolute", "rope"),
+            "pooler": ("tanh", "head"),
+            "pooling": ("cls", "mean"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -302,6 +315,7 @@ def modernbert_fields(**overrides: Any) -> dict[str, Any]:
         hidden_dropout=0.0,
         attention_dropout=0.0,
         pair_head="none",
+        pooler="head",
     )
     fields.update(overrides)
     return fields
@@ -743,13 +757,36 @@ class Encoder(nn.Module):
 
 
 class Pooler(nn.Module):
-    """tanh(Dense([CLS])): `[batch, seq, hidden] -> [batch, hidden]`."""
+    """The task heads' pooler (`cfg.pooler`, `cfg.pooling`): `x [batch, seq,
+    hidden]`, `input_mask [batch, seq]` -> `[batch, hidden]`, the `transform`
+    of [CLS] or of the mean over real tokens. `transform` (`[..., hidden]` in
+    and out): tanh(Dense) for BERT; Dense, activation, LayerNorm for ModernBERT
+    (transformers' ModernBertPredictionHead, biases as `linear_bias`)."""
 
     cfg: ModelConfig
 
-    @nn.compact
-    def __call__(self, x):
-        return jnp.tanh(_dense(self.cfg, self.cfg.hidden_size, ("embed", "mlp"), "dense")(x[:, 0]))
+    def setup(self):
+        cfg = self.cfg
+        bias = cfg.linear_bias if cfg.pooler == "head" else True
+        self.dense = _dense(cfg, cfg.hidden_size, ("embed", "mlp"), "dense", bias)
+        if cfg.pooler == "head":
+            self.norm = _layer_norm(cfg, "LayerNorm")
+
+    def transform(self, x: Array) -> Array:
+        if self.cfg.pooler == "head":
+            return self.norm(ACTIVATIONS[self.cfg.hidden_act](self.dense(x)))
+        return jnp.tanh(self.dense(x))
+
+    def __call__(self, x: Array, input_mask: Array) -> Array:
+        if self.cfg.pooling == "mean":
+            # Sums in float32 whatever the compute dtype; a row without real
+            # tokens (none in practice) divides by 1, not 0.
+            weights = (input_mask > 0).astype(jnp.float32)[..., None]
+            total = jnp.sum(x.astype(jnp.float32) * weights, axis=1)
+            pooled = (total / jnp.maximum(jnp.sum(weights, axis=1), 1.0)).astype(x.dtype)
+        else:
+            pooled = x[:, 0]
+        return self.transform(pooled)
 
 
 class BertModel(nn.Module):
@@ -769,6 +806,11 @@ class BertModel(nn.Module):
     padding): attention is block-diagonal by document and positions (learned
     or RoPE) restart at each document, so each document's states equal its
     states alone in a row. None: one sequence per row, as always.
+
+    `pooled_output` is the Pooler's (`cfg.pooler`, `cfg.pooling`); with
+    `transform_tokens` the output also has `token_output [batch, seq,
+    hidden]`, the Pooler's transform of every token (ModernBERT's token and
+    span heads read it).
     """
 
     cfg: ModelConfig
@@ -792,7 +834,10 @@ class BertModel(nn.Module):
         return_all_hidden: bool = False,
         output_positions=None,
         document_ids=None,
+        transform_tokens: bool = False,
     ):
+        if output_positions is not None and self.add_pooler and self.cfg.pooling == "mean":
+            raise ValueError("BertModel: mean pooling reads every token; output_positions would drop them")
         if input_mask is None:
             input_mask = jnp.ones_like(input_ids)
         if segment_ids is None:
@@ -814,7 +859,9 @@ class BertModel(nn.Module):
             x = self.final_LayerNorm(x)
         out = {"sequence_output": x}
         if self.add_pooler:
-            out["pooled_output"] = self.pooler(x)
+            out["pooled_output"] = self.pooler(x, input_mask)
+            if transform_tokens:
+                out["token_output"] = self.pooler.transform(x)
             if output_positions is not None:
                 out["sequence_output"] = x[:, 1:]
         if return_all_hidden:
@@ -873,7 +920,9 @@ class BertForPreTraining(nn.Module):
     def __call__(
         self, input_ids, input_mask, segment_ids, masked_lm_positions, *, deterministic=True, document_ids=None
     ):
-        if self.cfg.last_layer_outputs_only:
+        # A pair head that pools the mean reads every token of the last layer.
+        mean_pooled_pair = self.cfg.pair_head != "none" and self.cfg.pooling == "mean"
+        if self.cfg.last_layer_outputs_only and not mean_pooled_pair:
             out = self.bert(
                 input_ids, input_mask, segment_ids, deterministic=deterministic,
                 output_positions=masked_lm_positions.astype(jnp.int32), document_ids=document_ids,
@@ -891,7 +940,9 @@ class BertForPreTraining(nn.Module):
 
 
 class BertForSequenceClassification(nn.Module):
-    """Pooled [CLS] -> dropout -> `logits [batch, num_labels]` (1 = regression)."""
+    """Pooled output (`cfg.pooler` of [CLS] or the mean, `cfg.pooling`) ->
+    dropout -> `logits [batch, num_labels]` (1 = regression); with ModernBERT's
+    fields, transformers' ModernBertForSequenceClassification."""
 
     cfg: ModelConfig
 
@@ -903,32 +954,44 @@ class BertForSequenceClassification(nn.Module):
 
 
 class BertForTokenClassification(nn.Module):
-    """Every token -> dropout -> `logits [batch, seq, num_labels]`."""
+    """Every token (through the pooler's transform first when `cfg.pooler` is
+    "head": ModernBertForTokenClassification) -> dropout -> `logits [batch,
+    seq, num_labels]`."""
 
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True):
-        out = BertModel(self.cfg, add_pooler=False, name="bert")(
-            input_ids, input_mask, segment_ids, deterministic=deterministic
-        )
-        x = nn.Dropout(self.cfg.hidden_dropout)(out["sequence_output"], deterministic=deterministic)
+        x = _token_states(self.cfg, input_ids, input_mask, segment_ids, deterministic)
+        x = nn.Dropout(self.cfg.hidden_dropout)(x, deterministic=deterministic)
         return _dense(self.cfg, self.cfg.num_labels, ("embed", "classes"), "classifier")(x).astype(jnp.float32)
 
 
 class BertForQuestionAnswering(nn.Module):
-    """Span extraction: `start_logits, end_logits`, each `[batch, seq]`."""
+    """Span extraction: `start_logits, end_logits`, each `[batch, seq]`; with
+    `cfg.pooler == "head"` every token through the pooler's transform and
+    dropout first (ModernBertForQuestionAnswering)."""
 
     cfg: ModelConfig
 
     @nn.compact
     def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True):
-        out = BertModel(self.cfg, add_pooler=False, name="bert")(
-            input_ids, input_mask, segment_ids, deterministic=deterministic
-        )
-        logits = _dense(self.cfg, 2, ("embed", "classes"), "qa_outputs")(out["sequence_output"])
+        x = _token_states(self.cfg, input_ids, input_mask, segment_ids, deterministic)
+        if self.cfg.pooler == "head":  # transformers' ModernBertForQuestionAnswering: dropout, then the dense
+            x = nn.Dropout(self.cfg.hidden_dropout)(x, deterministic=deterministic)
+        logits = _dense(self.cfg, 2, ("embed", "classes"), "qa_outputs")(x)
         logits = logits.astype(jnp.float32)
         return logits[..., 0], logits[..., 1]
+
+
+def _token_states(cfg: ModelConfig, input_ids, input_mask, segment_ids, deterministic: bool) -> Array:
+    """`[batch, seq, hidden]` the token and span heads read: the sequence
+    output (BERT), or its pooler transform (`cfg.pooler == "head"`, ModernBERT)."""
+    head = cfg.pooler == "head"
+    out = BertModel(cfg, add_pooler=head, name="bert")(
+        input_ids, input_mask, segment_ids, deterministic=deterministic, transform_tokens=head
+    )
+    return out["token_output"] if head else out["sequence_output"]
 
 
 def dummy_pretraining_inputs(batch: int, seq_len: int, max_predictions: int) -> dict[str, Array]:

@@ -294,12 +294,13 @@ def test_hf_folder_of_unsupported_architecture_names_it_and_lists_modernbert(tmp
 
 
 def test_hf_modernbert_head_we_do_not_build_is_refused(tmp_path):
-    config = _hf_config(architectures=["ModernBertForSequenceClassification"]).to_dict()
+    config = _hf_config(architectures=["ModernBertForMultipleChoice"]).to_dict()
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(
         CheckpointError,
-        match=r"architectures=\['ModernBertForSequenceClassification'\] is not supported; "
-        r"supported: ModernBertModel, ModernBertForMaskedLM",
+        match=r"architectures=\['ModernBertForMultipleChoice'\] is not supported; "
+        r"supported: ModernBertModel, ModernBertForMaskedLM, ModernBertForSequenceClassification, "
+        r"ModernBertForTokenClassification$",
     ):
         checkpoints.load_model(tmp_path)
 
@@ -308,7 +309,7 @@ def test_convert_command_refuses_an_unsupported_modernbert_head_with_one_line(tm
     import subprocess
     import sys
 
-    config = _hf_config(architectures=["ModernBertForSequenceClassification"]).to_dict()
+    config = _hf_config(architectures=["ModernBertForMultipleChoice"]).to_dict()
     (tmp_path / "config.json").write_text(json.dumps(config))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     result = subprocess.run(
@@ -318,7 +319,7 @@ def test_convert_command_refuses_an_unsupported_modernbert_head_with_one_line(tm
     )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("bert-jax convert: error: ") and "ModernBertForSequenceClassification" in last
+    assert last.startswith("bert-jax convert: error: ") and "ModernBertForMultipleChoice" in last
     assert not (tmp_path / "out").exists()
 
 

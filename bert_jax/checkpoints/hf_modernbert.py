@@ -13,7 +13,11 @@ transformers' layout (names without the `model.` prefix of heads' models):
 layer 0), `attn.Wqkv [3H, H]` (rows: query, key, value; heads inside),
 `attn.Wo`, `mlp_norm`, `mlp.Wi [2I, H]` (rows: input, gate), `mlp.Wo`;
 `final_norm`; MLM head `head.dense`, `head.norm`, `decoder` (tied to the
-token embeddings, with a bias).
+token embeddings, with a bias). The sequence and token classifiers have the
+same `head` (ModernBertPredictionHead: our `bert/pooler`, `ModelConfig.pooler
+== "head"`) and a `classifier` [num_labels, H] with a bias; which tokens the
+sequence classifier pools is config.json's `classifier_pooling`
+(`ModelConfig.pooling`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.model import ModelConfig, modernbert_fields
 
 MODEL_TYPE = "modernbert"
-ARCHITECTURES = ("ModernBertModel", "ModernBertForMaskedLM")
+ARCHITECTURES = (
+    "ModernBertModel",
+    "ModernBertForMaskedLM",
+    "ModernBertForSequenceClassification",
+    "ModernBertForTokenClassification",
+)
+_CLASSIFIER = "ModernBertForSequenceClassification"
 PREFIX = "model."
 SUPPORTED = f"model_type {MODEL_TYPE!r} with architectures {', '.join(ARCHITECTURES)}"
 
@@ -78,6 +88,9 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
     global_theta = float(hf.get("global_rope_theta", 160000.0))
     local_theta = hf.get("local_rope_theta", 10000.0)
     num_labels = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2)
+    pooling = hf.get("classifier_pooling", "cls")
+    if pooling not in ("cls", "mean"):
+        raise CheckpointError(f"{source}: classifier_pooling={pooling!r}; supported: 'cls', 'mean'")
     fields = modernbert_fields(
         vocab_size=hf["vocab_size"],
         hidden_size=hf["hidden_size"],
@@ -98,6 +111,7 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
         local_rope_theta=global_theta if local_theta is None else float(local_theta),
         local_attention=hf.get("local_attention", 128),
         global_attn_every_n_layers=hf.get("global_attn_every_n_layers", 3),
+        pooling=pooling,
     )
     try:
         return ModelConfig(**fields)
@@ -128,7 +142,7 @@ def check_exportable(cfg: ModelConfig) -> None:
 def hf_config(cfg: ModelConfig, architecture: str) -> dict[str, Any]:
     """`config.json` for transformers' `ModernBertConfig`."""
     check_exportable(cfg)
-    return {
+    config = {
         "architectures": [architecture],
         "model_type": MODEL_TYPE,
         "vocab_size": cfg.vocab_size,
@@ -155,8 +169,14 @@ def hf_config(cfg: ModelConfig, architecture: str) -> dict[str, Any]:
         "local_attention": cfg.local_attention,
         "global_attn_every_n_layers": cfg.global_attn_every_n_layers,
         "pad_token_id": cfg.pad_token_id,
+        "classifier_pooling": cfg.pooling,
+        "classifier_dropout": cfg.hidden_dropout,
         "torch_dtype": "float32",
     }
+    if architecture == _CLASSIFIER:
+        config["id2label"] = {str(i): f"LABEL_{i}" for i in range(cfg.num_labels)}
+        config["label2id"] = {f"LABEL_{i}": i for i in range(cfg.num_labels)}
+    return config
 
 
 # --------------------------------------------------------------------------
@@ -197,13 +217,25 @@ def _encoder_pairs(cfg: ModelConfig) -> list[tuple[str, tuple[str, ...], str]]:
     return pairs
 
 
-def _head_pairs(cfg: ModelConfig) -> list[tuple[str, tuple[str, ...], str]]:
-    pairs = [("head.dense.weight", ("mlm", "dense", "kernel"), "T")]
+def _prediction_head_pairs(cfg: ModelConfig, ours: tuple[str, ...]) -> list[tuple[str, tuple[str, ...], str]]:
+    """`head` (ModernBertPredictionHead: dense, activation, norm) as our `ours` module."""
+    pairs = [("head.dense.weight", ours + ("dense", "kernel"), "T")]
     if cfg.linear_bias:
-        pairs.append(("head.dense.bias", ("mlm", "dense", "bias"), "copy"))
-    pairs += _norm(cfg, "head.norm", ("mlm", "LayerNorm"))
-    pairs.append(("decoder.bias", ("mlm", "bias"), "copy"))
-    return pairs
+        pairs.append(("head.dense.bias", ours + ("dense", "bias"), "copy"))
+    return pairs + _norm(cfg, "head.norm", ours + ("LayerNorm",))
+
+
+def _head_pairs(cfg: ModelConfig) -> list[tuple[str, tuple[str, ...], str]]:
+    """The MLM head: `head` as our `mlm` transform, the decoder's bias."""
+    return _prediction_head_pairs(cfg, ("mlm",)) + [("decoder.bias", ("mlm", "bias"), "copy")]
+
+
+def _classifier_pairs(cfg: ModelConfig) -> list[tuple[str, tuple[str, ...], str]]:
+    """A sequence / token classifier: `head` as our pooler, then `classifier`."""
+    return _prediction_head_pairs(cfg, ("bert", "pooler")) + [
+        ("classifier.weight", ("classifier", "kernel"), "T"),
+        ("classifier.bias", ("classifier", "bias"), "copy"),
+    ]
 
 
 def _to_ours(kind: str, x: np.ndarray, cfg: ModelConfig) -> np.ndarray:
@@ -278,6 +310,8 @@ def _expected_shape(kind: str, ours_shape: tuple[int, ...]) -> tuple[int, ...]:
 def _our_shape(path: tuple[str, ...], cfg: ModelConfig) -> tuple[int, ...]:
     """The shape of one of our one-to-one ModernBERT tensors."""
     H, V, inter = cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size
+    if path[0] == "classifier":
+        return (H, cfg.num_labels) if path[-1] == "kernel" else (cfg.num_labels,)
     if path[-1] == "embedding":
         return (V, H)
     if path == ("mlm", "bias"):
@@ -294,18 +328,21 @@ def _our_shape(path: tuple[str, ...], cfg: ModelConfig) -> tuple[int, ...]:
 def params_from_hf_state(
     state: Mapping[str, np.ndarray], cfg: ModelConfig, source: str
 ) -> tuple[ModelConfig, dict[str, Any]]:
-    """A `ModernBertModel` / `ModernBertForMaskedLM` state dict -> (config,
-    our unrolled params: `bert/...` and, when the MLM head is there, `mlm`).
-    The decoder must equal the token embeddings (tied); any tensor not
-    mapped is refused by name."""
+    """A state dict of one of ARCHITECTURES -> (config, our unrolled params:
+    `bert/...`; `mlm` when the MLM head is there; `bert/pooler` and
+    `classifier` for a classifier). The decoder must equal the token
+    embeddings (tied); any tensor not mapped is refused by name."""
     state = {k.removeprefix(PREFIX): v for k, v in state.items()}
     if "embeddings.tok_embeddings.weight" not in state:
         raise CheckpointError(
             f"{source}: no ModernBERT encoder tensors (embeddings.tok_embeddings.weight) among "
             f"{sorted(state)[:5]}...; is this a ModernBERT checkpoint?"
         )
-    has_head = "head.dense.weight" in state
-    pairs = _encoder_pairs(cfg) + (_head_pairs(cfg) if has_head else [])
+    pairs = _encoder_pairs(cfg)
+    if "classifier.weight" in state:
+        pairs += _classifier_pairs(cfg)
+    elif "head.dense.weight" in state:
+        pairs += _head_pairs(cfg)
     flat: Flat = {}
     for name, path, kind in pairs:
         flat[path] = _to_ours(kind, _get(state, name, _expected_shape(kind, _our_shape(path, cfg)), source), cfg)
@@ -330,21 +367,16 @@ def params_from_hf_state(
 
 def hf_state(params: Mapping[str, Any], cfg: ModelConfig) -> tuple[dict[str, np.ndarray], str]:
     """Our params (unrolled layers) -> (transformers state dict, architecture):
-    `ModernBertForMaskedLM` when the MLM head is there (the tied decoder left
-    out, as `save_pretrained` does), else `ModernBertModel`. A parameter
-    transformers' ModernBERT has no place for (pooler, pair or classifier
-    head) is refused rather than dropped."""
+    `ModernBertForSequenceClassification` when a classifier is there (its
+    pooler as `head`), `ModernBertForMaskedLM` when the MLM head is there (the
+    tied decoder left out, as `save_pretrained` does), else `ModernBertModel`.
+    A parameter transformers' ModernBERT has no place for (a pooler without a
+    classifier, a pair or span head, MLM and classifier at once) is refused
+    rather than dropped."""
     check_exportable(cfg)
     flat = flatten_params(params)
-    extra = sorted("/".join(p) for p in flat if p[0] not in ("bert", "mlm") or p[1] == "pooler")
-    if extra:
-        raise CheckpointError(
-            f"parameter {extra[0]} has no place in transformers' {' or '.join(ARCHITECTURES)}; export a "
-            "checkpoint with the MLM head or the bare encoder"
-        )
-    has_head = "mlm" in params
-    architecture = ARCHITECTURES[1] if has_head else ARCHITECTURES[0]
-    prefix = PREFIX if has_head else ""
+    architecture = _export_architecture(flat, cfg)
+    prefix = PREFIX if architecture != ARCHITECTURES[0] else ""
     state = {}
     for name, path, kind in _encoder_pairs(cfg):
         state[prefix + name] = _to_hf(kind, _take(flat, path), cfg)
@@ -359,10 +391,33 @@ def hf_state(params: Mapping[str, Any], cfg: ModelConfig) -> tuple[dict[str, np.
             if cfg.linear_bias:
                 biases = [_take(flat, ours + p + ("bias",)).reshape(-1) for p in parts]
                 state[f"{prefix}layers.{i}.{fused}.bias"] = np.concatenate(biases)
-    if has_head:
-        for name, path, kind in _head_pairs(cfg):
-            state[name] = _to_hf(kind, _take(flat, path), cfg)
+    heads = {ARCHITECTURES[1]: _head_pairs, _CLASSIFIER: _classifier_pairs}.get(architecture)
+    for name, path, kind in heads(cfg) if heads else []:
+        state[name] = _to_hf(kind, _take(flat, path), cfg)
     return state, architecture
+
+
+def _export_architecture(flat: Flat, cfg: ModelConfig) -> str:
+    """The transformers class for our params' heads; CheckpointError naming
+    a parameter it has no place for."""
+    classifier = ("classifier", "kernel") in flat
+    allowed = {"bert", "classifier"} if classifier else {"bert", "mlm"}
+    extra = sorted(
+        "/".join(p) for p in flat if p[0] not in allowed or (p[1] == "pooler" and not classifier)
+    )
+    if extra:
+        raise CheckpointError(
+            f"parameter {extra[0]} has no place in transformers' {', '.join(ARCHITECTURES[:3])}; export the "
+            "bare encoder, one with the MLM head, or a sequence classifier"
+        )
+    if classifier and cfg.pooler != "head":
+        raise CheckpointError(
+            f"model.pooler={cfg.pooler!r}; transformers' {_CLASSIFIER} has ModernBERT's prediction head "
+            "(model.pooler='head')"
+        )
+    if classifier:
+        return _CLASSIFIER
+    return ARCHITECTURES[1] if any(p[0] == "mlm" for p in flat) else ARCHITECTURES[0]
 
 
 def _take(flat: Flat, path: tuple[str, ...]) -> np.ndarray:
