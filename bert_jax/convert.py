@@ -144,6 +144,8 @@ def export_hf(
             tokenizer = {"tokenizer_class": tokenizer_class}
             if lower_case is not None:
                 tokenizer["do_lower_case"] = bool(lower_case)
+            if vocab_file and pathlib.Path(vocab_file).name == checkpoints.TOKENIZER_JSON:
+                tokenizer.update(_special_tokens(vocab_file))
             (tmp / checkpoints.TOKENIZER_CONFIG).write_text(json.dumps(tokenizer, indent=2) + "\n")
     return {
         "output": str(output),
@@ -151,6 +153,17 @@ def export_hf(
         "tensors": len(state),
         "parameters": int(sum(x.size for x in state.values())),
     }
+
+
+def _special_tokens(tokenizer_json: str | os.PathLike) -> dict[str, str]:
+    """`cls_token` ... `mask_token` of a tokenizer.json (as bert-jax reads its
+    roles), for tokenizer_config.json: transformers' PreTrainedTokenizerFast
+    knows them from there only (the fill-mask pipeline needs `mask_token`)."""
+    from bert_jax.tokenization import load_tokenizer
+
+    t = load_tokenizer(str(tokenizer_json))
+    ids = {"cls": t.cls_id, "sep": t.sep_id, "pad": t.pad_id, "mask": t.mask_id, "unk": t.unk_id}
+    return {f"{role}_token": t.vocab[i] for role, i in ids.items()}
 
 
 def import_checkpoint(

@@ -1,7 +1,8 @@
 """The family's tokenizers behind one interface: WordPiece (BERT), SentencePiece
-(XLM-R, CamemBERT, ALBERT) and byte-level BPE (RoBERTa); `load_tokenizer`
-picks the kind from the files. The SentencePiece and BPE kinds are at the end
-of this module and in docs/family.md; WordPiece first:
+(XLM-R, CamemBERT, ALBERT), byte-level BPE (RoBERTa) and a Hugging Face
+tokenizer.json (ModernBERT); `load_tokenizer` picks the kind from the files.
+The other kinds are at the end of this module and in docs/family.md;
+WordPiece first:
 
 WordPiece tokenization with the reference BERT tokenizer's exact rules, in-graph.
 
@@ -686,15 +687,138 @@ class ByteBPETokenizer(_TokenizerBase):
 
     def tf_encode(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ids: tf.string [n] -> RaggedTensor[int64, [n, pieces]]; a scalar gives [pieces]."""
-        texts = tf.convert_to_tensor(texts, tf.string)
-        if texts.shape.rank == 0:
-            return self.tf_encode(texts[tf.newaxis])[0]
+        return _tf_encode_in_python(self, texts)
 
-        def encode(batch):
-            return self._encode_chunk(batch.numpy().tolist())
 
-        ids, splits = tf.py_function(encode, [texts], [tf.int64, tf.int64])
-        return tf.RaggedTensor.from_row_splits(tf.ensure_shape(ids, [None]), tf.ensure_shape(splits, [None]))
+def _tf_encode_in_python(tokenizer: _TokenizerBase, texts: tf.Tensor) -> tf.RaggedTensor:
+    """`tokenizer._encode_chunk` as a TF op (`tf.py_function`): tf.string [n]
+    -> RaggedTensor[int64, [n, pieces]]; a scalar gives [pieces]."""
+    texts = tf.convert_to_tensor(texts, tf.string)
+    if texts.shape.rank == 0:
+        return _tf_encode_in_python(tokenizer, texts[tf.newaxis])[0]
+
+    def encode(batch):
+        return tokenizer._encode_chunk(batch.numpy().tolist())
+
+    ids, splits = tf.py_function(encode, [texts], [tf.int64, tf.int64])
+    return tf.RaggedTensor.from_row_splits(tf.ensure_shape(ids, [None]), tf.ensure_shape(splits, [None]))
+
+
+TOKENIZER_JSON = "tokenizer.json"
+# Spellings of each special role in a tokenizer.json, tried in order when the
+# folder's settings do not name the role (tokenizer_config.json `cls_token`,
+# config.json `cls_token_id`): ModernBERT / BERT's, then RoBERTa's.
+_ROLE_SPELLINGS = {
+    "pad": ("[PAD]", "<pad>", "<|padding|>"),
+    "unk": ("[UNK]", "<unk>"),
+    "cls": ("[CLS]", "<s>"),
+    "sep": ("[SEP]", "</s>"),
+    "mask": ("[MASK]", "<mask>"),
+}
+
+
+class TokenizerJson(_TokenizerBase):
+    """Whatever a Hugging Face `tokenizer.json` defines (ModernBERT's byte-level
+    BPE with its added tokens; any other `tokenizers` pipeline too), run by the
+    `tokenizers` library itself, so the ids are transformers'
+    `PreTrainedTokenizerFast`'s (called with `split_special_tokens=True`: text
+    spelling a special token such as "[MASK]" is ordinary text, as in the
+    other kinds). Added tokens that are not special (ModernBERT's runs of
+    spaces) are matched in text, as transformers does.
+
+    The special ids come from the folder's `settings` (tokenizer_config.json
+    `mask_token` etc., config.json `pad_token_id` etc.) where they name them,
+    else from the usual spellings (`_ROLE_SPELLINGS`). `flavor` is "roberta"
+    when the post-processor builds RoBERTa's `<s> A </s></s> B </s>` pairs, else
+    "bert" (`[CLS] A [SEP] B [SEP]`). `tf_encode` wraps `encode` in
+    `tf.py_function`, as the byte-level BPE kind does."""
+
+    kind = "tokenizer_json"
+    lower_case = False  # the file's own normalizer decides; no bert-jax casing applies
+
+    def __init__(self, path: str, settings: dict | None = None):
+        from tokenizers import Tokenizer
+
+        self.vocab_file = str(path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            spec = json.loads(data)
+            self._tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+        except Exception as e:  # OSError, bad JSON, or tokenizers' bare Exception on a bad pipeline
+            raise DataError(
+                f"tokenizer {path}: cannot load it ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                "pass a Hugging Face tokenizer.json"
+            ) from None
+        self.vocab_sha256 = hashlib.sha256(data).hexdigest()
+        # Ids of the text alone: no template, truncation or padding from the file.
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._tokenizer.encode_special_tokens = True
+        token_ids = self._tokenizer.get_vocab(with_added_tokens=True)
+        self.vocab = [""] * (max(token_ids.values()) + 1)
+        for token, i in token_ids.items():
+            self.vocab[i] = token
+        self._ids = {t: i for i, t in enumerate(self.vocab) if t}
+        self.vocab_size = len(self.vocab)
+        roles = _special_roles(self._ids, settings or {}, path)
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            roles[r] for r in ("pad", "unk", "cls", "sep", "mask")
+        )
+        self.unk_token = self.vocab[self.unk_id]
+        post = spec.get("post_processor") or {}
+        self.flavor = "roberta" if post.get("type") == "RobertaProcessing" else "bert"
+        self.is_continuation_id = _continuation_ids(spec, self.vocab)
+        specials = [t["id"] for t in spec.get("added_tokens") or [] if t.get("special")]
+        self.is_continuation_id[[*specials, *roles.values()]] = False
+
+    def _encode_chunk(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        encodings = self._tokenizer.encode_batch([_as_text(t) for t in texts], add_special_tokens=False)
+        return _ragged_to_numpy([e.ids for e in encodings])
+
+    def tf_encode(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Ids: tf.string [n] -> RaggedTensor[int64, [n, pieces]]; a scalar gives [pieces]."""
+        return _tf_encode_in_python(self, texts)
+
+
+def _special_roles(ids: dict[str, int], settings: dict, path) -> dict[str, int]:
+    """{role: id} for pad/unk/cls/sep/mask: the settings' `<role>_token`
+    (a string, or {"content": ...}) or `<role>_token_id`, else the first
+    `_ROLE_SPELLINGS` spelling the vocabulary has; DataError naming a role
+    found nowhere."""
+    roles = {}
+    for role, spellings in _ROLE_SPELLINGS.items():
+        named = settings.get(f"{role}_token")
+        named = named.get("content") if isinstance(named, dict) else named
+        if isinstance(named, str) and named in ids:
+            roles[role] = ids[named]
+            continue
+        given = settings.get(f"{role}_token_id")
+        if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < max(ids.values()) + 1:
+            roles[role] = given
+            continue
+        found = next((ids[s] for s in spellings if s in ids), None)
+        if found is None:
+            raise DataError(
+                f"tokenizer {path}: no {role} token ({' or '.join(spellings)}) among its tokens; name it as "
+                f'"{role}_token" in tokenizer_config.json beside it'
+            )
+        roles[role] = found
+    return roles
+
+
+def _continuation_ids(spec: dict, vocab: list[str]) -> np.ndarray:
+    """`[vocab]` bool: the token continues a word (for whole-word masking):
+    WordPiece pieces with its continuation prefix ("##"); else pieces without
+    the word-start mark, "▁" where the pipeline uses Metaspace, byte-level
+    BPE's "Ġ" otherwise."""
+    model = spec.get("model") or {}
+    if model.get("type") == "WordPiece":
+        prefix = model.get("continuing_subword_prefix") or "##"
+        return np.array([t.startswith(prefix) for t in vocab], dtype=bool)
+    pipeline = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")])
+    start = SPIECE_WORD_START if '"Metaspace"' in pipeline else BYTE_BPE_WORD_START
+    return np.array([bool(t) and not t.startswith(start) for t in vocab], dtype=bool)
 
 
 # --------------------------------------------------------------------------
@@ -739,39 +863,30 @@ def _spm_flavor(settings: dict, model_file: str, flavor: str | None) -> str:
 def load_tokenizer(path: str, lower_case: bool | None = None, flavor: str | None = None) -> _TokenizerBase:
     """The tokenizer a file or folder holds, its kind picked from the files:
     `vocab.txt` (WordPiece), `vocab.json` + `merges.txt` (byte-level BPE), a
-    SentencePiece `*.model`, or a Hugging Face folder holding one of these.
+    SentencePiece `*.model`, a Hugging Face `tokenizer.json`, or a folder
+    holding one of these (a ModernBERT folder: its tokenizer.json first; any
+    other: tokenizer.json only when none of the others is there).
 
     `lower_case` None: the folder's tokenizer_config.json `do_lower_case`, else
-    the kind's default (WordPiece and ALBERT lowercase). `flavor` picks a
-    SentencePiece id layout ("xlmr", "camembert", "albert"); None: from the
-    folder's tokenizer_class / model_type / bert-jax model family, else
-    "albert" if the model has [CLS], else "xlmr".
+    the kind's default (WordPiece and ALBERT lowercase; a tokenizer.json
+    normalizes as it says). `flavor` picks a SentencePiece id layout ("xlmr",
+    "camembert", "albert"); None: from the folder's tokenizer_class /
+    model_type / bert-jax model family, else "albert" if the model has
+    [CLS], else "xlmr".
     """
     p = pathlib.Path(path)
     folder = p if p.is_dir() else p.parent
-    settings = _folder_settings(folder) if p.is_dir() else {}
+    settings = _folder_settings(folder) if p.is_dir() or p.name == TOKENIZER_JSON else {}
     if lower_case is None:
         lower_case = settings.get("do_lower_case")
     if p.is_dir():
-        models = sorted(p.glob("*.model"))
-        if (p / "vocab.json").is_file():
-            p = p / "vocab.json"
-        elif models:
-            p = models[0]
-        elif (p / "vocab.txt").is_file():
-            p = p / "vocab.txt"
-        elif str(settings.get("tokenizer_class", "")).removesuffix("Fast") in _TOKENIZER_CLASSES:
-            raise DataError(
-                f"{folder}: tokenizer_class {settings['tokenizer_class']} needs a SentencePiece .model file "
-                "(sentencepiece.bpe.model / spiece.model); copy it into the folder"
-            )
-        else:
-            raise DataError(
-                f"{folder} holds no tokenizer: expected vocab.txt (WordPiece), vocab.json + merges.txt "
-                "(byte-level BPE) or a SentencePiece *.model"
-            )
+        p = _tokenizer_file_of(p, settings)
     if not p.is_file():
-        raise DataError(f"vocab {p}: no such file; pass a vocab.txt, vocab.json (+ merges.txt) or *.model")
+        raise DataError(
+            f"vocab {p}: no such file; pass a vocab.txt, vocab.json (+ merges.txt), *.model or tokenizer.json"
+        )
+    if p.name == TOKENIZER_JSON:
+        return TokenizerJson(str(p), settings)
     if p.name.endswith(".json"):
         merges = p.parent / "merges.txt"
         if not merges.is_file():
@@ -784,3 +899,29 @@ def load_tokenizer(path: str, lower_case: bool | None = None, flavor: str | None
         keep_accents = bool(settings.get("keep_accents", False))
         return SentencePieceTokenizer(str(p), flavor, lower_case=lower_case, keep_accents=keep_accents)
     return WordPieceTokenizer(str(p), lower_case=True if lower_case is None else bool(lower_case))
+
+
+def _tokenizer_file_of(folder: pathlib.Path, settings: dict) -> pathlib.Path:
+    """The file `load_tokenizer` reads in a tokenizer folder; DataError when none is there."""
+    tokenizer_json = folder / TOKENIZER_JSON
+    modernbert = "modernbert" in (settings.get("model_type"), settings.get("family"))
+    if modernbert and tokenizer_json.is_file():
+        return tokenizer_json
+    models = sorted(folder.glob("*.model"))
+    if (folder / "vocab.json").is_file():
+        return folder / "vocab.json"
+    if models:
+        return models[0]
+    if (folder / "vocab.txt").is_file():
+        return folder / "vocab.txt"
+    if str(settings.get("tokenizer_class", "")).removesuffix("Fast") in _TOKENIZER_CLASSES:
+        raise DataError(
+            f"{folder}: tokenizer_class {settings['tokenizer_class']} needs a SentencePiece .model file "
+            "(sentencepiece.bpe.model / spiece.model); copy it into the folder"
+        )
+    if tokenizer_json.is_file():
+        return tokenizer_json
+    raise DataError(
+        f"{folder} holds no tokenizer: expected vocab.txt (WordPiece), vocab.json + merges.txt "
+        "(byte-level BPE), a SentencePiece *.model or a Hugging Face tokenizer.json"
+    )

@@ -17,6 +17,7 @@ from bert_jax.model import ModelConfig
 MODEL_CONFIG = "model_config.json"
 PARAMS_DIR = "params"
 VOCAB_FILE = "vocab.txt"
+TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 HF_CONFIG = "config.json"
 HF_SAFETENSORS = "model.safetensors"
@@ -37,11 +38,11 @@ def write_tokenizer(folder: pathlib.Path, vocab_file: str | os.PathLike | None, 
 
 def tokenizer_files(vocab_file: str | os.PathLike) -> list[pathlib.Path]:
     """The files one tokenizer is made of: a WordPiece `vocab.txt`, a
-    byte-level BPE `vocab.json` with `merges.txt` beside it, or a
-    SentencePiece `*.model`."""
+    byte-level BPE `vocab.json` with `merges.txt` beside it, a
+    SentencePiece `*.model`, or a Hugging Face `tokenizer.json` (alone)."""
     vocab_file = pathlib.Path(vocab_file)
     files = [vocab_file]
-    if vocab_file.suffix == ".json":
+    if vocab_file.suffix == ".json" and vocab_file.name != TOKENIZER_JSON:
         files.append(vocab_file.parent / "merges.txt")
     missing = [f for f in files if not f.is_file()]
     if missing:
@@ -53,12 +54,12 @@ def copy_tokenizer_files(
     vocab_file: str | os.PathLike, folder: pathlib.Path, spm_name: str | None = None
 ) -> None:
     """Copies `tokenizer_files(vocab_file)` into `folder` as vocab.txt,
-    vocab.json + merges.txt, or the SentencePiece model under `spm_name`
-    (default its own name)."""
+    vocab.json + merges.txt, tokenizer.json, or the SentencePiece model under
+    `spm_name` (default its own name)."""
     for f in tokenizer_files(vocab_file):
         if f.suffix == ".model":
             name = spm_name or f.name
-        elif f.name == "merges.txt":
+        elif f.name in ("merges.txt", TOKENIZER_JSON):
             name = f.name
         else:
             name = "vocab.json" if f.suffix == ".json" else VOCAB_FILE
@@ -89,10 +90,14 @@ def model_config_from_fields(fields: Mapping, source: pathlib.Path) -> ModelConf
         raise CheckpointError(f"{source}: {e}") from None
 
 
-def tokenizer_meta(folder: pathlib.Path) -> tuple[str | None, bool | None]:
-    """(the tokenizer's main file: vocab.txt, vocab.json or a *.model, else None;
-    do_lower_case from tokenizer_config.json, else None) of a checkpoint folder."""
-    candidates = [folder / VOCAB_FILE, folder / "vocab.json", *sorted(folder.glob("*.model"))]
+def tokenizer_meta(folder: pathlib.Path, family: str | None = None) -> tuple[str | None, bool | None]:
+    """(the tokenizer's main file: vocab.txt, vocab.json, a *.model or
+    tokenizer.json, else None; do_lower_case from tokenizer_config.json, else
+    None) of a checkpoint folder. A ModernBERT folder (`family`) names its
+    tokenizer.json first (tokenization.load_tokenizer reads it first)."""
+    candidates = [folder / VOCAB_FILE, folder / "vocab.json", *sorted(folder.glob("*.model")), folder / TOKENIZER_JSON]
+    if family == "modernbert":
+        candidates.insert(0, folder / TOKENIZER_JSON)
     vocab = next((c for c in candidates if c.is_file()), None)
     lower_case = None
     if (folder / TOKENIZER_CONFIG).is_file():

@@ -442,5 +442,5 @@ def load_hf(folder: str | os.PathLike) -> tuple[ModelConfig, Params, dict]:
     else:
         raise CheckpointError(f"{folder} has config.json but neither {HF_SAFETENSORS} nor {HF_TORCH_BIN}")
     cfg, params = params_from_hf_state(state, cfg, str(weights))
-    vocab, lower_case = tokenizer_meta(folder)
+    vocab, lower_case = tokenizer_meta(folder, cfg.family)
     return cfg, params, checkpoint_meta("hf", folder, vocab, lower_case)

@@ -64,5 +64,5 @@ def load_ours(folder: pathlib.Path) -> tuple[ModelConfig, Params, dict]:
         raise CheckpointError(f"{folder / PARAMS_DIR} is missing; the checkpoint is incomplete")
     params = restore_tree(folder / PARAMS_DIR)
     check_shapes(params, cfg, str(folder))
-    vocab, lower_case = tokenizer_meta(folder)
+    vocab, lower_case = tokenizer_meta(folder, cfg.family)
     return cfg, params, checkpoint_meta("bert-jax", folder, vocab, lower_case)
