@@ -6,11 +6,13 @@ WordPiece first:
 
 WordPiece tokenization with the reference BERT tokenizer's exact rules, in-graph.
 
-`WordPieceTokenizer` reproduces Hugging Face `BertTokenizerFast` (the `tokenizers`
+`WordPieceTokenizer` gives Hugging Face `BertTokenizerFast`'s ids (the `tokenizers`
 BertNormalizer + BertPreTokenizer + WordPiece, which implement google-research
-BERT's `tokenization.py` rules) with TensorFlow string ops and tensorflow-text's
-`FastWordpieceTokenizer`, so the same ids come from `encode` (Python) and from
-`tf_encode` inside `tf.data`. The steps (docs/tokenizer.md has the details):
+BERT's `tokenization.py` rules) two ways: `encode` (Python) runs that
+`tokenizers` pipeline itself, and `tf_encode` reproduces it with TensorFlow
+string ops and tensorflow-text's `FastWordpieceTokenizer` for use inside
+`tf.data` (TensorFlow is imported only then). The steps (docs/tokenizer.md has
+the details):
 
 1. bytes that are not UTF-8 become U+FFFD, which the next step drops;
 2. drop NUL, U+FFFD and "control" characters; whitespace becomes " ";
@@ -302,7 +304,8 @@ class _TokenizerBase:
 
 
 class WordPieceTokenizer(_TokenizerBase):
-    """BERT WordPiece with `BertTokenizerFast`'s ids, in TF graph ops.
+    """BERT WordPiece with `BertTokenizerFast`'s ids: `encode` through `tokenizers`,
+    `tf_encode` in TF graph ops (equal ids; `graph_encode_flat` runs the graph).
 
     Ids never include [CLS]/[SEP]; text that spells a special token ("[MASK]")
     is ordinary text (split as punctuation), as in google-research BERT.
@@ -323,27 +326,43 @@ class WordPieceTokenizer(_TokenizerBase):
         )
         self.unk_token = "[UNK]"
         self.is_continuation_id = np.array([t.startswith("##") for t in self.vocab], dtype=bool)
-        self._wordpiece = tf_text.FastWordpieceTokenizer(
-            vocab=_matchable_tokens(self.vocab),
-            suffix_indicator="##",
-            # The 100-character limit is applied before, in characters.
-            max_bytes_per_word=MAX_CHARS_PER_WORD * _MAX_UTF8_BYTES_PER_CHAR,
-            token_out_type=tf.int64,
-            unknown_token=self.unk_token,
-            no_pretokenization=True,
-        )
-        self._fixes = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(list(_FIXES), tf.string), tf.constant(list(_FIXES.values()), tf.string)
-            ),
-            default_value="",
-        )
+        self._rust = _reference_wordpiece(self._ids, self.unk_token, lower_case)
+
+    @functools.cached_property
+    def _graph_parts(self):
+        """(FastWordpieceTokenizer, fixes table, tf.function of `_tf_encode_flat`),
+        built on first use of a tf_* method: TensorFlow's import and the tables
+        cost seconds that `encode` never needs. `init_scope`: created eagerly even
+        when first needed while tracing (inside `tf.data.Dataset.map`)."""
+        with tf.init_scope():
+            wordpiece = tf_text.FastWordpieceTokenizer(
+                vocab=_matchable_tokens(self.vocab),
+                suffix_indicator="##",
+                # The 100-character limit is applied before, in characters.
+                max_bytes_per_word=MAX_CHARS_PER_WORD * _MAX_UTF8_BYTES_PER_CHAR,
+                token_out_type=tf.int64,
+                unknown_token=self.unk_token,
+                no_pretokenization=True,
+            )
+            fixes = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(list(_FIXES), tf.string), tf.constant(list(_FIXES.values()), tf.string)
+                ),
+                default_value="",
+            )
         # One trace per tokenizer (the signature fits any batch). No autograph:
         # the graph has no tensor-dependent Python control flow, and converting
         # the source cost ~1.1 of the trace's ~1.4 CPU-s, in every process.
-        self._encode_flat = tf.function(
+        encode_flat = tf.function(
             self._tf_encode_flat, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
         )
+        return wordpiece, fixes, encode_flat
+
+    @property
+    def graph_resources(self) -> tuple:
+        """(wordpiece trie, lower-casing fixes table): the TF resources the graph
+        reads, for a `tf.Module` (a SavedModel) to track."""
+        return self._graph_parts[:2]
 
     # ---- in-graph (usable inside tf.data.Dataset.map) ----
 
@@ -368,7 +387,7 @@ class WordPieceTokenizer(_TokenizerBase):
         # "[UNK]" is a vocab entry, so it WordPieces to exactly [unk_id]; no
         # real word can equal it because "[" and "]" are split off.
         flat = tf.where(too_long, tf.constant(self.unk_token), flat)
-        return words.with_flat_values(self._wordpiece.tokenize(flat))
+        return words.with_flat_values(self._graph_parts[0].tokenize(flat))
 
     def tf_encode(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """WordPiece ids: tf.string [n] -> RaggedTensor[int64, [n, pieces]]; a scalar gives [pieces]."""
@@ -399,7 +418,7 @@ class WordPieceTokenizer(_TokenizerBase):
     def _uncase_by_char(self, texts: tf.Tensor) -> tf.Tensor:
         chars = tf.strings.unicode_split(texts, "UTF-8")
         folded = self._uncase_icu(chars.flat_values)
-        fixed = self._fixes.lookup(chars.flat_values)
+        fixed = self._graph_parts[1].lookup(chars.flat_values)
         folded = tf.where(tf.equal(fixed, ""), folded, fixed)
         return tf.strings.reduce_join(chars.with_flat_values(folded), axis=1)
 
@@ -408,9 +427,43 @@ class WordPieceTokenizer(_TokenizerBase):
         return ids.flat_values, ids.row_splits
 
     def _encode_chunk(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        # The reference's own pipeline (see `_reference_wordpiece`): the same
+        # ids as the graph below (tests/test_tokenization.py checks both
+        # against BertTokenizerFast), without importing TensorFlow.
+        encodings = self._rust.encode_batch([_as_valid_text(t) for t in texts], add_special_tokens=False)
+        return _ragged_to_numpy([e.ids for e in encodings])
+
+    def graph_encode_flat(self, texts: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """`encode_flat` through the TensorFlow graph that `tf_encode` runs (same ids)."""
         chunk = [_as_utf8_bytes(t) for t in texts]
-        ids, splits = self._encode_flat(tf.constant(chunk, tf.string, shape=[len(chunk)]))
+        ids, splits = self._graph_parts[2](tf.constant(chunk, tf.string, shape=[len(chunk)]))
         return ids.numpy(), splits.numpy()
+
+
+def _reference_wordpiece(ids: dict[str, int], unk_token: str, lower_case: bool):
+    """Hugging Face `tokenizers`' BertNormalizer + BertPreTokenizer + WordPiece:
+    BertTokenizerFast's pipeline without its added special tokens (so text
+    spelling "[MASK]" stays ordinary text, as in google-research BERT)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordPiece(ids, unk_token=unk_token, max_input_chars_per_word=MAX_CHARS_PER_WORD))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lower_case
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
+
+
+def _as_valid_text(text: str | bytes) -> str:
+    """Text `tokenizers` accepts: bytes that are not UTF-8 (and a str's lone
+    surrogates) become U+FFFD, which the normalizer drops, as the graph does."""
+    if isinstance(text, bytes):
+        return text.decode("utf-8", errors="replace")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", errors="replace")
+    return text
 
 
 # --------------------------------------------------------------------------

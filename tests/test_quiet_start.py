@@ -54,7 +54,7 @@ def test_a_real_error_still_prints_its_one_line(vocab):
     done = _bert_jax("tokenize", f"--vocab={missing}", stdin="hello\n")
     assert done.returncode == 2
     assert done.stderr == (f"bert-jax tokenize: error: vocab {missing}: no such file; "
-                           "pass a vocab.txt, vocab.json (+ merges.txt) or *.model\n")
+                           "pass a vocab.txt, vocab.json (+ merges.txt), *.model or tokenizer.json\n")
 
 
 def test_a_traceback_and_a_crash_reach_stderr_whole():

@@ -265,16 +265,24 @@ def _reference_ids(reference, lines: list[str]) -> list[list[int]]:
 # ---- parity with BertTokenizerFast ----
 
 
+def _graph_ids(ours, lines: list[str]) -> list[list[int]]:
+    """Ids from the TensorFlow graph `tf_encode` runs (not the Python path)."""
+    ids, splits = ours.graph_encode_flat(lines)
+    return [ids[a:b].tolist() for a, b in zip(splits[:-1], splits[1:], strict=True)]
+
+
+@pytest.mark.parametrize("path", ["python", "graph"])
 @pytest.mark.parametrize("corpus", ["books", "mixed"])
 @pytest.mark.parametrize("lower_case", [True, False], ids=["uncased", "cased"])
-def test_ids_equal_the_reference(tokenizers_by_case, corpora, corpus, lower_case):
-    """Every line of a few thousand book lines and ~1600 generated mixed lines, both casings."""
+def test_ids_equal_the_reference(tokenizers_by_case, corpora, corpus, lower_case, path):
+    """Every line of a few thousand book lines and ~1600 generated mixed lines,
+    both casings, from `encode` and from the in-graph tokenizer."""
     parity_lines = corpora[corpus]
     if not parity_lines:
         pytest.skip("../shared/data/books/train is absent (the shared books data)")
     ours, reference = tokenizers_by_case[lower_case]
     expected = _reference_ids(reference, parity_lines)
-    got = ours.encode(parity_lines)
+    got = ours.encode(parity_lines) if path == "python" else _graph_ids(ours, parity_lines)
     differing = [(line, e, g) for line, e, g in zip(parity_lines, expected, got, strict=True) if e != g]
     assert len(got) == len(parity_lines)
     assert not differing, f"{len(differing)} of {len(parity_lines)} lines differ, first: {differing[0]!r}"
@@ -365,12 +373,22 @@ def test_invalid_utf8_bytes_are_dropped_like_the_reference_drops_u_fffd(tokenize
     ours, reference = tokenizers_by_case[True]
     raw = b"caf\xc3 ok \xff\xfewor\xe2\x82ld \xed\xa0\x80x"
     assert ours.encode([raw]) == _reference_ids(reference, [raw.decode("utf-8", errors="replace")])
-    assert ours.encode([raw]) == ours.encode(["caf ok world x"])
+    assert ours.encode([raw]) == ours.encode(["caf ok world x"]) == _graph_ids(ours, [raw])
 
 
 def test_lone_surrogate_in_str_is_dropped(tokenizers_by_case):
     ours, _ = tokenizers_by_case[True]
-    assert ours.encode(["ab\udcffc d"]) == ours.encode(["abc d"])
+    assert ours.encode(["ab\udcffc d"]) == ours.encode(["abc d"]) == _graph_ids(ours, ["ab\udcffc d"])
+
+
+def test_encode_from_python_does_not_import_tensorflow(uncased_vocab):
+    code = (
+        "import sys; from bert_jax.tokenization import WordPieceTokenizer; "
+        f"t = WordPieceTokenizer({uncased_vocab!r}); assert t.encode(['Hello, world!']) == [[7592, 1010, 2088, 999]]; "
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 # ---- the in-graph and Python paths agree ----

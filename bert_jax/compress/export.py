@@ -59,8 +59,7 @@ class ServingModule(tf.Module):
         model = BertForSequenceClassification(cfg)
         self._tokenizer = tokenizer
         # Tracked so the SavedModel holds the vocab trie and the lower-casing table.
-        self._wordpiece = tokenizer._wordpiece
-        self._fixes = tokenizer._fixes
+        self._wordpiece, self._fixes = tokenizer.graph_resources
         self._params = jax.tree.map(lambda x: tf.Variable(np.asarray(x), trainable=False), params)
         self._labels = tf.constant(labels, tf.string)
         self._max_seq_length = max_seq_length
