@@ -286,3 +286,46 @@ def test_evaluate_checkpoint_of_the_folder_equals_transformers_mlm_loss(hf_folde
     np.testing.assert_allclose(result["mlm_loss"], ce_sum / weight_sum, rtol=1e-4)
     # And through the real input pipeline, which checks the shards' tokenizer hash against the folder's.
     assert np.isfinite(evaluate.evaluate_checkpoint(config, str(folder))["mlm_loss"])
+
+
+# ---- fine-tuning: GLUE classification with ModernBERT's head ----
+
+POSITIVE = ["the film is good", "a great film", "very fun", "good fun .", "the film is great", "great"]
+NEGATIVE = ["the film is bad", "an awful film", "very dull", "not good .", "the film is awful", "dull"]
+
+
+def test_finetune_glue_on_the_converted_folder_trains_modernbert_s_head(hf_folder, tmp_path):
+    from train_utils import tiny_finetune_config
+
+    from bert_jax import checkpoints, features
+    from bert_jax.finetune import config as ft_config
+    from bert_jax.finetune import trainer
+    from bert_jax.model import BertForSequenceClassification
+
+    folder, _ = hf_folder
+    convert.import_checkpoint("hf", folder, tmp_path / "ours")
+    sst = tmp_path / "glue" / "SST-2"
+    sst.mkdir(parents=True)
+    rows = [f"{t} \t1" for t in POSITIVE] + [f"{t} \t0" for t in NEGATIVE]
+    (sst / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    (sst / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[::2]) + "\n")
+    config = tiny_finetune_config(ft_config.finetune_config("sst2"), tmp_path / "ours", tmp_path / "glue",
+                                  total_steps=2, max_seq_length=SEQ, pooling="mean")
+    results = trainer.run(config, tmp_path / "work")
+    assert set(results["dev"]) == {"accuracy"}
+    cfg, params, meta = checkpoints.load_model(tmp_path / "work" / "best")
+    assert (cfg.pooler, cfg.pooling, cfg.num_labels) == ("head", "mean", 2)
+    assert sorted(params["bert"]["pooler"]) == ["LayerNorm", "dense"] and params["classifier"]["kernel"].shape == (32, 2)
+    assert meta["vocab_file"].endswith("tokenizer.json")
+    # The fine-tuned classifier is transformers' ModernBertForSequenceClassification, logits and all.
+    convert.export_checkpoint(tmp_path / "work" / "best", tmp_path / "hf-classifier")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf-classifier").eval()
+    assert model.config.classifier_pooling == "mean"
+    tokenizer = load_tokenizer(str(tmp_path / "work" / "best"))
+    examples = [features.Example(i, t, None) for i, t in enumerate(["a great film", "the film is not good ."])]
+    batch = features.convert_examples(examples, tokenizer, SEQ)
+    ids, mask = (np.stack([getattr(f, k) for f in batch]) for k in ("input_ids", "input_mask"))
+    ours = BertForSequenceClassification(cfg).apply({"params": params}, ids, mask, np.zeros_like(ids))
+    with torch.no_grad():
+        reference = model(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(mask).long()).logits
+    np.testing.assert_allclose(np.asarray(ours), reference.numpy(), atol=1e-4, rtol=0)

@@ -41,6 +41,9 @@ def finetune_config(task: str = "sst2") -> ml_collections.ConfigDict:
     c.seeds = config_dict.placeholder(tuple)  # several seeds: results.json reports mean/std
     c.keep_best = True  # keep WORKDIR/best/ (the best dev checkpoint, with its head)
     c.dtype = "float32"  # compute dtype (bfloat16 on accelerators)
+    # The sequence classifier's pooling, "cls" or "mean" (ModernBERT's
+    # classifier_pooling); None: the checkpoint's (model.pooling).
+    c.pooling = config_dict.placeholder(str)
     c.predict_file = ""  # mode=predict: a test file of the task
     c.predict_output = ""  # default: WORKDIR/predictions.{tsv,json,txt}
 

@@ -89,8 +89,9 @@ def check_vocab(model_cfg: ModelConfig, tokenizer, checkpoint: str) -> None:
 
 def finetune_config(model_cfg: ModelConfig, num_labels: int, config) -> ModelConfig:
     """The checkpoint's architecture with the task's label count, unrolled
-    layers and the config's compute dtype."""
-    return model_cfg.replace(num_labels=num_labels, scan_layers=False, dtype=config.get("dtype", "float32"))
+    layers, the config's compute dtype and, where set, its `pooling`."""
+    return model_cfg.replace(num_labels=num_labels, scan_layers=False, dtype=config.get("dtype", "float32"),
+                             pooling=config.get("pooling") or model_cfg.pooling)
 
 
 # --------------------------------------------------------------------------
