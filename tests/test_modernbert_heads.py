@@ -174,3 +174,24 @@ def test_export_of_a_classifier_with_the_tanh_pooler_is_refused(classifier, tmp_
     _, _, _, (cfg, params) = classifier
     with pytest.raises(CheckpointError, match=r"model.pooler='tanh'; transformers' ModernBertForSequenceClassification"):
         convert.export_hf(params, cfg.replace(pooler="tanh"), tmp_path / "out")
+
+
+def test_fine_tuning_from_a_masked_lm_starts_the_head_from_the_mlm_transform(tmp_path):
+    """As transformers does: ModernBertForSequenceClassification.from_pretrained
+    of a ModernBertForMaskedLM folder reads `head.*`, the MLM transform."""
+    import jax
+
+    from bert_jax.finetune import step as ft_step
+    from bert_jax.train import sharding
+
+    hf = _random(transformers.ModernBertForMaskedLM, _hf_config())
+    hf.save_pretrained(tmp_path / "mlm")
+    cfg, params, _ = checkpoints.load_model(tmp_path / "mlm")
+    mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
+    model = BertForSequenceClassification(cfg.replace(num_labels=LABELS))
+    started = ft_step.init_params(model, 8, jax.random.PRNGKey(0), params, mesh)
+    reference = transformers.ModernBertForSequenceClassification.from_pretrained(tmp_path / "mlm").state_dict()
+    np.testing.assert_array_equal(np.asarray(started["bert"]["pooler"]["dense"]["kernel"]),
+                                  reference["head.dense.weight"].numpy().T)
+    np.testing.assert_array_equal(np.asarray(started["bert"]["pooler"]["LayerNorm"]["scale"]),
+                                  reference["head.norm.weight"].numpy())

@@ -71,8 +71,19 @@ def init_params(
 
     shardings = sharding.logical_shardings(jax.eval_shape(init, rng), mesh, rules)
     fresh = jax.jit(lambda key: nn.meta.unbox(init(key)), out_shardings=shardings)(rng)
-    merged = {**fresh, "bert": _merge(fresh["bert"], pretrained["bert"], "bert")}
+    merged = {**fresh, "bert": _merge(fresh["bert"], _with_pooler_from_mlm(pretrained, model.cfg.pooler), "bert")}
     return jax.device_put(merged, shardings)
+
+
+def _with_pooler_from_mlm(pretrained: dict[str, Any], pooler: str) -> dict[str, Any]:
+    """`pretrained["bert"]`, with a "head" pooler (ModernBERT's prediction
+    head) the checkpoint lacks taken from its MLM head's transform: transformers
+    names both `head.dense`/`head.norm`, so ModernBertForSequenceClassification
+    loaded from a masked-LM checkpoint starts from the MLM transform too."""
+    bert, mlm = pretrained["bert"], pretrained.get("mlm")
+    if pooler != "head" or not mlm or "pooler" in bert:
+        return bert
+    return {**bert, "pooler": {k: v for k, v in mlm.items() if k in ("dense", "LayerNorm")}}
 
 
 def _merge(fresh: dict, loaded: dict, where: str) -> dict:
