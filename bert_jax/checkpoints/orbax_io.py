@@ -12,7 +12,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from bert_jax.checkpoints.params import Params
 from bert_jax.errors import CheckpointError
@@ -28,6 +27,8 @@ def save_params(path: pathlib.Path, params: Params) -> None:
     if quiet:
         absl_logger.setLevel(logging.CRITICAL)
     try:
+        import orbax.checkpoint as ocp  # ~0.5 s to import: only where an orbax tree is written
+
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(path, params)
         checkpointer.wait_until_finished()
@@ -51,6 +52,8 @@ def restore_tree(path: pathlib.Path, subtree: str | None = None) -> Params:
 
 
 def _orbax_restore(path: pathlib.Path, subtree: str | None) -> Params:
+    import orbax.checkpoint as ocp  # ~0.5 s to import: only where an orbax tree is read
+
     checkpointer = ocp.PyTreeCheckpointer()
     metadata = checkpointer.metadata(path).item_metadata
     tree = getattr(metadata, "tree", metadata)
