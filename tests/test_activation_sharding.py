@@ -222,12 +222,13 @@ def test_the_fine_tuning_step_keeps_activations_split_over_the_batch(name):
 
     from bert_jax.finetune import step as ft_step
     from bert_jax.model import BertForSequenceClassification
+    from bert_jax.train import engine
 
     mesh = _mesh(MESHES[name])
     model = BertForSequenceClassification(model_config(_config()).replace(num_labels=2))
     params = ft_step.init_params(model, SEQ, jax.random.PRNGKey(0), {"bert": {}}, mesh)
     tx = optax.adamw(1e-3)
-    opt_state = jax.jit(tx.init)(params)
+    train_state, shardings = engine.init_state(params, tx, jax.random.PRNGKey(1), mesh)
     b = batch(batch_size=GLOBAL_BATCH)
     host = {"input_ids": b["input_ids"], "input_mask": b["input_mask"], "segment_ids": b["segment_ids"],
             "labels": b["next_sentence_labels"], "weights": np.ones(GLOBAL_BATCH, np.float32)}
@@ -242,9 +243,9 @@ def test_the_fine_tuning_step_keeps_activations_split_over_the_batch(name):
             )
         return out
 
-    fn = ft_step.make_train_step(model, "classification", tx, mesh)
+    fn = ft_step.make_train_step(model, "classification", tx, mesh, state_shardings=shardings)
     with nn.intercept_methods(record):
-        fn.lower(params, opt_state, placed, jax.random.PRNGKey(1)).compile()
+        fn.lower(train_state, placed, jax.random.PRNGKey(1)).compile()
     batch_axes = _batch_entry(mesh)
     for module in ("embeddings", "layer_0", "layer_1"):
         assert seen[module] == {(batch_axes,)}, (module, seen[module])

@@ -16,7 +16,7 @@ from bert_jax.finetune import buckets, tasks, trainer
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import step as ft_step
 from bert_jax.model import ModelConfig
-from bert_jax.train import sharding
+from bert_jax.train import engine, sharding
 
 SEQ = 64
 VOCAB = 40
@@ -283,17 +283,17 @@ def _losses_and_params(head: str, num_labels: int, feats, bucket_set, mesh, step
     model, params = _params(head, num_labels, mesh)
     params = jax.device_put(jax.device_get(params), jax.devices()[0])
     tx = trainer.make_optimizer(_config(), steps)
-    opt_state = jax.jit(tx.init)(params)
+    rng = jax.random.PRNGKey(0)
+    state, _ = engine.init_state(params, tx, rng)
     step = ft_step.make_train_step(model, head, tx)
     batches = trainer.train_batches(feats, 8, seed=5, buckets=bucket_set)
-    losses, widths, rng = [], [], jax.random.PRNGKey(0)
+    losses, widths = [], []
     for _ in range(steps):
         batch = next(batches)
         widths.append(batch["input_ids"].shape[1])
-        rng, step_rng = jax.random.split(rng)
-        params, opt_state, loss = step(params, opt_state, batch, step_rng)
-        losses.append(float(loss))
-    return np.array(losses), jax.device_get(params), widths
+        state, metrics = step(state, batch, rng)
+        losses.append(float(metrics["loss"]))
+    return np.array(losses), jax.device_get(state.params), widths
 
 
 @pytest.mark.parametrize("head, num_labels", [("classification", 2), ("token", 3)])

@@ -26,7 +26,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
 from bert_jax import checkpoints, losses
@@ -36,7 +35,7 @@ from bert_jax.errors import ConfigError, UserError
 from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import tasks, trainer
 from bert_jax.model import BertForSequenceClassification, Embeddings, EncoderLayer, ModelConfig
-from bert_jax.train import sharding
+from bert_jax.train import engine, sharding
 
 Params = dict[str, Any]
 
@@ -118,14 +117,12 @@ def total_loss(
     return loss
 
 
-def make_distill_step(
-    teacher_cfg: ModelConfig, student_cfg: ModelConfig, loss_cfg: LossConfig, tx: optax.GradientTransformation,
-    mesh=None,
-):
-    """jitted `(train_params, opt_state, teacher_params, batch, rng) ->
-    (train_params, opt_state, loss)`; `train_params` is `{"student": ..., and
-    "projection" when hidden widths differ}`. The teacher runs in the same
-    step, deterministic and without gradients."""
+def distill_loss(teacher_cfg: ModelConfig, student_cfg: ModelConfig, loss_cfg: LossConfig):
+    """Task distillation's `loss_fn(train_params, batch, key, teacher_params)
+    -> (loss, {"loss"})` for the engine (`bert_jax.train.engine`);
+    `train_params` is `{"student": ..., and "projection" when hidden widths
+    differ}`. The teacher runs in the same step, deterministic and without
+    gradients (the engine's `frozen` argument)."""
     teacher, student = BertForSequenceClassification(teacher_cfg), BertForSequenceClassification(student_cfg)
     capture = _capture if loss_cfg.needs_intermediates else False
     layers = (student_cfg.num_layers, teacher_cfg.num_layers)
@@ -135,20 +132,30 @@ def make_distill_step(
                           mutable=["intermediates"] if capture else False, **kw)
         return out if capture else (out, {"intermediates": None})
 
-    def step(train_params, opt_state, teacher_params, batch, rng):
+    def loss_fn(train_params, batch, key, teacher_params):
         t_logits, t_vars = apply(teacher, teacher_params, batch)
         t_logits, t_inter = jax.lax.stop_gradient((t_logits, t_vars["intermediates"]))
+        s_logits, s_vars = apply(student, train_params["student"], batch, deterministic=False,
+                                 rngs={"dropout": key})
+        loss = total_loss(loss_cfg, s_logits, t_logits, batch, s_vars["intermediates"], t_inter,
+                          train_params.get("projection"), layers)
+        return loss, {"loss": loss}
 
-        def compute(p):
-            s_logits, s_vars = apply(student, p["student"], batch, deterministic=False, rngs={"dropout": rng})
-            return total_loss(loss_cfg, s_logits, t_logits, batch, s_vars["intermediates"], t_inter,
-                              p.get("projection"), layers)
+    return loss_fn
 
-        loss, grads = jax.value_and_grad(compute)(train_params)
-        updates, opt_state = tx.update(grads, opt_state, train_params)
-        return optax.apply_updates(train_params, updates), opt_state, loss
 
-    return ft_step.under_mesh(jax.jit(step, donate_argnums=(0, 1)), mesh)
+def make_distill_step(
+    teacher_cfg: ModelConfig, student_cfg: ModelConfig, loss_cfg: LossConfig, optimizer, teacher_params,
+    mesh=None, state_shardings=None,
+):
+    """The engine's jitted `step(state, batch, rng) -> (state, metrics)` of
+    `distill_loss` on a TrainState of the train params, `teacher_params`
+    (placed already; not donated, never updated) bound as the frozen
+    argument. With `mesh`, `state_shardings` are the state's."""
+    frozen_shardings = None if mesh is None else jax.tree.map(lambda x: x.sharding, teacher_params)
+    return engine.make_step(distill_loss(teacher_cfg, student_cfg, loss_cfg), optimizer, mesh=mesh,
+                            state_shardings=state_shardings, frozen=teacher_params,
+                            frozen_shardings=frozen_shardings)
 
 
 # --------------------------------------------------------------------------
@@ -309,27 +316,28 @@ def train_student(config, prepared, teacher_cfg, teacher_params, student_cfg, st
     if projection is not None and loss_cfg.hidden_weight > 0:
         train_params["projection"] = projection
     total = trainer.num_train_steps(config, len(prepared.train["input_ids"]))
-    tx = trainer.make_optimizer(config, total)
-    opt_state = jax.jit(tx.init)(train_params)
-    step = make_distill_step(teacher_cfg, student_cfg, loss_cfg, tx, mesh)
-    predict_fn = ft_step.make_predict_step(BertForSequenceClassification(student_cfg), "classification", mesh)
+    optimizer = trainer.optimizer(config, total)
+    if "projection" in train_params:
+        train_params["projection"] = jax.device_put(train_params["projection"], sharding.replicated(mesh))
+    state, shardings = engine.init_state(train_params, optimizer, rng, mesh)
     teacher_params = jax.device_put(teacher_params, sharding.replicated(mesh))
+    step = make_distill_step(teacher_cfg, student_cfg, loss_cfg, optimizer, teacher_params, mesh, shardings)
+    predict_fn = ft_step.make_predict_step(BertForSequenceClassification(student_cfg), "classification", mesh)
     every = config.eval_every_steps or total
     best, best_step, best_params = None, 0, None
     batches = trainer.train_batches(prepared.train, config.batch_size, seed)
     start = time.time()
     for i in range(1, total + 1):
-        rng, step_rng = jax.random.split(rng)
-        train_params, opt_state, loss = step(train_params, opt_state, teacher_params, trainer.place(next(batches), mesh),
-                                             step_rng)
+        state, metrics = step(state, trainer.place(next(batches), mesh), rng)
         if i % config.log_every_steps == 0 or i == total:
-            logging.info("distill step %d/%d loss %.4f (%.0f s)", i, total, float(loss), time.time() - start)
+            logging.info("distill step %d/%d loss %.4f (%.0f s)", i, total, float(metrics["loss"]),
+                         time.time() - start)
         if i % every == 0 or i == total:
-            scores = models.dev_scores(predict_fn, train_params["student"], prepared, config.eval_batch_size)
+            scores = models.dev_scores(predict_fn, state.params["student"], prepared, config.eval_batch_size)
             logging.info("distill step %d dev %s", i, json.dumps(scores))
             if best is None or scores[prepared.primary] > best[prepared.primary]:
                 best, best_step = scores, i
-                best_params = checkpoints.numpy_params(train_params["student"])
+                best_params = checkpoints.numpy_params(state.params["student"])
     return best, best_step, best_params
 
 

@@ -33,6 +33,7 @@ from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import trainer
 from bert_jax.finetune.config import finetune_config
 from bert_jax.model import BertForSequenceClassification, ModelConfig
+from bert_jax.train import engine
 
 Params = dict[str, Any]
 PRUNED_HEADS_FILE = "pruned_heads.json"
@@ -283,13 +284,11 @@ def _fine_tune(model, params: Params, prepared, steps: int, batch_size: int, lea
     if pruning is not None:
         tx = optax.chain(tx, pruning)
     step = ft_step.make_train_step(model, prepared.head, tx)
-    p = jax.tree.map(jnp.asarray, params)
-    opt_state = tx.init(p)
+    state, _ = engine.init_state(jax.tree.map(jnp.asarray, params), tx, jax.random.PRNGKey(seed))
     rng = jax.random.PRNGKey(seed)
     for batch in itertools.islice(trainer.train_batches(prepared.train, batch_size, seed), steps):
-        rng, step_rng = jax.random.split(rng)
-        p, opt_state, _ = step(p, opt_state, batch, step_rng)
-    return checkpoints.numpy_params(p)
+        state, _ = step(state, batch, rng)
+    return checkpoints.numpy_params(state.params)
 
 
 def _recover(cfg: ModelConfig, params: Params, prepared, sparsity: float, steps: int, batch_size: int,

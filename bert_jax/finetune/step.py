@@ -1,5 +1,8 @@
 """Fine-tuning heads, losses and jitted steps (JAX only: no TensorFlow here).
 
+The train step is the engine's (`bert_jax.train.engine`) with the head's
+loss (`task_loss`), on the same `TrainState` as pre-training.
+
 A batch is a dict of NumPy/JAX arrays, `[batch, seq]` int32 `input_ids`,
 `input_mask`, `segment_ids`, plus per head:
 
@@ -33,7 +36,9 @@ from bert_jax.model import (
     BertForTokenClassification,
     ModelConfig,
 )
-from bert_jax.train import sharding
+from bert_jax.train import engine, sharding
+from bert_jax.train.optim import Optimizer
+from bert_jax.train.state import TrainState
 
 HEADS = ("classification", "regression", "token", "span")
 # The parameter subtree each head adds beside `bert`.
@@ -116,22 +121,30 @@ def under_mesh(jitted, mesh: Mesh | None, rules=sharding.RULES):
     return jitted if mesh is None else sharding.MeshJitted(jitted, mesh, rules)
 
 
-def make_train_step(model: nn.Module, head: str, tx: optax.GradientTransformation, mesh: Mesh | None = None,
-                    rules=sharding.RULES):
-    """jitted `(params, opt_state, batch, rng) -> (params, opt_state, loss)`
-    with dropout on; `params` and `opt_state` are donated. With `mesh`, traced
-    under it and `rules` (`under_mesh`)."""
+def task_loss(model: nn.Module, head: str):
+    """The fine-tuning job's `loss_fn(params, batch, key) -> (loss, {"loss"})`
+    for the engine (`bert_jax.train.engine`): the head's weighted mean loss
+    with dropout keyed by `key`."""
 
-    def step(params, opt_state, batch, rng):
-        def compute(p):
-            out = _apply(model, p, batch, deterministic=False, rngs={"dropout": rng})
-            return loss_fn(head, out, batch)
+    def task_loss_fn(params, batch: dict[str, jax.Array], key: jax.Array):
+        out = _apply(model, params, batch, deterministic=False, rngs={"dropout": key})
+        loss = loss_fn(head, out, batch)
+        return loss, {"loss": loss}
 
-        loss, grads = jax.value_and_grad(compute)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    return task_loss_fn
 
-    return under_mesh(jax.jit(step, donate_argnums=(0, 1)), mesh, rules)
+
+def make_train_step(model: nn.Module, head: str, optimizer: Optimizer | optax.GradientTransformation,
+                    mesh: Mesh | None = None, rules=sharding.RULES, state_shardings: TrainState | None = None,
+                    accum_steps: int = 1):
+    """The engine's jitted `step(state, batch, rng) -> (state, metrics)` of
+    `task_loss` on a `TrainState` (`engine.init_state` makes one from
+    params): dropout on, key `fold_in(rng, state.step)`, the state donated,
+    the non-finite guard. With `mesh` (and the state's shardings), traced
+    under it and `rules`. Metrics: loss, grad_norm, nonfinite, real_tokens
+    [, learning_rate]."""
+    return engine.make_step(task_loss(model, head), optimizer, mesh=mesh, state_shardings=state_shardings,
+                            accum_steps=accum_steps, rules=rules)
 
 
 def make_predict_step(model: nn.Module, head: str, mesh: Mesh | None = None, rules=sharding.RULES):

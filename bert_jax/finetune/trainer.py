@@ -43,7 +43,7 @@ from bert_jax.finetune import buckets as length_buckets
 from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import tasks
 from bert_jax.model import ModelConfig
-from bert_jax.train import optim, sharding
+from bert_jax.train import engine, optim, sharding
 
 HEAD_FILE = "head.json"
 RESULTS_FILE = "results.json"
@@ -98,13 +98,19 @@ def finetune_config(model_cfg: ModelConfig, num_labels: int, config) -> ModelCon
 # Optimizer
 
 
-def make_optimizer(config, total_steps: int):
-    """AdamW with linear warmup (`warmup` fraction of the steps) and linear decay."""
+def optimizer(config, total_steps: int) -> optim.Optimizer:
+    """AdamW with linear warmup (`warmup` fraction of the steps) and linear
+    decay, with its schedule (the engine logs the step's learning rate)."""
     opt_cfg = config.optimizer.copy_and_resolve_references()
     with opt_cfg.unlocked():  # the fine-tuning config's one pair (finetune/config.py)
         opt_cfg.learning_rate = config.learning_rate
         opt_cfg.warmup_steps = int(round(config.warmup * total_steps))
-    return optim.make_optimizer(opt_cfg, total_steps).tx
+    return optim.make_optimizer(opt_cfg, total_steps)
+
+
+def make_optimizer(config, total_steps: int):
+    """`optimizer(...)`'s optax transformation alone."""
+    return optimizer(config, total_steps).tx
 
 
 # --------------------------------------------------------------------------
@@ -194,6 +200,11 @@ def place(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
     return jax.device_put(batch, sharding.batch_sharding(mesh))
 
 
+def accum_steps(config) -> int:
+    """`config.optimizer.grad_accum_steps` (1 when the section has none)."""
+    return int(config.optimizer.get("grad_accum_steps", 1))
+
+
 def make_mesh(config):
     """The pre-training mesh builder; both batch sizes must split over it."""
     mesh = sharding.make_mesh(config.mesh)
@@ -240,25 +251,25 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     rules = sharding.rules_of(config.mesh)
     params = ft_step.init_params(model, config.max_seq_length, init_rng, pretrained, mesh, rules)
     total = num_train_steps(config, len(prepared.train["input_ids"]))
-    tx = make_optimizer(config, total)
-    opt_state = jax.jit(tx.init)(params)
-    train_step = ft_step.make_train_step(model, prepared.head, tx, mesh, rules)
+    opt = optimizer(config, total)
+    state, shardings = engine.init_state(params, opt, rng, mesh)
+    train_step = ft_step.make_train_step(model, prepared.head, opt, mesh, rules, shardings,
+                                         accum_steps=accum_steps(config))
     predict_fn = ft_step.make_predict_step(model, prepared.head, mesh, rules)
     every = config.eval_every_steps or total
     best, best_step, best_params = None, 0, None
     start = time.time()
     batches = train_batches(prepared.train, config.batch_size, seed, buckets)
     for i in range(1, total + 1):
-        rng, step_rng = jax.random.split(rng)
-        params, opt_state, loss = train_step(params, opt_state, place(next(batches), mesh), step_rng)
+        state, metrics = train_step(state, place(next(batches), mesh), rng)
         if i % config.log_every_steps == 0 or i == total:
-            logging.info("step %d/%d loss %.4f (%.0f s)", i, total, float(loss), time.time() - start)
+            logging.info("step %d/%d loss %.4f (%.0f s)", i, total, float(metrics["loss"]), time.time() - start)
         if i % every == 0 or i == total:
-            scores = dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh, buckets))
+            scores = dev_metrics(evaluate(predict_fn, state.params, prepared, config.eval_batch_size, mesh, buckets))
             logging.info("step %d dev %s", i, json.dumps(scores))
             if best is None or scores[prepared.primary] > best[prepared.primary]:
                 best, best_step = scores, i
-                best_params = checkpoints.numpy_params(params)
+                best_params = checkpoints.numpy_params(state.params)
     return best, best_step, best_params, time.time() - start
 
 

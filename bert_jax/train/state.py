@@ -74,12 +74,21 @@ def state_shardings_for(
 ) -> TrainState:
     """Shardings of the whole state: optimizer moments shard like their params
     (optax.tree_map_params), counters and the key are replicated."""
-    params = param_shardings(model_cfg, mesh, rules)
+    return shardings_from_params(tx, param_shardings(model_cfg, mesh, rules), mesh, abstract.opt_state)
+
+
+def shardings_from_params(
+    tx: optax.GradientTransformation, params: Any, mesh: Mesh, abstract_opt_state: Any
+) -> TrainState:
+    """The state's shardings given its parameters' (`params`, NamedShardings):
+    optimizer moments shard like their params (optax.tree_map_params),
+    counters and the key are replicated. `abstract_opt_state`: `tx.init`'s
+    tree (`jax.eval_shape(tx.init, params)`)."""
     rep = sharding_lib.replicated(mesh)
     opt = optax.tree_map_params(
         tx,
         lambda _, s: s,
-        abstract.opt_state,
+        abstract_opt_state,
         params,
         transform_non_params=lambda _: rep,
         is_leaf=lambda x: isinstance(x, NamedSharding),

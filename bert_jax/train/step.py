@@ -1,32 +1,26 @@
-"""The pre-training step: MLM + NSP/SOP loss, gradients, one optimizer update.
+"""The pre-training step: MLM + NSP/SOP loss on the one engine.
 
-`make_train_step(...)` jits `train_step(state, batch, rng) -> (state, metrics)`
-once, with explicit in/out shardings and the state donated. `rng` is the run's
-base key; the dropout key of a step is `fold_in(rng, state.step)`, so a
-resumed run draws the same dropout masks as one that never stopped.
-
-Gradient accumulation (optimizer.grad_accum_steps = k > 1): the batch is
-split into k micro-batches scanned inside the step, their gradients averaged,
-and one update applied (see bert_jax.train.optim for why not optax.MultiSteps).
+Pre-training is a loss function (`pretraining_loss`) handed to the step
+builder every job shares (`bert_jax.train.engine`): `make_train_step(...)`
+jits `train_step(state, batch, rng) -> (state, metrics)` once, with
+explicit in/out shardings and the state donated. `rng` is the run's base
+key; the dropout key of a step is `fold_in(rng, state.step)`, so a resumed
+run draws the same dropout masks as one that never stopped. Gradient
+accumulation, the non-finite guard (the update of a step with a NaN/Inf
+loss is skipped and `metrics["nonfinite"]` is 1; the loop then stops,
+on_nan="stop", or goes on, on_nan="skip") and tracing under the mesh and
+the rule table are the engine's.
 
 General distillation (`MlmDistill`): a frozen teacher's forward pass runs
 inside the same step on the same batch; the MLM loss becomes alpha * T^2 *
 KL(teacher_T || student_T) + (1 - alpha) * CE(labels) over the masked
-positions (`bert_jax.losses.mlm_distill_metrics`). The teacher's parameters are one more
-jitted argument, sharded by the same rule table, bound by `MeshJitted` so the
-step is still called as `train_step(state, batch, rng)`.
+positions (`bert_jax.losses.mlm_distill_metrics`). The teacher's parameters
+are the engine's `frozen` argument, sharded by the same rule table and
+bound, so the step is still called as `train_step(state, batch, rng)`.
 
-A non-finite loss never reaches the parameters: the update of such a step is
-skipped (`lax.cond` around the optimizer update, so a finite step pays
-nothing for the guard; an element-wise `jnp.where` over the parameters and
-both Adam moments cost bert_base ~2.5% of its CPU step) and
-`metrics["nonfinite"]` is 1; the loop then stops (on_nan="stop") or goes on
-(on_nan="skip").
-
-The step runs under the mesh and the logical-axis rule table (`MeshJitted`),
-so the model's activation constraints take effect on every mesh. (Before
-they did, XLA's SPMD partitioner got the last layer at the read positions
-wrong on 3-axis meshes and the step had to run the full last layer there;
+(The step runs under the mesh and the rule table so the model's activation
+constraints take effect on every mesh. Before they did, XLA's SPMD
+partitioner got the last layer at the read positions wrong on 3-axis meshes;
 tests/test_activation_sharding.py compares a 2x2x2 step with one device.)
 """
 
@@ -44,8 +38,9 @@ from jax.sharding import Mesh
 from bert_jax import losses
 from bert_jax.errors import ConfigError
 from bert_jax.model import BertForPreTraining, ModelConfig
+from bert_jax.train import engine
 from bert_jax.train import sharding as sharding_lib
-from bert_jax.train.optim import Optimizer, as_transformation
+from bert_jax.train.optim import Optimizer
 from bert_jax.train.sharding import MeshJitted
 from bert_jax.train.state import TrainState
 
@@ -93,47 +88,26 @@ class MlmDistill:
     alpha: float = 0.5
 
 
-def _loss_fn(params, model_cfg: ModelConfig, batch: Batch, key, distill: MlmDistill | None = None,
-             teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
-    outputs = _forward(model_cfg, params, batch, deterministic=False, key=key)
-    sums = losses.pretraining_sums(outputs, batch, pair_head=model_cfg.pair_head != "none")
-    metrics = losses.pretraining_metrics(sums)
-    if distill is not None:
-        teacher = _forward(distill.teacher_cfg, teacher_params, batch, deterministic=True)
-        teacher_logits = jax.lax.stop_gradient(teacher["mlm_logits"])
-        kl = losses.mlm_kl_sum(outputs["mlm_logits"], teacher_logits, batch["masked_lm_weights"],
-                               distill.temperature)
-        metrics = losses.mlm_distill_metrics(metrics, kl, sums["mlm_weight_sum"], distill.temperature,
-                                             distill.alpha)
-    return metrics["loss"], metrics
+def pretraining_loss(model_cfg: ModelConfig, distill: MlmDistill | None = None):
+    """The pre-training job's `loss_fn(params, batch, key[, teacher_params])
+    -> (loss, metrics)` for the engine (`bert_jax.train.engine`): MLM (+
+    NSP/SOP) on `batch` (docs/design.md batch format), with `distill` the
+    MLM term mixed with the KL to the frozen teacher's soft targets."""
 
+    def loss_fn(params, batch: Batch, key, teacher_params=None) -> tuple[jax.Array, dict[str, jax.Array]]:
+        outputs = _forward(model_cfg, params, batch, deterministic=False, key=key)
+        sums = losses.pretraining_sums(outputs, batch, pair_head=model_cfg.pair_head != "none")
+        metrics = losses.pretraining_metrics(sums)
+        if distill is not None:
+            teacher = _forward(distill.teacher_cfg, teacher_params, batch, deterministic=True)
+            teacher_logits = jax.lax.stop_gradient(teacher["mlm_logits"])
+            kl = losses.mlm_kl_sum(outputs["mlm_logits"], teacher_logits, batch["masked_lm_weights"],
+                                   distill.temperature)
+            metrics = losses.mlm_distill_metrics(metrics, kl, sums["mlm_weight_sum"], distill.temperature,
+                                                 distill.alpha)
+        return metrics["loss"], metrics
 
-def _grads(model_cfg: ModelConfig, params, batch: Batch, key, accum_steps: int, distill=None, teacher_params=None):
-    """(grads, metrics) of the whole batch; with accum_steps > 1 the mean over
-    micro-batches `[batch / k, ...]` scanned one after another."""
-    grad_fn = functools.partial(jax.value_and_grad(_loss_fn, has_aux=True), distill=distill,
-                                teacher_params=teacher_params)
-    if accum_steps == 1:
-        (_, metrics), grads = grad_fn(params, model_cfg, batch, key)
-        return grads, metrics
-
-    def split(x):
-        return x.reshape((accum_steps, x.shape[0] // accum_steps) + x.shape[1:])
-
-    micro = jax.tree.map(split, batch)
-
-    def body(carry, xs):
-        i, mb = xs
-        (_, m), g = grad_fn(params, model_cfg, mb, jax.random.fold_in(key, i))
-        return jax.tree.map(jnp.add, carry, (g, m)), None
-
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    zero_metrics = jax.eval_shape(
-        lambda: grad_fn(params, model_cfg, jax.tree.map(lambda x: x[0], micro), key)[0][1]
-    )
-    zero_metrics = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero_metrics)
-    (g, m), _ = jax.lax.scan(body, (zeros, zero_metrics), (jnp.arange(accum_steps), micro))
-    return jax.tree.map(lambda x: x / accum_steps, (g, m))
+    return loss_fn
 
 
 def train_step(
@@ -148,32 +122,15 @@ def train_step(
     accum_steps: int = 1,
     distill: MlmDistill | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer step on a global batch (docs/design.md batch format).
+    """One optimizer step on a global batch (docs/design.md batch format):
+    `engine.train_step` of `pretraining_loss` (unjitted).
 
     Metrics (scalars): loss, mlm_loss, mlm_accuracy, [nsp_loss, nsp_accuracy],
     grad_norm, learning_rate (of this step), nonfinite (1.0 if skipped),
     real_tokens (non-padding tokens of the global batch, for real tokens/s);
     with `distill` (and the teacher's `teacher_params`) also mlm_kl."""
-    key = jax.random.fold_in(rng, state.step)
-    grads, metrics = _grads(model_cfg, state.params, batch, key, accum_steps, distill, teacher_params)
-    grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
-
-    def update(params, opt_state, grads):
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    params, opt_state = jax.lax.cond(
-        finite, update, lambda params, opt_state, _: (params, opt_state), state.params, state.opt_state, grads
-    )
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    metrics = dict(metrics)
-    metrics["grad_norm"] = grad_norm
-    metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
-    metrics["real_tokens"] = jnp.sum(batch["input_mask"] > 0, dtype=jnp.float32)
-    if schedule is not None:
-        metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
-    return new_state, metrics
+    return engine.train_step(state, batch, rng, teacher_params, loss_fn=pretraining_loss(model_cfg, distill),
+                             tx=tx, schedule=schedule, accum_steps=accum_steps)
 
 
 def eval_step(state_or_params, batch: Batch, *, model_cfg: ModelConfig) -> dict[str, jax.Array]:
@@ -202,24 +159,19 @@ def make_train_step(
     replicated, and the input state donated (its buffers are reused).
     With `distill`, `teacher_params` (placed with `teacher_shardings`, not
     donated, never updated) are bound as the step's last argument."""
-    tx = as_transformation(optimizer)
-    schedule = optimizer.schedule if isinstance(optimizer, Optimizer) else None
-    batch_sharding = batch_sharding or sharding_lib.batch_sharding(mesh)
-    rep = sharding_lib.replicated(mesh)
-    fn = functools.partial(train_step, model_cfg=model_cfg, tx=tx, schedule=schedule, accum_steps=accum_steps,
-                           distill=distill)
-    in_shardings, bound = (state_shardings, batch_sharding, rep), ()
-    if distill is not None:
-        if teacher_params is None or teacher_shardings is None:
-            raise ValueError("distill needs teacher_params and teacher_shardings")
-        in_shardings, bound = in_shardings + (teacher_shardings,), (teacher_params,)
-    jitted = jax.jit(
-        fn,
-        in_shardings=in_shardings,
-        out_shardings=(state_shardings, rep),
-        donate_argnums=(0,),
+    if distill is not None and (teacher_params is None or teacher_shardings is None):
+        raise ValueError("distill needs teacher_params and teacher_shardings")
+    return engine.make_step(
+        pretraining_loss(model_cfg, distill),
+        optimizer,
+        mesh=mesh,
+        state_shardings=state_shardings,
+        batch_sharding=batch_sharding or sharding_lib.batch_sharding(mesh),
+        accum_steps=accum_steps,
+        rules=rules,
+        frozen=teacher_params if distill is not None else None,
+        frozen_shardings=teacher_shardings,
     )
-    return MeshJitted(jitted, mesh, rules, bound)
 
 
 def make_eval_step(
