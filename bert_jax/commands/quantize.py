@@ -17,26 +17,22 @@ import json
 from absl import flags
 from ml_collections import config_flags
 
+from bert_jax.commands import common
 from bert_jax.compress import config as compress_config
 from bert_jax.compress import extras
-from bert_jax.errors import UserError
 
 config_flags.DEFINE_config_file(
     "config", f"{compress_config.__file__}:quantize",
     "A config file (configs/compress/quantize.py); default: bert_jax.compress.config.quantize_config.",
     lock_config=True,
 )  # fmt: skip
-flags.DEFINE_string("workdir", None, "A fine-tuning/distillation workdir, or a checkpoint with its classifier.")
-flags.DEFINE_string("output", None, "Directory to write; must not exist unless --overwrite.")
-flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
+common.define_model_to_folder_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
-    if not FLAGS.workdir or not FLAGS.output:
-        raise UserError("--workdir and --output are both required")
+    common.no_positional_args(argv)
+    common.require_flags("workdir", "output")
     # Imported here, not at the top: `--help` needs no Qwix, and without it this
     # is one line naming the compress extra.
     quantize = extras.quantize_module()
