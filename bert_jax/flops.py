@@ -10,8 +10,13 @@ and `P` masked positions per sequence:
 
 * embeddings: table lookups, 0 (ALBERT's E -> H projection: `2*B*L*E*H`);
 * per layer: Q, K, V and output projections `4 * 2*B*L*H*H`, attention scores
-  `2*B*L*L*H` and context `2*B*L*L*H`, feed-forward `2 * 2*B*L*H*I`
-  (shared ALBERT layers count once per application);
+  `2*B*L*K*H` and context `2*B*L*K*H`, feed-forward `2 * 2*B*L*H*I`
+  (shared ALBERT layers count once per application). `K` is the mean number
+  of keys a query attends to: `L` in a global layer; in a sliding-window layer
+  (ModernBERT's local layers, `local_attention = W`) the positions within
+  `W // 2` on either side, fewer at the ends, which is what the mathematics
+  needs even where a kernel computes the full `L x L` and masks it. A gated
+  feed-forward (GeGLU) has a third matrix, the gate: `3 * 2*B*L*H*I`;
 * the last layer, when `last_layer_outputs_only` (and layers are not
   scanned), at the `Q = P + 1` positions read ([CLS] and the masked ones;
   `Q = P` without a pair head): K and V projections `2 * 2*B*L*H*H`, Q and
@@ -40,19 +45,23 @@ def forward_flops_breakdown(
     h, i, e, v = model_cfg.hidden_size, model_cfg.intermediate_size, model_cfg.embed_dim, model_cfg.vocab_size
     tokens = b * s
 
-    def layer(queries: int) -> int:
-        """One layer whose `queries` positions per sequence attend to all `s`."""
+    ffn_matrices = 3 if model_cfg.feed_forward == "geglu" else 2
+
+    def layer(index: int, queries: int) -> float:
+        """Layer `index` with `queries` positions per sequence attending to their keys."""
         q = b * queries
+        keys = mean_keys_per_query(s, model_cfg.local_attention if model_cfg.layer_is_local(index) else 0)
         kv_projections = 2 * 2 * tokens * h * h
         q_out_projections = 2 * 2 * q * h * h
-        attention = 2 * (2 * q * s * h)
-        ffn = 2 * (2 * q * h * i)
+        attention = 2 * (2 * q * keys * h)
+        ffn = ffn_matrices * (2 * q * h * i)
         return kv_projections + q_out_projections + attention + ffn
 
-    layers = model_cfg.num_layers * layer(s)
+    last = model_cfg.num_layers - 1
+    layers = sum(layer(index, s) for index in range(model_cfg.num_layers))
     if model_cfg.last_layer_outputs_only and not model_cfg.scan_layers:
         outputs = p + (1 if model_cfg.pair_head != "none" else 0)
-        layers += layer(outputs) - layer(s)
+        layers += layer(last, outputs) - layer(last, s)
     parts = {
         "embeddings": float(2 * tokens * e * h if model_cfg.embedding_size else 0),
         "encoder": float(layers),
@@ -64,6 +73,21 @@ def forward_flops_breakdown(
         parts["pooler"] = float(2 * b * h * h)
         parts["pair"] = float(2 * b * h * 2)
     return parts
+
+
+def mean_keys_per_query(seq_len: int, window: int) -> float:
+    """Keys a query attends to, averaged over the `seq_len` positions: all of
+    them (`window=0`, global attention), or those within `window // 2` on either
+    side (a sliding window of `window` tokens; fewer near the ends)."""
+    if window <= 0:
+        return float(seq_len)
+    half, s = window // 2, seq_len
+    # sum over i of (min(i + half, s - 1) + 1) - max(i - half, 0), in closed form
+    m = max(0, s - half)  # positions whose window reaches past neither end on the right
+    right = m * (m - 1) // 2 + m * (half + 1) + (s - m) * s
+    t = max(0, s - 1 - half)
+    left = t * (t + 1) // 2
+    return (right - left) / s
 
 
 def forward_flops(model_cfg: ModelConfig, batch: int, seq_len: int, max_predictions: int) -> float:

@@ -68,6 +68,31 @@ def test_masked_positions_only():
     assert flops.forward_flops(TINY, 2, 4, 2) - flops.forward_flops(TINY, 2, 4, 1) == 2 * 2 * (64 + 800)
 
 
+@pytest.mark.parametrize(("seq_len", "window"), [(1, 128), (4, 2), (100, 128), (300, 128), (513, 64), (9, 0)])
+def test_mean_keys_per_query_counts_the_window(seq_len, window):
+    half = window // 2
+    keys = [
+        seq_len if window == 0 else min(i + half, seq_len - 1) - max(i - half, 0) + 1 for i in range(seq_len)
+    ]
+    assert flops.mean_keys_per_query(seq_len, window) == sum(keys) / seq_len
+
+
+def test_geglu_counts_the_gate_matrix():
+    # A third H x I matrix per layer: 2*B*L*H*I = 2*2*4*8*32 = 4096 more per layer.
+    cfg = TINY.replace(feed_forward="geglu")
+    assert flops.forward_flops(cfg, 2, 4, 1) - flops.forward_flops(TINY, 2, 4, 1) == 2 * 4096
+
+
+def test_local_layers_count_only_their_window():
+    # 3 layers, global every 3rd: layers 1 and 2 attend to a 2-token window
+    # (1 key each side): per query 2 keys at the ends of L=4, 3 inside -> mean 2.5
+    # keys instead of 4, in scores and context: 2 * 2*B*L*(4 - 2.5)*H less per local layer.
+    cfg = TINY.replace(num_layers=3, local_attention=2, global_attn_every_n_layers=3)
+    full = TINY.replace(num_layers=3)
+    saved = 2 * (2 * 2 * 4 * (4 - 2.5) * 8)
+    assert flops.forward_flops(full, 2, 4, 1) - flops.forward_flops(cfg, 2, 4, 1) == 2 * saved
+
+
 def _tiny_pretrain_config() -> ml_collections.ConfigDict:
     config = pretrain_config("tiny")
     config.batch_size = 8
