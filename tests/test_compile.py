@@ -133,6 +133,45 @@ def test_h100x8_compiles_bert_tiny_with_flops_from_cpu(h100_report):
     assert r["flops_per_step_per_chip"] > 0
 
 
+def test_bert_with_attention_dropout_compiles_xla_attention(v4_report):
+    # No fused kernel has dropout: BERT's attention stays XLA's own ops.
+    assert v4_report["fused_attention_calls"] == {}
+
+
+def test_modernbert_without_attention_dropout_compiles_the_splash_kernel_on_tpu():
+    _runtime_or_skip("tpu")
+    from bert_jax.compile import aot
+    from bert_jax.config import family_config
+
+    config = family_config("modernbert", "tiny")
+    config.model.attention_dropout = 0.0
+    config = aot.resolve(config, global_batch=8, seq_len=256)
+    report = aot.compile_for_topology(config, parse_topology("v4-8"), cpu_flops=False)
+    full_length = config.model.num_layers - 1  # the last layer runs at the masked positions, with XLA
+    assert report["fused_attention_calls"] == {
+        "splash_mha_dkv_segmented_no_residuals": full_length,
+        "splash_mha_dq_segmented_no_residuals": full_length,
+        "splash_mha_fwd_segmented_residuals": full_length,
+    }
+
+
+def test_fused_attention_calls_are_counted_per_custom_call():
+    from bert_jax.compile import aot
+
+    hlo = "\n".join([
+        '%a = (bf16[2,4,8,16]{3,2,1,0}, u8[0]{0}) custom-call(%q, %k, %v), custom_call_target="__cudnn$fmhaScaleBiasSoftmax"',
+        '%b = bf16[2,4,8,16]{3,2,1,0} custom-call(%q), custom_call_target="__cudnn$fmhaScaleBiasSoftmaxBackward"',
+        '%c = bf16[2,4,8,16]{3,2,1,0} custom-call(%q), custom_call_target="__cudnn$fmhaScaleBiasSoftmax"',
+        '%d = f32[8]{0} custom-call(%x), custom_call_target="tpu_custom_call", backend_config={"name":"splash_mha_fwd_x"}',
+        '%e = f32[8]{0} custom-call(%x), custom_call_target="tpu_custom_call", backend_config={"name":"other_kernel"}',
+        '%f = f32[8]{0} fusion(%x), kind=kLoop, calls=%fused_splash_mha_lookalike',
+    ])
+    assert aot.fused_attention_calls(hlo) == {
+        "__cudnn$fmhaScaleBiasSoftmax": 2, "__cudnn$fmhaScaleBiasSoftmaxBackward": 1, "splash_mha_fwd_x": 1,
+    }
+    assert aot.fused_attention_calls("%x = f32[2]{0} add(%a, %b)") == {}
+
+
 def test_report_has_the_json_fields(v4_report):
     for key in (
         "topology", "num_devices", "global_batch", "seq_len", "fits", "hbm_bytes_per_chip",

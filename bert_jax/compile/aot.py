@@ -249,7 +249,33 @@ def compile_for_topology(config, topology: Topology, devices=None, cpu_flops: bo
         },
     )
     report.update(_flops_and_prediction(config, topology, program, compiled, cpu_flops))
+    report["fused_attention_calls"] = fused_attention_calls(compiled.as_text())
     return report
+
+
+# How the fused attention kernels appear in a compiled program's text: cuDNN's
+# as custom calls `__cudnn$fmha...` (forward, backward), the Pallas splash
+# kernel as `tpu_custom_call`s whose kernel names start `splash_mha_`.
+_CUSTOM_CALL_RE = re.compile(r'custom_call_target="([^"]+)"')
+_SPLASH_NAME_RE = re.compile(r"splash_mha_[a-z_]+")
+
+
+def fused_attention_calls(hlo_text: str) -> dict[str, int]:
+    """{kernel: number of calls} of the fused attention kernels in a compiled
+    program's text (`compiled.as_text()`), one per custom-call instruction;
+    {} where attention is XLA's own ops."""
+    found: dict[str, int] = {}
+    for line in hlo_text.splitlines():
+        target = _CUSTOM_CALL_RE.search(line)
+        if target is None:
+            continue
+        name = target.group(1)
+        if name == "tpu_custom_call":
+            splash = _SPLASH_NAME_RE.search(line)
+            name = splash.group(0) if splash else ""
+        if name.startswith(("__cudnn$fmha", "splash_mha_")):
+            found[name] = found.get(name, 0) + 1
+    return dict(sorted(found.items()))
 
 
 def _status(fits: bool, needed: int | None, available: int) -> str:

@@ -20,6 +20,12 @@ def _pred(r: dict, key: str, fmt) -> str:
     return "-" if value is None else fmt(value)
 
 
+def _fused(calls: dict | None) -> str:
+    if calls is None:
+        return "-"  # not compiled (did not fit)
+    return ", ".join(f"{name} x{n}" for name, n in calls.items()) or "none (XLA's attention)"
+
+
 ROWS = [
     ("topology", lambda r: f"{r['topology']} ({r['num_devices']} x {r['chip']})"),
     ("mesh", _mesh),
@@ -33,6 +39,7 @@ ROWS = [
     ("aliased (donated) / chip", lambda r: _gib(r.get("memory_per_chip", {}).get("aliased"))),
     ("total / chip vs HBM", lambda r: f"{_gib(r.get('bytes_per_chip'))} of {_gib(r['hbm_bytes_per_chip'])}"),
     ("memory", lambda r: r["status"]),
+    ("fused attention calls", lambda r: _fused(r.get("fused_attention_calls"))),
     ("FLOPs / step / chip", lambda r: _pred(r, "flops_per_step_per_chip", lambda v: f"{v / 1e12:.3f} TFLOP")),
     ("FLOPs counted by", lambda r: r.get("flops_source", "-")),
     ("PREDICTED step time", lambda r: _pred(r, "predicted_step_s", lambda v: f"{v * 1e3:.2f} ms")),
