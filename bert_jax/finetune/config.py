@@ -40,6 +40,13 @@ def finetune_config(task: str = "sst2") -> ml_collections.ConfigDict:
     c.seed = 0
     c.seeds = config_dict.placeholder(tuple)  # several seeds: results.json reports mean/std
     c.keep_best = True  # keep WORKDIR/best/ (the best dev checkpoint, with its head)
+    # Exact resume: the train state, data position and best-so-far parameters
+    # go to WORKDIR/checkpoints/<step> every N steps (0: only at the end and
+    # on SIGTERM/SIGINT); a rerun in the same workdir continues from there.
+    c.checkpoint_every_steps = 1000
+    c.keep_checkpoints = 1
+    c.on_nan = "stop"  # or "skip": go on after a step with a non-finite loss (its update is never applied)
+    c.tensorboard = True  # WORKDIR/tb/ beside WORKDIR/metrics.jsonl
     c.dtype = "float32"  # compute dtype (bfloat16 on accelerators)
     # The sequence classifier's pooling, "cls" or "mean" (ModernBERT's
     # classifier_pooling); None: the checkpoint's (model.pooling).

@@ -11,6 +11,13 @@
   after another in `WORKDIR/seed_<s>/` and are summarised as mean/std.
   Each batch is cut to its length bucket (`config.length_buckets`,
   `bert_jax.finetune.buckets`): the same results, less work on padding.
+  The step is the engine's (`bert_jax.train.engine`); the loop (`run_steps`,
+  shared with distillation) has pre-training's reliability: the workdir
+  lock, metrics.jsonl and TensorBoard, orbax checkpoints of the TrainState,
+  data position and best-so-far parameters in RUN_DIR/checkpoints every
+  `checkpoint_every_steps` and at the end, exact resume from there, and a
+  checkpoint after SIGTERM/SIGINT (the shared pieces are `train.loop`'s and
+  `train.resume`'s).
 * `mode=predict`: restore `WORKDIR/best/` (or `init_checkpoint`, when it holds
   a fine-tuned head) and write predictions for `predict_file`. Formats this
   layer cannot read (a Qwix-quantised checkpoint lives in `bert_jax.compress`)
@@ -30,7 +37,7 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -43,7 +50,10 @@ from bert_jax.finetune import buckets as length_buckets
 from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import tasks
 from bert_jax.model import ModelConfig
-from bert_jax.train import engine, optim, sharding
+from bert_jax.train import engine, metrics_log, optim, sharding
+from bert_jax.train import loop as loop
+from bert_jax.train import resume as resume_lib
+from bert_jax.train.state import TrainState
 
 HEAD_FILE = "head.json"
 RESULTS_FILE = "results.json"
@@ -131,18 +141,29 @@ def num_train_steps(config, num_examples: int) -> int:
     return max(1, math.ceil(config.num_epochs * num_examples / config.batch_size))
 
 
-def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int, buckets: tuple[int, ...] = ()):
-    """Endless fixed-size batches: one shuffled pass after another (a pass's
-    tail continues into the next, so every example is seen once per pass).
-    With `buckets`, each batch (the same rows, in the same order) is cut to
-    the bucket of its longest example (`buckets.to_bucket`)."""
-    n = len(features["input_ids"])
+def batch_rows(n: int, batch_size: int, seed: int):
+    """Endless `[batch_size]` row indices into `n` examples: one shuffled
+    pass after another (a pass's tail continues into the next, so every
+    example is seen once per pass)."""
     rng = np.random.default_rng(seed)
     order = np.empty(0, np.int64)
     while True:
         while len(order) < batch_size:
             order = np.concatenate([order, rng.permutation(n)])
         idx, order = order[:batch_size], order[batch_size:]
+        yield idx
+
+
+def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int, buckets: tuple[int, ...] = (),
+                  start: int = 0):
+    """Endless fixed-size batches of `batch_rows`, from the `start`-th on (a
+    resumed run's position: the rows are drawn, not gathered, up to there).
+    With `buckets`, each batch (the same rows, in the same order) is cut to
+    the bucket of its longest example (`buckets.to_bucket`)."""
+    rows = batch_rows(len(features["input_ids"]), batch_size, seed)
+    for _ in range(start):
+        next(rows)
+    for idx in rows:
         yield length_buckets.to_bucket({k: v[idx] for k, v in features.items()}, buckets)
 
 
@@ -238,10 +259,140 @@ def dev_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrained: dict, seed: int):
+class Stopped(Exception):
+    """SIGTERM/SIGINT stopped training after `step`; that step's checkpoint is saved."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped by signal at step {step}")
+        self.step = step
+
+
+@dataclasses.dataclass
+class Best:
+    """The best dev evaluation so far: its metrics, step and parameters (NumPy)."""
+
+    metrics: dict[str, float] | None = None
+    step: int = 0
+    params: Any = None
+
+    def offer(self, metrics: dict[str, float], step: int, primary: str, params: Callable[[], Any]) -> bool:
+        """Keeps `metrics` (and `params()`) when the first or better on `primary`."""
+        if self.metrics is not None and not metrics[primary] > self.metrics[primary]:
+            return False
+        self.metrics, self.step, self.params = metrics, step, params()
+        return True
+
+
+class RunFiles:
+    """A run's checkpoints (RUN_DIR/checkpoints: the TrainState, the data
+    position and the best dev parameters so far), metrics.jsonl and
+    TensorBoard log (RUN_DIR/tb), written by process 0."""
+
+    def __init__(self, run_dir: str | os.PathLike, config):
+        self.run_dir = str(run_dir)
+        self.chief = jax.process_index() == 0
+        self.ckpt = resume_lib.Checkpointer(os.path.join(self.run_dir, "checkpoints"),
+                                            keep=int(config.get("keep_checkpoints", 1)), extra_items=("best",))
+        self.log = metrics_log.MetricsLog(self.run_dir, enabled=self.chief,
+                                          tensorboard=bool(config.get("tensorboard", True)))
+
+    def restore(self, state: TrainState, shardings, batch_size: int,
+                keep: Callable[[Any], Any] = lambda p: p) -> tuple[TrainState, Best]:
+        """The newest intact checkpoint's (state, best so far; its params
+        are `keep(params)`'s), or (`state`, Best()) when there is none."""
+        restored = self.ckpt.restore_newest_intact(engine.abstract_like(state, shardings), warn=loop.warn)
+        if restored is None:
+            return state, Best()
+        step, state, data = restored
+        loop.say(f"resuming from {self.run_dir}/checkpoints/{step}")
+        loop.check_resume_batch_size(data, batch_size, self.run_dir, step)
+        best = Best(data.get("best"), int(data.get("best_step", 0)))
+        if best.metrics is not None:
+            abstract = engine.abstract_like(keep(state.params))
+            best.params = checkpoints.numpy_params(self.ckpt.restore_extra(step, "best", abstract))
+        return state, best
+
+    def save(self, step: int, state: TrainState, best: Best, batch_size: int) -> None:
+        data = {"batch_size": batch_size, "best": best.metrics, "best_step": best.step}
+        self.ckpt.save(step, state, data, extras={"best": best.params} if best.params is not None else None)
+
+    def close(self) -> None:
+        try:
+            self.ckpt.close()
+        finally:
+            self.log.close()
+
+
+def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, scores: Callable[[Any], dict],
+              primary: str, total: int, files: RunFiles | None = None, stop=None,
+              after_step: Callable[[int], None] | None = None, keep: Callable[[Any], Any] = lambda p: p,
+              best: Best | None = None, name: str = "step") -> Best:
+    """The fine-tuning loop: steps from `state.step` to `total`, each on the
+    next of `batches` with base key `rng`; every `config.eval_every_steps`
+    (0: at the end only) and at the end `scores(params)` (dev metrics)
+    decide the best checkpoint (`keep(params)` as NumPy). With `files`:
+    metrics.jsonl/TensorBoard records, a checkpoint every
+    `config.checkpoint_every_steps` and at the end, and after `stop` (a
+    `loop.StopFlag`) is set, a checkpoint, then `Stopped`. `after_step(i)`
+    runs after step i (tests send their signal from it)."""
+    best = best or Best()
+    first = int(jax.device_get(state.step)) + 1
+    every = config.eval_every_steps or total
+    ckpt_every = int(config.get("checkpoint_every_steps", 0) or 0)
+    window: list[dict] = []
+    start = time.time()
+    for i in range(first, total + 1):
+        state, metrics = train_step(state, next(batches), rng)
+        window.append(metrics)
+        if after_step is not None:
+            after_step(i)
+        stopping = files is not None and bool(stop) and i < total
+        if i % config.log_every_steps == 0 or i == total or stopping:
+            _log_window(config, files, i, total, window, start, name)
+            window = []
+        if i % every == 0 or i == total:
+            dev = scores(state.params)
+            logging.info("%s %d dev %s", name, i, json.dumps(dev))
+            if files is not None:
+                files.log.write(i, dev, split="eval")
+            best.offer(dev, i, primary, lambda params=state.params: checkpoints.numpy_params(keep(params)))
+        if files is not None and (stopping or i == total or (ckpt_every > 0 and i % ckpt_every == 0)):
+            files.save(i, state, best, int(config.batch_size))
+        if stopping:
+            files.ckpt.wait()
+            raise Stopped(i)
+    if files is not None:
+        files.ckpt.wait()
+    return best
+
+
+def _log_window(config, files: RunFiles | None, step: int, total: int, window: list[dict], start: float,
+                name: str) -> None:
+    """The mean metrics of the steps since the last log: the absl line, and
+    with `files` metrics.jsonl / TensorBoard. A step with a non-finite loss
+    was skipped by the engine; config.on_nan="stop" (the default) stops."""
+    m = loop.mean_metrics(window)
+    logging.info("%s %d/%d loss %.4f (%.0f s)", name, step, total, m["loss"], time.time() - start)
+    if files is not None:
+        files.log.write(step, m)
+    if m["nonfinite"] > 0:
+        if config.get("on_nan", "stop") == "stop":
+            if files is not None:
+                files.ckpt.wait()
+            raise loop.TrainingDiverged(
+                f"loss is NaN/Inf by step {step}; the bad update was not applied; lower config.learning_rate, "
+                "or set config.on_nan=skip to drop such steps"
+            )
+        loop.say(f"step {step}: {int(m['nonfinite'])} step(s) with a non-finite loss skipped (on_nan=skip)")
+
+
+def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrained: dict, seed: int,
+              run_dir: str | os.PathLike | None = None, stop=None, after_step: Callable[[int], None] | None = None):
     """Trains one seed. Returns (best dev metrics, best step, best params as
     NumPy, seconds spent training). Batches are cut to `config.length_buckets`
-    (`config_buckets`); each bucket compiles the train and predict steps once."""
+    (`config_buckets`); each bucket compiles the train and predict steps once.
+    With `run_dir`: resumes from RUN_DIR/checkpoints, checkpoints, logs and
+    stops on `stop` as `run_steps` says (`Stopped` then)."""
     buckets = length_buckets.for_head(prepared.head, config_buckets(config))
     cfg = finetune_config(model_cfg, prepared.num_labels, config)
     model = ft_step.make_model(prepared.head, cfg)
@@ -256,21 +407,24 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     train_step = ft_step.make_train_step(model, prepared.head, opt, mesh, rules, shardings,
                                          accum_steps=accum_steps(config))
     predict_fn = ft_step.make_predict_step(model, prepared.head, mesh, rules)
-    every = config.eval_every_steps or total
-    best, best_step, best_params = None, 0, None
+
+    def scores(params):
+        return dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh, buckets))
+
+    files = RunFiles(run_dir, config) if run_dir is not None else None
     start = time.time()
-    batches = train_batches(prepared.train, config.batch_size, seed, buckets)
-    for i in range(1, total + 1):
-        state, metrics = train_step(state, place(next(batches), mesh), rng)
-        if i % config.log_every_steps == 0 or i == total:
-            logging.info("step %d/%d loss %.4f (%.0f s)", i, total, float(metrics["loss"]), time.time() - start)
-        if i % every == 0 or i == total:
-            scores = dev_metrics(evaluate(predict_fn, state.params, prepared, config.eval_batch_size, mesh, buckets))
-            logging.info("step %d dev %s", i, json.dumps(scores))
-            if best is None or scores[prepared.primary] > best[prepared.primary]:
-                best, best_step = scores, i
-                best_params = checkpoints.numpy_params(state.params)
-    return best, best_step, best_params, time.time() - start
+    try:
+        best = Best()
+        if files is not None:
+            state, best = files.restore(state, shardings, int(config.batch_size))
+        done = int(jax.device_get(state.step))
+        batches = (place(b, mesh) for b in train_batches(prepared.train, config.batch_size, seed, buckets, done))
+        best = run_steps(config, state, train_step, rng, batches, scores, prepared.primary, total, files, stop,
+                         after_step, best=best)
+    finally:
+        if files is not None:
+            files.close()
+    return best.metrics, best.step, best.params, time.time() - start
 
 
 def save_best(path: pathlib.Path, cfg: ModelConfig, params: dict, head: dict, tokenizer,
@@ -299,22 +453,41 @@ def summarize(runs: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
     return mean, std
 
 
-def train(config, workdir: str | os.PathLike) -> dict:
+def train(config, workdir: str | os.PathLike, after_step: Callable[[int], None] | None = None) -> dict:
     """Fine-tunes `config.init_checkpoint` on `config.task` for each seed;
-    returns (and writes to WORKDIR/results.json) the final dev metrics."""
+    returns (and writes to WORKDIR/results.json) the final dev metrics.
+
+    Holds WORKDIR/.lock; each seed resumes from its RUN_DIR/checkpoints
+    (RUN_DIR: WORKDIR, or WORKDIR/seed_<s> for several seeds). SIGTERM or
+    SIGINT saves a checkpoint after the current step and returns
+    `{"task", "stopped_at_step", "seed"}` (no results.json): rerunning the
+    same command finishes the run as if it had never stopped.
+    `after_step(i)` runs after each step (tests)."""
     workdir = pathlib.Path(workdir)
     if not config.init_checkpoint:
         raise ConfigError(
             "config.init_checkpoint is empty; point it at a bert-jax checkpoint or an HF folder"
         )
     config_buckets(config)  # a bad value fails before any loading
+    if config.get("on_nan", "stop") not in ("stop", "skip"):
+        raise ConfigError(f"config.on_nan={config.on_nan!r}; expected 'stop' or 'skip'")
     model_cfg, params, meta = checkpoints.load_model(config.init_checkpoint)
     tokenizer = load_tokenizer(config, meta, config.init_checkpoint)
     check_vocab(model_cfg, tokenizer, config.init_checkpoint)
     prepared = tasks.prepare(config, tokenizer)
     pretrained = checkpoints.with_layer_layout(params, model_cfg.replace(scan_layers=False))
     seeds = list(config.seeds or ()) or [config.seed]
-    workdir.mkdir(parents=True, exist_ok=True)
+    loop.prepare_workdir(str(workdir))
+    with (
+        loop.workdir_lock(str(workdir), enabled=jax.process_index() == 0),
+        loop.StopFlag() as stop,
+        resume_lib.library_logs_to(str(workdir / resume_lib.ERROR_LOG)),
+    ):
+        return _train_seeds(config, workdir, model_cfg, pretrained, tokenizer, prepared, seeds, stop, after_step)
+
+
+def _train_seeds(config, workdir: pathlib.Path, model_cfg: ModelConfig, pretrained: dict, tokenizer, prepared,
+                 seeds: list[int], stop, after_step) -> dict:
     # The resolved config: quantize / prune / export read the task, data_dir and
     # max_seq_length of this workdir from it (as they do from distill's).
     write_json(workdir / CONFIG_FILE, config.to_dict())
@@ -324,7 +497,13 @@ def train(config, workdir: str | os.PathLike) -> dict:
     for seed in seeds:
         run_dir = workdir if len(seeds) == 1 else workdir / f"seed_{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        best, best_step, best_params, seconds = fine_tune(config, prepared, model_cfg, pretrained, seed)
+        try:
+            best, best_step, best_params, seconds = fine_tune(config, prepared, model_cfg, pretrained, seed,
+                                                              run_dir, stop, after_step)
+        except Stopped as e:
+            loop.say(f"stopped by signal at step {e.step} (seed {seed}); checkpoint saved in {run_dir}/checkpoints; "
+                     "rerun the same command to resume")
+            return {"task": prepared.task, "stopped_at_step": e.step, "seed": seed}
         if config.keep_best:
             save_best(run_dir / BEST_DIR, cfg.replace(dtype=model_cfg.dtype), best_params, head, tokenizer)
         run = {"seed": seed, "dev": best, "best_step": best_step, "train_seconds": round(seconds, 1)}

@@ -310,7 +310,9 @@ def host_params(params: Any) -> Any:
 # The loop
 
 
-def _mean_metrics(window: list[dict[str, Any]]) -> dict[str, float]:
+def mean_metrics(window: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean of each metric over a window of steps' metrics; the last
+    learning rate, and the count of steps skipped as non-finite."""
     host = jax.device_get(window)
     out = {k: float(np.mean([m[k] for m in host])) for k in host[-1]}
     out["learning_rate"] = float(host[-1].get("learning_rate", 0.0))
@@ -515,7 +517,7 @@ class _Trainer:
         return train_step, eval_step
 
     def _log(self, step, window, phase, seconds, started, start_step) -> dict[str, float]:
-        m = _mean_metrics(window)
+        m = mean_metrics(window)
         if m["nonfinite"] > 0:
             if self.config.on_nan == "stop":
                 self.ckpt.wait()

@@ -76,7 +76,11 @@ def library_logs_to(path: str) -> Iterator[None]:
 class Checkpointer:
     """Save every N steps, keep the last K, restore onto any shardings."""
 
-    def __init__(self, directory: str | os.PathLike, keep: int = 3, async_save: bool = True):
+    def __init__(self, directory: str | os.PathLike, keep: int = 3, async_save: bool = True,
+                 extra_items: tuple[str, ...] = ()):
+        """`extra_items`: names of further pytrees a step may hold beside
+        the state (fine-tuning's best-so-far parameters, "best"), saved
+        with `save(..., extras=)` and read back with `restore_extra`."""
         self.directory = str(directory) if _is_remote(str(directory)) else os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep if keep > 0 else None,
@@ -88,7 +92,8 @@ class Checkpointer:
             self._manager = ocp.CheckpointManager(
                 self.directory,
                 options=options,
-                item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()},
+                item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+                               **{name: ocp.StandardCheckpointHandler() for name in extra_items}},
             )
         except OSError as e:
             raise CheckpointError(f"cannot create checkpoint directory {self.directory} ({e})") from None
@@ -100,13 +105,16 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def save(self, step: int, state: TrainState, data_state: dict[str, Any]) -> None:
-        """Starts an asynchronous save of `state` and `data_state` at `step`;
-        a failure (disk full, permissions) is a CheckpointError naming the
-        last complete step, which stays on disk."""
+    def save(self, step: int, state: TrainState, data_state: dict[str, Any],
+             extras: dict[str, Any] | None = None) -> None:
+        """Starts an asynchronous save of `state` and `data_state` (and the
+        `extras` pytrees, by item name) at `step`; a failure (disk full,
+        permissions) is a CheckpointError naming the last complete step,
+        which stays on disk."""
         self._check_previous()
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state.to_dict()), data=ocp.args.JsonSave(data_state)
+            state=ocp.args.StandardSave(state.to_dict()), data=ocp.args.JsonSave(data_state),
+            **{name: ocp.args.StandardSave(tree) for name, tree in (extras or {}).items()},
         )
         try:
             self._manager.save(step, args=args, force=True)
@@ -146,6 +154,13 @@ class Checkpointer:
             )
             restored = self._restore(step, args)
         return TrainState.from_dict(restored["state"]), dict(restored["data"] or {})
+
+    def restore_extra(self, step: int, name: str, abstract: Any) -> Any:
+        """The `name` pytree saved with step `step`, placed as `abstract`
+        (ShapeDtypeStructs) says."""
+        with stderr_to(self._error_log()):
+            restored = self._restore(step, ocp.args.Composite(**{name: ocp.args.StandardRestore(abstract)}))
+        return restored[name]
 
     def _error_log(self) -> str | None:
         """WORKDIR/checkpoint-errors.log: where library tracebacks go (local dirs only)."""

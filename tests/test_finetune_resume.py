@@ -1,0 +1,111 @@
+"""Fine-tuning resumes exactly: a run stopped by SIGTERM after step k
+saves a checkpoint and stops; rerun in the same workdir, it ends with the
+results, best checkpoint and per-step losses of a run that never stopped
+(bitwise on CPU). The reference is an independent run in its own workdir."""
+
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+import toy_tasks
+from train_utils import save_random_checkpoint, tiny_finetune_config
+
+from bert_jax import checkpoints
+from bert_jax.finetune import config as ft_config
+from bert_jax.finetune import trainer
+from bert_jax.train import metrics_log
+
+TOTAL, STOP_AFTER = 6, 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_once(tmp_path_factory):
+    """JAX's persistent compilation cache for this module: each run builds
+    its steps anew (new closures, so jit's in-memory cache misses), and the
+    runs after the first load the first one's executables instead of
+    compiling them again (~20 s each on 2 cores)."""
+    from jax._src import compilation_cache
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    before = {name: getattr(jax.config, name) for name in names}
+    for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0, 0), strict=True):
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """(checkpoint, GLUE folder) of a random 2-layer BERT and the toy SST-2 task."""
+    root = tmp_path_factory.mktemp("ft_resume")
+    vocab = toy_tasks.write_vocab(root / "toy_vocab.txt").read_text().split()
+    ckpt = save_random_checkpoint(root, vocab)
+    return ckpt, toy_tasks.write_sst2(root / "glue", n_train=40, n_dev=12)
+
+
+def _config(toy, **overrides):
+    ckpt, glue = toy
+    return tiny_finetune_config(ft_config.finetune_config("sst2"), ckpt, glue, total_steps=TOTAL,
+                                eval_every_steps=2, checkpoint_every_steps=2, tensorboard=False, **overrides)
+
+
+def _train(config, workdir, stop_after: int = 0) -> dict:
+    """`trainer.train`, sending this process SIGTERM right after step `stop_after`."""
+
+    def after_step(step: int) -> None:
+        if step == stop_after:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return trainer.train(config, workdir, after_step=after_step)
+
+
+def _losses(workdir) -> dict[int, float]:
+    return {step: record["loss"] for step, record in metrics_log.read_metrics(str(workdir)).items()}
+
+
+def _best_params(workdir) -> list[np.ndarray]:
+    return jax.tree.leaves(checkpoints.load_model(workdir / trainer.BEST_DIR)[1])
+
+
+@pytest.fixture(scope="module")
+def straight(toy, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    return workdir, _train(_config(toy), workdir)
+
+
+def test_sigterm_saves_and_the_rerun_ends_as_an_uninterrupted_run(toy, straight, tmp_path):
+    straight_dir, straight_results = straight
+    stopped = _train(_config(toy), tmp_path, stop_after=STOP_AFTER)
+    assert stopped == {"task": "sst2", "stopped_at_step": STOP_AFTER, "seed": 0}
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [str(STOP_AFTER)]  # keep_checkpoints=1
+    assert not (tmp_path / trainer.RESULTS_FILE).exists()
+
+    resumed = _train(_config(toy), tmp_path)
+    for key in ("dev", "best_step", "total_steps", "seed"):
+        assert resumed[key] == straight_results[key], key
+    assert _losses(tmp_path) == _losses(straight_dir)
+    assert sorted(_losses(tmp_path)) == list(range(1, TOTAL + 1))
+    for got, want in zip(_best_params(tmp_path), _best_params(straight_dir), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_rerun_of_a_finished_run_trains_no_more_and_reports_the_same(toy, straight, tmp_path):
+    straight_dir, straight_results = straight
+    again = _train(_config(toy), straight_dir)
+    assert again["dev"] == straight_results["dev"] and again["best_step"] == straight_results["best_step"]
+    assert sorted(os.listdir(straight_dir / "checkpoints")) == [str(TOTAL)]
+
+
+def test_resume_with_another_batch_size_is_refused(toy, straight):
+    from bert_jax.errors import ConfigError
+
+    straight_dir, _ = straight
+    with pytest.raises(ConfigError, match=r"batch_size=16 but .* was saved with batch_size=8"):
+        _train(_config(toy, batch_size=16, eval_batch_size=16), straight_dir)
+
