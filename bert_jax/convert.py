@@ -137,7 +137,7 @@ def export_hf(
                 raise OSError(errno.EIO, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
             raise
         (tmp / checkpoints.HF_CONFIG).write_text(json.dumps(hf_config(cfg, architecture), indent=2) + "\n")
-        tokenizer_class, spm_name = _HF_TOKENIZER[cfg.family]
+        tokenizer_class, spm_name = _hf_tokenizer(cfg.family, vocab_file)
         if vocab_file:
             checkpoints.copy_tokenizer_files(vocab_file, tmp, spm_name)
         if lower_case is not None or cfg.family != "bert":
@@ -153,6 +153,20 @@ def export_hf(
         "tensors": len(state),
         "parameters": int(sum(x.size for x in state.values())),
     }
+
+
+def _hf_tokenizer(family: str, vocab_file: str | os.PathLike | None) -> tuple[str, str | None]:
+    """(transformers' tokenizer class, SentencePiece file name) for the
+    exported folder: the family's, except that a ModernBERT's tokenizer is
+    whatever files it has (tokenizer.json: PreTrainedTokenizerFast, which
+    reads only that file; a byte-level BPE vocab.json: RobertaTokenizer; a
+    WordPiece vocab.txt: BertTokenizer)."""
+    name = pathlib.Path(vocab_file).name if vocab_file else ""
+    if family == "modernbert" and name.endswith(".json") and name != checkpoints.TOKENIZER_JSON:
+        return _HF_TOKENIZER["roberta"]
+    if family == "modernbert" and name.endswith(".txt"):
+        return _HF_TOKENIZER["bert"]
+    return _HF_TOKENIZER[family]
 
 
 def _special_tokens(tokenizer_json: str | os.PathLike) -> dict[str, str]:

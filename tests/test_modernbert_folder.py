@@ -28,7 +28,7 @@ tokenizers = pytest.importorskip("tokenizers")
 from cli_cases import run_cases  # noqa: E402
 from test_tokenization import _book_lines, _mixed_lines  # noqa: E402
 
-from bert_jax import convert  # noqa: E402
+from bert_jax import checkpoints, convert  # noqa: E402
 from bert_jax.errors import DataError  # noqa: E402
 from bert_jax.tokenization import TokenizerJson, load_tokenizer  # noqa: E402
 
@@ -297,7 +297,7 @@ NEGATIVE = ["the film is bad", "an awful film", "very dull", "not good .", "the 
 def test_finetune_glue_on_the_converted_folder_trains_modernbert_s_head(hf_folder, tmp_path):
     from train_utils import tiny_finetune_config
 
-    from bert_jax import checkpoints, features
+    from bert_jax import features
     from bert_jax.finetune import config as ft_config
     from bert_jax.finetune import trainer
     from bert_jax.model import BertForSequenceClassification
@@ -329,3 +329,16 @@ def test_finetune_glue_on_the_converted_folder_trains_modernbert_s_head(hf_folde
     with torch.no_grad():
         reference = model(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(mask).long()).logits
     np.testing.assert_allclose(np.asarray(ours), reference.numpy(), atol=1e-4, rtol=0)
+
+
+def test_a_modernbert_with_a_byte_level_bpe_vocab_exports_a_tokenizer_transformers_loads(hf_folder, lines, tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(lines[:300], vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(tmp_path))
+    cfg, params, _ = checkpoints.load_model(hf_folder[0])
+    convert.export_hf(params, cfg, tmp_path / "out", vocab_file=str(tmp_path / "vocab.json"))
+    reference = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert type(reference).__name__ == "RobertaTokenizerFast"
+    assert _reference_ids(reference, lines[:100]) == load_tokenizer(str(tmp_path / "out")).encode(lines[:100])
