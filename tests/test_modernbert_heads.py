@@ -195,3 +195,10 @@ def test_fine_tuning_from_a_masked_lm_starts_the_head_from_the_mlm_transform(tmp
                                   reference["head.dense.weight"].numpy().T)
     np.testing.assert_array_equal(np.asarray(started["bert"]["pooler"]["LayerNorm"]["scale"]),
                                   reference["head.norm.weight"].numpy())
+
+
+def test_export_of_a_padding_id_outside_the_vocabulary_is_refused(classifier, tmp_path):
+    _, _, _, (cfg, params) = classifier
+    with pytest.raises(CheckpointError, match=r"^model.pad_token_id=50283 is not an id of model.vocab_size=99; "):
+        convert.export_hf(params, cfg.replace(pad_token_id=50283), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

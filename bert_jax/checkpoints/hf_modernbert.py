@@ -137,6 +137,14 @@ def check_exportable(cfg: ModelConfig) -> None:
             f"model.family='modernbert' exports to transformers' ModernBERT only with its architecture; this "
             f"model has {differ}, transformers' needs {want}"
         )
+    if not 0 <= cfg.pad_token_id < cfg.vocab_size:
+        # transformers' ModernBERT makes it the padding row of its embedding table.
+        raise CheckpointError(
+            f"model.pad_token_id={cfg.pad_token_id} is not an id of model.vocab_size={cfg.vocab_size}; "
+            "transformers' ModernBERT needs its padding id in the vocabulary: set pad_token_id in the "
+            "checkpoint's model_config.json to the tokenizer's padding id (pre-train with "
+            "--config.model.pad_token_id=ID when model.vocab_size is overridden)"
+        )
 
 
 def hf_config(cfg: ModelConfig, architecture: str) -> dict[str, Any]:
