@@ -398,8 +398,12 @@ class StepShape:
     max_predictions: int
 
 
-def default_max_predictions(seq_len: int) -> int:
-    """BERT's masked positions per sequence: 20 at 128, 80 at 512, else 15%."""
+def default_max_predictions(seq_len: int, masked_lm_prob: float = 0.15) -> int:
+    """Masked positions per sequence: BERT's at its 15% (20 at 128, 80 at 512,
+    else 15%), room for `masked_lm_prob` of the tokens at any other rate
+    (ModernBERT's 30%: 308 at 1,024)."""
+    if masked_lm_prob != 0.15:
+        return max_predictions_for(seq_len, masked_lm_prob)
     return BERT_MAX_PREDICTIONS.get(seq_len, max(1, round(0.15 * seq_len)))
 
 
@@ -420,7 +424,7 @@ def resolve_config(
             f"--seq_len={seq_len} exceeds model.max_position_embeddings="
             f"{config.model.max_position_embeddings}; use a shorter --seq_len"
         )
-    p = max_predictions or default_max_predictions(seq_len)
+    p = max_predictions or default_max_predictions(seq_len, config.data.get("masked_lm_prob", 0.15))
     if not 1 <= p < seq_len:
         raise ConfigError(f"--max_predictions={p} must be in [1, seq_len={seq_len})")
     config.batch_size = batch_size

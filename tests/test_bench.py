@@ -102,6 +102,14 @@ def test_default_max_predictions_is_berts():
     assert default_max_predictions(64) == 10  # round(0.15 * 64) = round(9.6)
 
 
+def test_default_max_predictions_follows_the_configs_masking_rate():
+    # ModernBERT masks 30%: room for 30% of 1,024 tokens, as its recipe's phases have.
+    assert default_max_predictions(1024, 0.3) == 308
+    config = pretrain_config("tiny")
+    config.data.masked_lm_prob = 0.3
+    assert resolve_config(config, 8, 128)[1] == StepShape(8, 128, 39)
+
+
 def test_resolve_config_applies_sizes():
     config, shape = resolve_config(pretrain_config("tiny"), 4, 64, 0, "bfloat16")
     assert shape == StepShape(4, 64, 10)
