@@ -1,4 +1,4 @@
-"""Fine-tuning resumes exactly: a run stopped by SIGTERM after step k
+"""Fine-tuning and distillation resume exactly: a run stopped by SIGTERM after step k
 saves a checkpoint and stops; rerun in the same workdir, it ends with the
 results, best checkpoint and per-step losses of a run that never stopped
 (bitwise on CPU). The reference is an independent run in its own workdir."""
@@ -109,3 +109,55 @@ def test_resume_with_another_batch_size_is_refused(toy, straight):
     with pytest.raises(ConfigError, match=r"batch_size=16 but .* was saved with batch_size=8"):
         _train(_config(toy, batch_size=16, eval_batch_size=16), straight_dir)
 
+
+# --------------------------------------------------------------------------
+# Distillation runs in the same loop: the same guarantee
+
+
+@pytest.fixture(scope="module")
+def distill_teacher(tmp_path_factory):
+    """(fine-tuned teacher workdir, GLUE folder) on the toy SST-2."""
+    root = tmp_path_factory.mktemp("distill_resume")
+    vocab = toy_tasks.write_vocab(root / "vocab.txt")
+    glue = toy_tasks.write_sst2(root / "glue", n_train=40, n_dev=12)
+    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()), num_layers=2)
+    return toy_tasks.write_finetuned_workdir(root / "teacher", cfg, toy_tasks.init_params(cfg), vocab, glue), glue
+
+
+def _distill_config(distill_teacher):
+    from bert_jax.compress.config import distill_config
+
+    teacher, glue = distill_teacher
+    c = distill_config("sst2")
+    c.teacher, c.data_dir, c.max_seq_length, c.student_layers = str(teacher), str(glue), 16, 1
+    c.total_steps, c.batch_size, c.eval_batch_size, c.throughput_runs = TOTAL, 8, 8, 2
+    c.eval_every_steps, c.checkpoint_every_steps, c.log_every_steps, c.tensorboard = 2, 2, 1, False
+    c.hidden_weight = 1.0  # the intermediate losses too
+    return c
+
+
+def _distill(config, workdir, stop_after: int = 0) -> dict:
+    from bert_jax.compress import distill
+
+    def after_step(step: int) -> None:
+        if step == stop_after:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return distill.run(config, str(workdir), after_step=after_step)
+
+
+def test_distillation_stopped_by_sigterm_resumes_to_the_uninterrupted_student(distill_teacher, tmp_path):
+    straight = _distill(_distill_config(distill_teacher), tmp_path / "straight")
+    stopped = _distill(_distill_config(distill_teacher), tmp_path / "stopped", stop_after=STOP_AFTER)
+    assert stopped == {"task": "sst2", "stopped_at_step": STOP_AFTER}
+    resumed = _distill(_distill_config(distill_teacher), tmp_path / "stopped")
+
+    def timeless(side: dict) -> dict:
+        return {k: v for k, v in side.items() if k != "examples_per_s"}
+
+    assert timeless(resumed["student"]) == timeless(straight["student"])
+    assert timeless(resumed["teacher"]) == timeless(straight["teacher"])
+    assert _losses(tmp_path / "stopped") == _losses(tmp_path / "straight")
+    assert sorted(_losses(tmp_path / "stopped")) == list(range(1, TOTAL + 1))
+    for got, want in zip(_best_params(tmp_path / "stopped"), _best_params(tmp_path / "straight"), strict=True):
+        np.testing.assert_array_equal(got, want)

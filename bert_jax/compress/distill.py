@@ -7,19 +7,21 @@ hidden states and attention maps) train a smaller student in one jitted step.
   `total_loss` here mixes them as `LossConfig` says.
 * Students: `student_from_teacher` (DistilBERT: every other teacher layer),
   `student_from_checkpoint`, `student_from_config` (fresh weights).
+* The step is the engine's (`bert_jax.train.engine`) with `distill_loss`,
+  the teacher's parameters its frozen argument.
 * `run(config, workdir)`: what `bert-jax distill` calls. Data readers, heads,
-  metrics, the optimizer and the best-checkpoint format are fine-tuning's
-  (`bert_jax.finetune`); `WORKDIR/best/` is a fine-tuned checkpoint, so
-  `bert-jax quantize`, `export` and finetune's predict mode take WORKDIR.
+  metrics, the optimizer, the loop (`trainer.run_steps`: checkpoints, exact
+  resume, SIGTERM save, metrics.jsonl) and the best-checkpoint format are
+  fine-tuning's (`bert_jax.finetune`); `WORKDIR/best/` is a fine-tuned
+  checkpoint, so `bert-jax quantize`, `export` and finetune's predict mode
+  take WORKDIR.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import pathlib
-import time
 from typing import Any
 
 import flax.linen as nn
@@ -36,6 +38,8 @@ from bert_jax.finetune import step as ft_step
 from bert_jax.finetune import tasks, trainer
 from bert_jax.model import BertForSequenceClassification, Embeddings, EncoderLayer, ModelConfig
 from bert_jax.train import engine, sharding
+from bert_jax.train import loop as loop
+from bert_jax.train import resume as resume_lib
 
 Params = dict[str, Any]
 
@@ -306,45 +310,58 @@ def throughput(cfg: ModelConfig, params: Params, config) -> float:
                                       config.max_seq_length, batch_size=32, runs=config.throughput_runs)
 
 
-def train_student(config, prepared, teacher_cfg, teacher_params, student_cfg, student_params, loss_cfg, seed, mesh):
-    """Distils for `total_steps`, evaluating on dev every `eval_every_steps`.
-    Returns (best dev metrics, best step, best student params as NumPy)."""
+def train_student(config, prepared, teacher_cfg, teacher_params, student_cfg, student_params, loss_cfg, seed, mesh,
+                  run_dir=None, stop=None, after_step=None):
+    """Distils for `total_steps`, evaluating on dev every `eval_every_steps`,
+    in fine-tuning's loop (`trainer.run_steps`: with `run_dir`, resumed from
+    and checkpointed to RUN_DIR/checkpoints, logged to metrics.jsonl, and
+    `trainer.Stopped` after `stop` is set). Returns (best dev metrics, best
+    step, best student params as NumPy)."""
     rng = jax.random.PRNGKey(seed)
     rng, proj_rng = jax.random.split(rng)
     train_params = {"student": student_params}
     projection = projection_params(student_cfg.hidden_size, teacher_cfg.hidden_size, proj_rng)
     if projection is not None and loss_cfg.hidden_weight > 0:
-        train_params["projection"] = projection
+        train_params["projection"] = jax.device_put(projection, sharding.replicated(mesh))
     total = trainer.num_train_steps(config, len(prepared.train["input_ids"]))
     optimizer = trainer.optimizer(config, total)
-    if "projection" in train_params:
-        train_params["projection"] = jax.device_put(train_params["projection"], sharding.replicated(mesh))
     state, shardings = engine.init_state(train_params, optimizer, rng, mesh)
     teacher_params = jax.device_put(teacher_params, sharding.replicated(mesh))
     step = make_distill_step(teacher_cfg, student_cfg, loss_cfg, optimizer, teacher_params, mesh, shardings)
     predict_fn = ft_step.make_predict_step(BertForSequenceClassification(student_cfg), "classification", mesh)
-    every = config.eval_every_steps or total
-    best, best_step, best_params = None, 0, None
-    batches = trainer.train_batches(prepared.train, config.batch_size, seed)
-    start = time.time()
-    for i in range(1, total + 1):
-        state, metrics = step(state, trainer.place(next(batches), mesh), rng)
-        if i % config.log_every_steps == 0 or i == total:
-            logging.info("distill step %d/%d loss %.4f (%.0f s)", i, total, float(metrics["loss"]),
-                         time.time() - start)
-        if i % every == 0 or i == total:
-            scores = models.dev_scores(predict_fn, state.params["student"], prepared, config.eval_batch_size)
-            logging.info("distill step %d dev %s", i, json.dumps(scores))
-            if best is None or scores[prepared.primary] > best[prepared.primary]:
-                best, best_step = scores, i
-                best_params = checkpoints.numpy_params(state.params["student"])
-    return best, best_step, best_params
+
+    def scores(params):
+        return models.dev_scores(predict_fn, params["student"], prepared, config.eval_batch_size)
+
+    def student(params):
+        return params["student"]
+
+    files = trainer.RunFiles(run_dir, config) if run_dir is not None else None
+    try:
+        best = trainer.Best()
+        if files is not None:
+            state, best = files.restore(state, shardings, int(config.batch_size), keep=student)
+        done = int(jax.device_get(state.step))
+        batches = (trainer.place(b, mesh) for b in trainer.train_batches(prepared.train, config.batch_size, seed,
+                                                                         start=done))
+        best = trainer.run_steps(config, state, step, rng, batches, scores, prepared.primary, total, files, stop,
+                                 after_step, keep=student, best=best, name="distill step")
+    finally:
+        if files is not None:
+            files.close()
+    return best.metrics, best.step, best.params
 
 
-def run(config, workdir: str) -> dict:
+def run(config, workdir: str, after_step=None) -> dict:
     """Distils `config.teacher` into a student on `config.task`; writes
     WORKDIR/best/ (the student, a fine-tuned checkpoint) and WORKDIR/results.json
-    `{"teacher": {metrics, examples_per_s}, "student": {...}, ...}`."""
+    `{"teacher": {metrics, examples_per_s}, "student": {...}, ...}`.
+
+    Holds WORKDIR/.lock and resumes from WORKDIR/checkpoints; SIGTERM or
+    SIGINT saves a checkpoint after the current step and returns
+    `{"task", "stopped_at_step"}` (no results.json): rerunning the same
+    command finishes the run as if it had never stopped. `after_step(i)`
+    runs after each step (tests)."""
     workdir = pathlib.Path(workdir)
     teacher_cfg, teacher_params, meta, head = load_teacher(config)
     tokenizer = trainer.load_tokenizer(config, meta, config.teacher)
@@ -358,24 +375,36 @@ def run(config, workdir: str) -> dict:
     seed, mesh = config.seed, trainer.make_mesh(config)
     student_params = initial_params(student_cfg, source, config.max_seq_length, jax.random.PRNGKey(seed + 1), mesh)
     logging.info("student: %d layers, hidden %d, from %s", student_cfg.num_layers, student_cfg.hidden_size, origin)
-    workdir.mkdir(parents=True, exist_ok=True)
-    trainer.write_json(workdir / trainer.CONFIG_FILE, config.to_dict())
-    teacher_predict = ft_step.make_predict_step(BertForSequenceClassification(teacher_cfg), "classification", mesh)
-    teacher_dev = models.dev_scores(teacher_predict, teacher_params, prepared, config.eval_batch_size)
-    best, best_step, best_params = train_student(config, prepared, teacher_cfg, teacher_params, student_cfg,
-                                                 student_params, loss_cfg, seed, mesh)
-    head = {"task": prepared.task, "head": prepared.head, "labels": prepared.labels}
-    trainer.save_best(workdir / trainer.BEST_DIR, student_cfg, best_params, head, tokenizer)
-    results = {
-        "task": prepared.task,
-        "teacher_checkpoint": meta["source"],
-        "teacher": {**teacher_dev, "examples_per_s": throughput(teacher_cfg, teacher_params, config),
-                    "num_layers": teacher_cfg.num_layers},
-        "student": {**best, "examples_per_s": throughput(student_cfg, best_params, config),
-                    "num_layers": student_cfg.num_layers, "best_step": best_step, "init": origin},
-        "losses": {**dataclasses.asdict(loss_cfg), "layer_map": list(loss_cfg.layer_map)},
-        "total_steps": trainer.num_train_steps(config, len(prepared.train["input_ids"])),
-        "max_seq_length": config.max_seq_length,
-    }
-    trainer.write_json(workdir / trainer.RESULTS_FILE, results)
-    return results
+    loop.prepare_workdir(str(workdir))
+    with (
+        loop.workdir_lock(str(workdir), enabled=jax.process_index() == 0),
+        loop.StopFlag() as stop,
+        resume_lib.library_logs_to(str(workdir / resume_lib.ERROR_LOG)),
+    ):
+        trainer.write_json(workdir / trainer.CONFIG_FILE, config.to_dict())
+        teacher_predict = ft_step.make_predict_step(BertForSequenceClassification(teacher_cfg), "classification",
+                                                    mesh)
+        teacher_dev = models.dev_scores(teacher_predict, teacher_params, prepared, config.eval_batch_size)
+        try:
+            best, best_step, best_params = train_student(config, prepared, teacher_cfg, teacher_params, student_cfg,
+                                                         student_params, loss_cfg, seed, mesh, workdir, stop,
+                                                         after_step)
+        except trainer.Stopped as e:
+            loop.say(f"stopped by signal at step {e.step}; checkpoint saved in {workdir}/checkpoints; "
+                     "rerun the same command to resume")
+            return {"task": prepared.task, "stopped_at_step": e.step}
+        head = {"task": prepared.task, "head": prepared.head, "labels": prepared.labels}
+        trainer.save_best(workdir / trainer.BEST_DIR, student_cfg, best_params, head, tokenizer)
+        results = {
+            "task": prepared.task,
+            "teacher_checkpoint": meta["source"],
+            "teacher": {**teacher_dev, "examples_per_s": throughput(teacher_cfg, teacher_params, config),
+                        "num_layers": teacher_cfg.num_layers},
+            "student": {**best, "examples_per_s": throughput(student_cfg, best_params, config),
+                        "num_layers": student_cfg.num_layers, "best_step": best_step, "init": origin},
+            "losses": {**dataclasses.asdict(loss_cfg), "layer_map": list(loss_cfg.layer_map)},
+            "total_steps": trainer.num_train_steps(config, len(prepared.train["input_ids"])),
+            "max_seq_length": config.max_seq_length,
+        }
+        trainer.write_json(workdir / trainer.RESULTS_FILE, results)
+        return results
