@@ -56,123 +56,46 @@ class GlueTask:
 
 _BINARY = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
+_NLI3 = ("contradiction", "entailment", "neutral")
 
-TASKS: dict[str, GlueTask] = {
-    t.name: t
-    for t in (
-        GlueTask(
-            "cola",
-            "CoLA",
-            "sentence",
-            None,
-            "label",
-            _BINARY,
-            ("matthews_corr",),
-            "matthews_corr",
-            tfds_name="glue/cola",
-            tfds_text=("sentence",),
-        ),
-        GlueTask(
-            "sst2",
-            "SST-2",
-            "sentence",
-            None,
-            "label",
-            _BINARY,
-            ("accuracy",),
-            "accuracy",
-            tfds_name="glue/sst2",
-            tfds_text=("sentence",),
-        ),
-        GlueTask(
-            "mrpc",
-            "MRPC",
-            "#1 String",
-            "#2 String",
-            "Quality",
-            _BINARY,
-            ("accuracy", "f1"),
-            "f1",
-            tfds_name="glue/mrpc",
-            tfds_text=("sentence1", "sentence2"),
-        ),
-        GlueTask(
-            "stsb",
-            "STS-B",
-            "sentence1",
-            "sentence2",
-            "score",
-            None,
-            ("pearson", "spearman"),
-            "pearson",
-            tfds_name="glue/stsb",
-            tfds_text=("sentence1", "sentence2"),
-        ),
-        GlueTask(
-            "qqp",
-            "QQP",
-            "question1",
-            "question2",
-            "is_duplicate",
-            _BINARY,
-            ("accuracy", "f1"),
-            "f1",
-            tfds_name="glue/qqp",
-            tfds_text=("question1", "question2"),
-        ),
-        GlueTask(
-            "mnli",
-            "MNLI",
-            "sentence1",
-            "sentence2",
-            "gold_label",
-            ("contradiction", "entailment", "neutral"),
-            ("accuracy",),
-            "accuracy",
-            dev_splits=(("dev", "dev_matched.tsv"), ("dev_mismatched", "dev_mismatched.tsv")),
-            test_files=("test_matched.tsv", "test_mismatched.tsv"),
-            tfds_name="glue/mnli",
-            tfds_text=("premise", "hypothesis"),
-            tfds_dev_splits=("validation_matched", "validation_mismatched"),
-        ),
-        GlueTask(
-            "qnli",
-            "QNLI",
-            "question",
-            "sentence",
-            "label",
-            _NLI2,
-            ("accuracy",),
-            "accuracy",
-            tfds_name="glue/qnli",
-            tfds_text=("question", "sentence"),
-        ),
-        GlueTask(
-            "rte",
-            "RTE",
-            "sentence1",
-            "sentence2",
-            "label",
-            _NLI2,
-            ("accuracy",),
-            "accuracy",
-            tfds_name="glue/rte",
-            tfds_text=("sentence1", "sentence2"),
-        ),
-        GlueTask(
-            "wnli",
-            "WNLI",
-            "sentence1",
-            "sentence2",
-            "label",
-            _BINARY,
-            ("accuracy",),
-            "accuracy",
-            tfds_name="glue/wnli",
-            tfds_text=("sentence1", "sentence2"),
-        ),
+# One row a task: name, folder, text_a column, text_b column, label column, labels, metrics, primary metric.
+_TASK_ROWS: tuple[tuple[Any, ...], ...] = (
+    ("cola", "CoLA", "sentence", None, "label", _BINARY, ("matthews_corr",), "matthews_corr"),
+    ("sst2", "SST-2", "sentence", None, "label", _BINARY, ("accuracy",), "accuracy"),
+    ("mrpc", "MRPC", "#1 String", "#2 String", "Quality", _BINARY, ("accuracy", "f1"), "f1"),
+    ("stsb", "STS-B", "sentence1", "sentence2", "score", None, ("pearson", "spearman"), "pearson"),
+    ("qqp", "QQP", "question1", "question2", "is_duplicate", _BINARY, ("accuracy", "f1"), "f1"),
+    ("mnli", "MNLI", "sentence1", "sentence2", "gold_label", _NLI3, ("accuracy",), "accuracy"),
+    ("qnli", "QNLI", "question", "sentence", "label", _NLI2, ("accuracy",), "accuracy"),
+    ("rte", "RTE", "sentence1", "sentence2", "label", _NLI2, ("accuracy",), "accuracy"),
+    ("wnli", "WNLI", "sentence1", "sentence2", "label", _BINARY, ("accuracy",), "accuracy"),
+)
+# TFDS names its text features like the TSV columns, except for these tasks.
+_TFDS_TEXT = {"mrpc": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis")}
+# MNLI has two dev sets (matched, mismatched) and two test files.
+_MNLI_SPLITS: dict[str, Any] = dict(
+    dev_splits=(("dev", "dev_matched.tsv"), ("dev_mismatched", "dev_mismatched.tsv")),
+    test_files=("test_matched.tsv", "test_mismatched.tsv"),
+    tfds_dev_splits=("validation_matched", "validation_mismatched"),
+)
+
+
+def _task(name: str, folder: str, text_a: str, text_b: str | None, *rest: Any) -> GlueTask:
+    """The GlueTask of one `_TASK_ROWS` row; its TFDS dataset is `glue/<name>`."""
+    tsv_text = (text_a,) if text_b is None else (text_a, text_b)
+    return GlueTask(
+        name,
+        folder,
+        text_a,
+        text_b,
+        *rest,
+        tfds_name=f"glue/{name}",
+        tfds_text=_TFDS_TEXT.get(name, tsv_text),
+        **(_MNLI_SPLITS if name == "mnli" else {}),
     )
-}
+
+
+TASKS: dict[str, GlueTask] = {row[0]: _task(*row) for row in _TASK_ROWS}
 PREDICTIONS_FILE = "predictions.tsv"
 # CoLA's train/dev TSVs have no header row; these are their columns.
 COLA_COLUMNS = ("source", "label", "original_label", "sentence")
