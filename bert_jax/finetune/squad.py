@@ -168,6 +168,21 @@ def _max_context(spans: list[tuple[int, int]], span_index: int, position: int) -
     return best == span_index
 
 
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """One example ready for windowing: its question's word pieces (cut to
+    `max_query_length`), its context's word pieces with each piece's word
+    index, the `(offset, length)` piece spans its windows cover, and the
+    answer's first and last piece (None when it trains on no answer)."""
+
+    ex_index: int
+    q_pieces: list[str]
+    pieces: list[str]
+    piece_word: list[int]
+    spans: list[tuple[int, int]]
+    answer: tuple[int, int] | None
+
+
 def make_windows(
     examples: list[SquadExample],
     tokenizer,
@@ -190,64 +205,47 @@ def make_windows(
             pieces.extend(wp)
             piece_word.extend([w] * len(wp))
         word_first.append(len(pieces))
-        tok_start = tok_end = -1
+        answer = None
         if is_training and not ex.is_impossible:
             tok_start = word_first[ex.start_word]
             tok_end = word_first[ex.end_word + 1] - 1
-            tok_start, tok_end = _improve_span(pieces, tok_start, tok_end, tokenizer, ex.answer_text)
+            answer = _improve_span(pieces, tok_start, tok_end, tokenizer, ex.answer_text)
         room = max_seq_length - len(q_pieces) - 3
         if room <= 0:
             raise ConfigError(
                 f"config.max_seq_length={max_seq_length} leaves no room for context after a "
                 f"{len(q_pieces)}-token question; raise it or lower config.max_query_length"
             )
-        spans, offset = [], 0
-        while True:
-            length = min(len(pieces) - offset, room)
-            spans.append((offset, length))
-            if offset + length >= len(pieces):
-                break
-            offset += min(length, doc_stride)
-        for span_index in range(len(spans)):
-            windows.append(
-                _window(
-                    ex_index,
-                    q_pieces,
-                    pieces,
-                    piece_word,
-                    spans,
-                    span_index,
-                    tokenizer,
-                    max_seq_length,
-                    is_training and not ex.is_impossible,
-                    tok_start,
-                    tok_end,
-                )
-            )
+        spans = _spans(len(pieces), room, doc_stride)
+        context = _Context(ex_index, q_pieces, pieces, piece_word, spans, answer)
+        windows.extend(_window(context, i, tokenizer, max_seq_length) for i in range(len(spans)))
     return windows
 
 
-def _window(
-    ex_index,
-    q_pieces,
-    pieces,
-    piece_word,
-    spans,
-    span_index,
-    tokenizer,
-    max_seq_length,
-    has_answer,
-    tok_start,
-    tok_end,
-) -> Window:
-    offset, length = spans[span_index]
-    tokens = ["[CLS]"] + q_pieces + ["[SEP]"]
+def _spans(n_pieces: int, room: int, doc_stride: int) -> list[tuple[int, int]]:
+    """`(offset, length)` spans of at most `room` pieces, each `doc_stride`
+    pieces after the last, until one reaches the end (at least one span)."""
+    spans, offset = [], 0
+    while True:
+        length = min(n_pieces - offset, room)
+        spans.append((offset, length))
+        if offset + length >= n_pieces:
+            return spans
+        offset += min(length, doc_stride)
+
+
+def _window(context: _Context, span_index: int, tokenizer, max_seq_length: int) -> Window:
+    """`[CLS] question [SEP] span [SEP]`, padded to `max_seq_length`, for
+    span `span_index` of `context`; its answer positions when the span holds
+    the whole answer, else 0 ([CLS])."""
+    offset, length = context.spans[span_index]
+    tokens = ["[CLS]"] + context.q_pieces + ["[SEP]"]
     segments = [0] * len(tokens)
     token_to_word, max_context = {}, {}
     for i in range(length):
-        token_to_word[len(tokens)] = piece_word[offset + i]
-        max_context[len(tokens)] = _max_context(spans, span_index, offset + i)
-        tokens.append(pieces[offset + i])
+        token_to_word[len(tokens)] = context.piece_word[offset + i]
+        max_context[len(tokens)] = _max_context(context.spans, span_index, offset + i)
+        tokens.append(context.pieces[offset + i])
         segments.append(1)
     tokens.append("[SEP]")
     segments.append(1)
@@ -257,10 +255,12 @@ def _window(
     mask[: len(tokens)] = 1
     seg = np.zeros(max_seq_length, np.int32)
     seg[: len(segments)] = segments
-    window = Window(ex_index, token_to_word, max_context, ids, mask, seg)
-    if has_answer and offset <= tok_start and tok_end < offset + length:
-        shift = len(q_pieces) + 2 - offset
-        window.start, window.end = tok_start + shift, tok_end + shift
+    window = Window(context.ex_index, token_to_word, max_context, ids, mask, seg)
+    if context.answer is not None:
+        tok_start, tok_end = context.answer
+        if offset <= tok_start and tok_end < offset + length:
+            shift = len(context.q_pieces) + 2 - offset
+            window.start, window.end = tok_start + shift, tok_end + shift
     return window
 
 
