@@ -101,9 +101,10 @@ class _Table:
             )
         self.layer_norm("embeddings.LayerNorm", emb + ("LayerNorm",), cfg.embed_dim, "encoder")
 
-    def layer(self, cfg: ModelConfig, ours: tuple[str, ...], names: Mapping[str, str]):
-        """One encoder layer; `names` gives the HF name of each of our parts."""
+    def layer(self, cfg: ModelConfig, ours: tuple[str, ...], hf: str, albert: bool):
+        """One encoder layer at HF prefix `hf`, its parts named as `_LAYER_PARTS`."""
         H, inter = cfg.hidden_size, cfg.intermediate_size
+        names = {part: f"{hf}.{a if albert else b}" for part, b, a in _LAYER_PARTS}
         for proj in ("query", "key", "value"):
             self.dense(names[proj], ours + ("attention", proj), H, H, "encoder", "qkv_kernel", "qkv_bias")
         self.dense(names["output"], ours + ("attention", "output"), H, H, "encoder", "out_kernel")
@@ -112,30 +113,43 @@ class _Table:
         self.dense(names["ffn_output"], ours + ("output",), inter, H, "encoder")
         self.layer_norm(names["output_LayerNorm"], ours + ("output_LayerNorm",), H, "encoder")
 
+    def mlm(self, hf: str, dense: str, layer_norm: str, cfg: ModelConfig, width: int):
+        """The MLM head under HF prefix `hf`: its transform (dense H -> `width`,
+        LayerNorm) and its output bias `[V]`; the decoder is the tied word
+        embedding, left out."""
+        self.dense(f"{hf}.{dense}", ("mlm", "dense"), cfg.hidden_size, width, "mlm")
+        self.layer_norm(f"{hf}.{layer_norm}", ("mlm", "LayerNorm"), width, "mlm")
+        self.entries.append(HFEntry(f"{hf}.bias", ("mlm", "bias"), "copy", (cfg.vocab_size,), "mlm"))
 
-def _bert_layers(table: _Table, cfg: ModelConfig) -> None:
+
+# One encoder layer's parts: ours, its HF name in a BERT/RoBERTa layer, in ALBERT's shared layer.
+_LAYER_PARTS = (
+    ("query", "attention.self.query", "attention.query"),
+    ("key", "attention.self.key", "attention.key"),
+    ("value", "attention.self.value", "attention.value"),
+    ("output", "attention.output.dense", "attention.dense"),
+    ("attention_LayerNorm", "attention.output.LayerNorm", "attention.LayerNorm"),
+    ("intermediate", "intermediate.dense", "ffn"),
+    ("ffn_output", "output.dense", "ffn_output"),
+    ("output_LayerNorm", "output.LayerNorm", "full_layer_layer_norm"),
+)
+
+
+def _bert_encoder(cfg: ModelConfig) -> _Table:
+    """The embeddings, every layer and the pooler of BERT and RoBERTa."""
+    table = _Table()
+    table.embeddings(cfg)
     for i in range(cfg.num_layers):
-        hf = f"encoder.layer.{i}"
-        names = {p: f"{hf}.attention.self.{p}" for p in ("query", "key", "value")}
-        names.update(
-            output=f"{hf}.attention.output.dense",
-            attention_LayerNorm=f"{hf}.attention.output.LayerNorm",
-            intermediate=f"{hf}.intermediate.dense",
-            ffn_output=f"{hf}.output.dense",
-            output_LayerNorm=f"{hf}.output.LayerNorm",
-        )
-        table.layer(cfg, ("bert", "encoder", f"layer_{i}"), names)
+        table.layer(cfg, ("bert", "encoder", f"layer_{i}"), f"encoder.layer.{i}", albert=False)
+    H = cfg.hidden_size
+    table.dense("pooler.dense", ("bert", "pooler", "dense"), H, H, "pooler")
+    return table
 
 
 def _bert_table(cfg: ModelConfig) -> list[HFEntry]:
-    H, V = cfg.hidden_size, cfg.vocab_size
-    table = _Table()
-    table.embeddings(cfg)
-    _bert_layers(table, cfg)
-    table.dense("pooler.dense", ("bert", "pooler", "dense"), H, H, "pooler")
-    table.dense("cls.predictions.transform.dense", ("mlm", "dense"), H, H, "mlm")
-    table.layer_norm("cls.predictions.transform.LayerNorm", ("mlm", "LayerNorm"), H, "mlm")
-    table.entries.append(HFEntry("cls.predictions.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
+    H = cfg.hidden_size
+    table = _bert_encoder(cfg)
+    table.mlm("cls.predictions", "transform.dense", "transform.LayerNorm", cfg, H)
     table.dense("cls.seq_relationship", ("pair",), H, 2, "pair")
     table.dense("classifier", ("classifier",), H, cfg.num_labels, "classifier")
     return table.entries
@@ -145,14 +159,9 @@ def _roberta_table(cfg: ModelConfig) -> list[HFEntry]:
     """RoBERTa / XLM-R / CamemBERT. The classification head (dense, tanh,
     out_proj on <s>) is our pooler + classifier, so `classifier.dense` is our
     pooler in a sequence classifier (which has no `pooler.dense`)."""
-    H, V = cfg.hidden_size, cfg.vocab_size
-    table = _Table()
-    table.embeddings(cfg)
-    _bert_layers(table, cfg)
-    table.dense("pooler.dense", ("bert", "pooler", "dense"), H, H, "pooler")
-    table.dense("lm_head.dense", ("mlm", "dense"), H, H, "mlm")
-    table.layer_norm("lm_head.layer_norm", ("mlm", "LayerNorm"), H, "mlm")
-    table.entries.append(HFEntry("lm_head.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
+    H = cfg.hidden_size
+    table = _bert_encoder(cfg)
+    table.mlm("lm_head", "dense", "layer_norm", cfg, H)
     table.dense("classifier.dense", ("bert", "pooler", "dense"), H, H, "classifier")
     table.dense("classifier.out_proj", ("classifier",), H, cfg.num_labels, "classifier")
     return table.entries
@@ -160,24 +169,14 @@ def _roberta_table(cfg: ModelConfig) -> list[HFEntry]:
 
 def _albert_table(cfg: ModelConfig) -> list[HFEntry]:
     """ALBERT with one layer group of one layer (every released ALBERT)."""
-    H, E, V = cfg.hidden_size, cfg.embed_dim, cfg.vocab_size
+    H, E = cfg.hidden_size, cfg.embed_dim
     table = _Table()
     table.embeddings(cfg)
     table.dense("encoder.embedding_hidden_mapping_in", ("bert", "embeddings", "projection"), E, H, "encoder")
     hf = "encoder.albert_layer_groups.0.albert_layers.0"
-    names = {p: f"{hf}.attention.{p}" for p in ("query", "key", "value")}
-    names.update(
-        output=f"{hf}.attention.dense",
-        attention_LayerNorm=f"{hf}.attention.LayerNorm",
-        intermediate=f"{hf}.ffn",
-        ffn_output=f"{hf}.ffn_output",
-        output_LayerNorm=f"{hf}.full_layer_layer_norm",
-    )
-    table.layer(cfg, ("bert", "encoder", "shared_layer"), names)
+    table.layer(cfg, ("bert", "encoder", "shared_layer"), hf, albert=True)
     table.dense("pooler", ("bert", "pooler", "dense"), H, H, "pooler")
-    table.dense("predictions.dense", ("mlm", "dense"), H, E, "mlm")
-    table.layer_norm("predictions.LayerNorm", ("mlm", "LayerNorm"), E, "mlm")
-    table.entries.append(HFEntry("predictions.bias", ("mlm", "bias"), "copy", (V,), "mlm"))
+    table.mlm("predictions", "dense", "LayerNorm", cfg, E)
     table.dense("sop_classifier.classifier", ("pair",), H, 2, "pair")
     table.dense("classifier", ("classifier",), H, cfg.num_labels, "classifier")
     return table.entries
@@ -233,13 +232,7 @@ _HF_ACTIVATIONS = {
     "gelu_pytorch_tanh": "gelu_new",
     "relu": "relu",
 }
-_REQUIRED_HF_KEYS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-)
+_REQUIRED_HF_KEYS = tuple(hf_modernbert.SIZE_KEYS)
 
 
 def _supported_architectures() -> str:
@@ -303,22 +296,14 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
         raise CheckpointError(
             f"{source}: position_embedding_type={hf['position_embedding_type']!r}; only 'absolute' is supported"
         )
-    num_labels = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2)
     fields = dict(
-        vocab_size=hf["vocab_size"],
-        hidden_size=hf["hidden_size"],
-        num_layers=hf["num_hidden_layers"],
-        num_heads=hf["num_attention_heads"],
-        intermediate_size=hf["intermediate_size"],
+        **hf_modernbert.shared_config_fields(hf),
         hidden_act=hf.get("hidden_act", "gelu"),
         max_position_embeddings=hf.get("max_position_embeddings", 512),
         type_vocab_size=hf.get("type_vocab_size", 2),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
         hidden_dropout=hf.get("hidden_dropout_prob", 0.1),
         attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-        initializer_range=hf.get("initializer_range", 0.02),
-        pad_token_id=hf.get("pad_token_id") or 0,
-        num_labels=num_labels,
         family=family,
     )
     fields.update(_family_fields(family, hf, source))

@@ -45,7 +45,15 @@ SUPPORTED = f"model_type {MODEL_TYPE!r} with architectures {', '.join(ARCHITECTU
 
 _ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new"}
 _HF_ACTIVATION = {"gelu": "gelu", "gelu_new": "gelu_pytorch_tanh", "relu": "relu"}
-_REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+# The sizes every Hugging Face encoder's config.json (BERT's family, ModernBERT) names alike, all
+# required: config.json key -> ModelConfig field.
+SIZE_KEYS = {
+    "vocab_size": "vocab_size",
+    "hidden_size": "hidden_size",
+    "num_hidden_layers": "num_layers",
+    "num_attention_heads": "num_heads",
+    "intermediate_size": "intermediate_size",
+}
 # Tensors transformers keeps that carry no weights of their own.
 _BUFFERS = ("rotary_emb.inv_freq",)
 
@@ -54,6 +62,18 @@ Flat = dict[tuple[str, ...], np.ndarray]
 
 # --------------------------------------------------------------------------
 # config.json
+
+
+def shared_config_fields(hf: Mapping) -> dict[str, Any]:
+    """The ModelConfig fields that every Hugging Face encoder's config.json
+    (BERT's family here and in `hf`, ModernBERT) spells alike: the sizes of
+    `SIZE_KEYS`, the initializer range, the padding id and the label count."""
+    return dict(
+        {field: hf[key] for key, field in SIZE_KEYS.items()},
+        initializer_range=hf.get("initializer_range", 0.02),
+        pad_token_id=hf.get("pad_token_id") or 0,
+        num_labels=len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2),
+    )
 
 
 def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
@@ -66,9 +86,9 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
             f"{source}: model_type='modernbert', architectures={archs} is not supported; supported: "
             f"{', '.join(ARCHITECTURES)}"
         )
-    missing = [k for k in _REQUIRED if k not in hf]
+    missing = [k for k in SIZE_KEYS if k not in hf]
     if missing:
-        raise CheckpointError(f"{source}: missing key(s) {missing}; a modernbert config needs {list(_REQUIRED)}")
+        raise CheckpointError(f"{source}: missing key(s) {missing}; a modernbert config needs {list(SIZE_KEYS)}")
     biases = {k: bool(hf.get(k, False)) for k in ("attention_bias", "mlp_bias", "classifier_bias")}
     if len(set(biases.values())) > 1:
         raise CheckpointError(
@@ -87,24 +107,16 @@ def model_config_from_hf(hf: Mapping, source: str | os.PathLike) -> ModelConfig:
         raise CheckpointError(f"{source}: decoder_bias={hf['decoder_bias']!r}; bert-jax's MLM decoder has a bias")
     global_theta = float(hf.get("global_rope_theta", 160000.0))
     local_theta = hf.get("local_rope_theta", 10000.0)
-    num_labels = len(hf["id2label"]) if hf.get("id2label") else hf.get("num_labels", 2)
     pooling = hf.get("classifier_pooling", "cls")
     if pooling not in ("cls", "mean"):
         raise CheckpointError(f"{source}: classifier_pooling={pooling!r}; supported: 'cls', 'mean'")
     fields = modernbert_fields(
-        vocab_size=hf["vocab_size"],
-        hidden_size=hf["hidden_size"],
-        num_layers=hf["num_hidden_layers"],
-        num_heads=hf["num_attention_heads"],
-        intermediate_size=hf["intermediate_size"],
+        **shared_config_fields(hf),
         max_position_embeddings=hf.get("max_position_embeddings", 8192),
         hidden_dropout=float(hf.get("mlp_dropout", 0.0)),
         attention_dropout=float(hf.get("attention_dropout", 0.0)),
-        initializer_range=hf.get("initializer_range", 0.02),
         layer_norm_eps=hf.get("norm_eps", 1e-5),
         hidden_act=_ACTIVATIONS[act],
-        pad_token_id=hf.get("pad_token_id") or 0,
-        num_labels=num_labels,
         norm_bias=bool(hf.get("norm_bias", False)),
         linear_bias=biases["attention_bias"],
         global_rope_theta=global_theta,
