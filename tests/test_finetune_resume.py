@@ -161,3 +161,23 @@ def test_distillation_stopped_by_sigterm_resumes_to_the_uninterrupted_student(di
     assert sorted(_losses(tmp_path / "stopped")) == list(range(1, TOTAL + 1))
     for got, want in zip(_best_params(tmp_path / "stopped"), _best_params(tmp_path / "straight"), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# --------------------------------------------------------------------------
+# Bad settings of the loop, one line each
+
+
+def test_unknown_on_nan_is_refused(toy, tmp_path):
+    from bert_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^config.on_nan='maybe'; expected 'stop' or 'skip'$"):
+        trainer.train(_config(toy, on_nan="maybe"), tmp_path)
+
+
+def test_accumulation_that_does_not_split_the_batch_is_refused(toy, tmp_path):
+    from bert_jax.errors import ConfigError
+
+    config = _config(toy)
+    config.optimizer.grad_accum_steps = 3
+    with pytest.raises(ConfigError, match=r"^config.batch_size=8 with optimizer.grad_accum_steps=3 gives micro-batches"):
+        trainer.train(config, tmp_path)

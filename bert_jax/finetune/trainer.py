@@ -227,9 +227,10 @@ def accum_steps(config) -> int:
 
 
 def make_mesh(config):
-    """The pre-training mesh builder; both batch sizes must split over it."""
+    """The pre-training mesh builder; both batch sizes (the training batch's
+    micro-batches, with gradient accumulation) must split over it."""
     mesh = sharding.make_mesh(config.mesh)
-    sharding.check_batch_size(config.batch_size, mesh, key="config.batch_size")
+    sharding.check_batch_size(config.batch_size, mesh, accum_steps(config), key="config.batch_size")
     sharding.check_batch_size(config.eval_batch_size, mesh, key="config.eval_batch_size")
     return mesh
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -191,9 +192,9 @@ def init_state(params, optimizer: Optimizer | optax.GradientTransformation, rng:
     return state, shardings
 
 
-def abstract_like(state: TrainState, shardings: TrainState | None = None) -> TrainState:
-    """`state`'s tree as ShapeDtypeStructs carrying `shardings` (the arrays'
-    own when None): the target of a checkpoint restore."""
+def abstract_like(tree: Any, shardings: Any = None) -> Any:
+    """A tree of arrays (a TrainState, params) as ShapeDtypeStructs carrying
+    `shardings` (the arrays' own when None): the target of a checkpoint restore."""
     if shardings is None:
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
