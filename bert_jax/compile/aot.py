@@ -365,14 +365,14 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
             "kind": "calibrated prediction (matmuls at a measured fraction of peak + memory-bound "
             "elementwise and optimizer work + collectives), not a measurement",
             "matmul_efficiency": calibrated.MATMUL_EFFICIENCY,
-            **pred.as_dict(),
+            **dataclasses.asdict(pred),
         },
         "predicted_step_s": pred.step_s,
         "predicted_tokens_per_s": pred.tokens_per_s,
         "predicted_sequences_per_s": pred.tokens_per_s / seq,
         "predicted_mfu": pred.mfu,
         # The raw roofline from published peaks: an upper bound on throughput.
-        "roofline_prediction": {"kind": "roofline prediction, not a measurement", **roof.as_dict()},
+        "roofline_prediction": {"kind": "roofline prediction, not a measurement", **dataclasses.asdict(roof)},
         "roofline_step_s": roof.step_s,
         "roofline_tokens_per_s": roof.tokens_per_s,
         "roofline_sequences_per_s": roof.tokens_per_s / seq,

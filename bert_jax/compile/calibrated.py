@@ -107,9 +107,6 @@ class Prediction:
     tokens_per_s: float
     mfu: float  # model FLOPs / (chips x peak x step time)
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def score_bytes_per_element(itemsize: int) -> int:
     """Bytes each attention-score element costs per layer, forward and
@@ -145,10 +142,8 @@ def predict(chip: ChipSpec, w: Workload, efficiency: float | None = None) -> Pre
     matmul = w.matmul_flops / (efficiency * chip.peak_bf16_flops)
     elementwise, optimizer, comm = _fixed_seconds(chip, w)
     step = matmul + elementwise + optimizer + comm
-    if step <= 0:
-        return Prediction(matmul, elementwise, optimizer, comm, step, 0.0, 0.0)
-    mfu = w.model_flops / (w.num_chips * chip.peak_bf16_flops * step)
-    return Prediction(matmul, elementwise, optimizer, comm, step, w.tokens / step, mfu)
+    tokens_per_s, mfu = roofline.rates(chip, w.num_chips, step, w.tokens, w.model_flops)
+    return Prediction(matmul, elementwise, optimizer, comm, step, tokens_per_s, mfu)
 
 
 # --- published measurements --------------------------------------------------

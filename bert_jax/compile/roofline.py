@@ -95,8 +95,16 @@ class Prediction:
     tokens_per_s: float
     mfu: float  # model FLOPs / (chips x peak x step time)
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+
+def rates(
+    chip: ChipSpec, num_chips: int, step_s: float, tokens: int, model_flops: float
+) -> tuple[float, float]:
+    """Tokens/s and MFU (model FLOPs / (chips x peak x step time)) of a step
+    of `step_s` seconds that trains `tokens` tokens with `model_flops` FLOPs
+    (the analytic count, as bench uses); both 0 for a step that takes no time."""
+    if step_s <= 0:
+        return 0.0, 0.0
+    return tokens / step_s, model_flops / (num_chips * chip.peak_bf16_flops * step_s)
 
 
 def predict(
@@ -118,7 +126,5 @@ def predict(
     memory = hbm_bytes_accessed_per_chip / chip.hbm_bytes_per_s
     comm = collective_seconds(chip, collectives)
     step = max(compute, memory) + comm
-    if step <= 0:
-        return Prediction(compute, memory, comm, step, 0.0, 0.0)
-    mfu = model_flops_per_step / (num_chips * chip.peak_bf16_flops * step)
-    return Prediction(compute, memory, comm, step, tokens_per_step / step, mfu)
+    tokens_per_s, mfu = rates(chip, num_chips, step, tokens_per_step, model_flops_per_step)
+    return Prediction(compute, memory, comm, step, tokens_per_s, mfu)
