@@ -68,14 +68,22 @@ def sample_sentences(spec: str, max_chars: int = DEFAULT_MAX_CHARS, input_format
                 return
 
 
+def _some_sentences(spec: str, max_chars: int, input_format: str) -> Iterator[str]:
+    """`sample_sentences`, refusing a corpus without any (DataError) before
+    a trainer sees it."""
+    sentences = sample_sentences(spec, max_chars, input_format)
+    first = next(sentences, None)
+    if first is None:
+        raise DataError(f"input {spec!r} has no text to learn a vocabulary from")
+    return itertools.chain([first], sentences)
+
+
+# Each builder learns from the corpus SPEC's sentences up to `max_chars` characters (sample_sentences);
+# a line holds its own arguments, the next how much of the corpus to read and in which format.
 def build_wordpiece_vocab(
-    spec: str,
-    vocab_size: int,
-    lower_case: bool,
-    output_path: str,
-    max_chars: int = DEFAULT_MAX_CHARS,
-    input_format: str = "auto",
-) -> str:
+    spec: str, vocab_size: int, lower_case: bool, output_path: str,
+    max_chars: int = DEFAULT_MAX_CHARS, input_format: str = "auto",
+) -> str:  # fmt: skip
     """Learn a WordPiece vocab of exactly `vocab_size` tokens; writes BERT's vocab.txt format, returns its path."""
     from tokenizers import BertWordPieceTokenizer
 
@@ -86,9 +94,7 @@ def build_wordpiece_vocab(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lower_case
     )
     # Read once: the base pieces are counted in one pass, learnt from in the next.
-    sentences = list(sample_sentences(spec, max_chars, input_format))
-    if not sentences:
-        raise DataError(f"input {spec!r} has no text to learn a vocabulary from")
+    sentences = list(_some_sentences(spec, max_chars, input_format))
     alphabet, continuations = wordpiece_base_pieces(trainer, sentences, WORDPIECE_LIMIT_ALPHABET)
     # Every base piece is handed in, in a fixed order, so the trainer assigns
     # none itself: it would number "##x" pieces in the order of its hash map of
@@ -135,14 +141,9 @@ def wordpiece_base_pieces(trainer, sentences: list[str], limit_alphabet: int) ->
 
 
 def build_sentencepiece_model(
-    spec: str,
-    vocab_size: int,
-    model_type: str,
-    output_prefix: str,
-    max_chars: int = DEFAULT_MAX_CHARS,
-    input_format: str = "auto",
-    lower_case: bool = False,
-) -> str:
+    spec: str, vocab_size: int, model_type: str, output_prefix: str,
+    max_chars: int = DEFAULT_MAX_CHARS, input_format: str = "auto", lower_case: bool = False,
+) -> str:  # fmt: skip
     """Train a SentencePiece model; writes OUTPUT_PREFIX.model and .vocab, returns the .model path."""
     import sentencepiece as spm
 
@@ -191,12 +192,9 @@ def sentencepiece_vocab_lines(model: bytes) -> list[str]:
 
 
 def build_byte_bpe_vocab(
-    spec: str,
-    vocab_size: int,
-    output_dir: str,
-    max_chars: int = DEFAULT_MAX_CHARS,
-    input_format: str = "auto",
-) -> str:
+    spec: str, vocab_size: int, output_dir: str,
+    max_chars: int = DEFAULT_MAX_CHARS, input_format: str = "auto",
+) -> str:  # fmt: skip
     """Learn a byte-level BPE of at most `vocab_size` tokens (fewer when the
     corpus has fewer merges to learn); writes OUTPUT_DIR/vocab.json and
     merges.txt (RoBERTa's layout, see the module docstring), returns OUTPUT_DIR."""
@@ -207,13 +205,10 @@ def build_byte_bpe_vocab(
             f"vocab_size {vocab_size} is too small for byte-level BPE; use at least "
             f"{256 + len(BYTE_BPE_SPECIALS) + 1} (256 bytes + 5 special tokens)"
         )
-    sentences = sample_sentences(spec, max_chars, input_format)
-    first = next(sentences, None)
-    if first is None:
-        raise DataError(f"input {spec!r} has no text to learn a vocabulary from")
+    sentences = _some_sentences(spec, max_chars, input_format)
     trainer = ByteLevelBPETokenizer(add_prefix_space=False)
     trainer.train_from_iterator(
-        itertools.chain([first], sentences),
+        sentences,
         vocab_size=vocab_size,
         min_frequency=2,
         special_tokens=[*BYTE_BPE_SPECIALS, BYTE_BPE_MASK],
