@@ -344,8 +344,8 @@ def train_student(config, prepared, teacher_cfg, teacher_params, student_cfg, st
         done = int(jax.device_get(state.step))
         batches = (trainer.place(b, mesh) for b in trainer.train_batches(prepared.train, config.batch_size, seed,
                                                                          start=done))
-        best = trainer.run_steps(config, state, step, rng, batches, scores, prepared.primary, total, files, stop,
-                                 after_step, keep=student, best=best, name="distill step")
+        _, best = trainer.run_steps(config, state, step, rng, batches, scores, prepared.primary, total, files,
+                                    stop, after_step, keep=student, best=best, name="distill step")
     finally:
         if files is not None:
             files.close()

@@ -277,7 +277,8 @@ def _fine_tune(model, params: Params, prepared, steps: int, batch_size: int, lea
                pruning: optax.GradientTransformation | None = None, seed: int = 0) -> Params:
     """`steps` of fine-tuning's train step on `model` (any module with
     `BertForSequenceClassification`'s call), its AdamW chained with `pruning`
-    when given; returns NumPy params."""
+    when given, in fine-tuning's loop (`trainer.run_steps`, without
+    evaluation or checkpoints: a recovery is minutes); returns NumPy params."""
     config = finetune_config(prepared.task)
     config.learning_rate, config.total_steps, config.batch_size = learning_rate, steps, batch_size
     tx = trainer.make_optimizer(config, steps)
@@ -285,9 +286,9 @@ def _fine_tune(model, params: Params, prepared, steps: int, batch_size: int, lea
         tx = optax.chain(tx, pruning)
     step = ft_step.make_train_step(model, prepared.head, tx)
     state, _ = engine.init_state(jax.tree.map(jnp.asarray, params), tx, jax.random.PRNGKey(seed))
-    rng = jax.random.PRNGKey(seed)
-    for batch in itertools.islice(trainer.train_batches(prepared.train, batch_size, seed), steps):
-        state, _ = step(state, batch, rng)
+    batches = trainer.train_batches(prepared.train, batch_size, seed)
+    state, _ = trainer.run_steps(config, state, step, jax.random.PRNGKey(seed), batches, None, "", steps,
+                                 name="recovery step")
     return checkpoints.numpy_params(state.params)
 
 

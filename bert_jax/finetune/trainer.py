@@ -324,14 +324,16 @@ class RunFiles:
             self.log.close()
 
 
-def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, scores: Callable[[Any], dict],
+def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, scores: Callable[[Any], dict] | None,
               primary: str, total: int, files: RunFiles | None = None, stop=None,
               after_step: Callable[[int], None] | None = None, keep: Callable[[Any], Any] = lambda p: p,
-              best: Best | None = None, name: str = "step") -> Best:
-    """The fine-tuning loop: steps from `state.step` to `total`, each on the
-    next of `batches` with base key `rng`; every `config.eval_every_steps`
-    (0: at the end only) and at the end `scores(params)` (dev metrics)
-    decide the best checkpoint (`keep(params)` as NumPy). With `files`:
+              best: Best | None = None, name: str = "step") -> tuple[TrainState, Best]:
+    """The loop of fine-tuning, distillation and pruning's recovery; returns
+    (the last state, the best evaluation). Steps from `state.step` to
+    `total`, each on the next of `batches` with base key `rng`; every
+    `config.eval_every_steps` (0: at the end only) and at the end
+    `scores(params)` (dev metrics; None: no evaluation) decide the best
+    checkpoint (`keep(params)` as NumPy). With `files`:
     metrics.jsonl/TensorBoard records, a checkpoint every
     `config.checkpoint_every_steps` and at the end, and after `stop` (a
     `loop.StopFlag`) is set, a checkpoint, then `Stopped`. `after_step(i)`
@@ -351,7 +353,7 @@ def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, sco
         if i % config.log_every_steps == 0 or i == total or stopping:
             _log_window(config, files, i, total, window, start, name)
             window = []
-        if i % every == 0 or i == total:
+        if scores is not None and (i % every == 0 or i == total):
             dev = scores(state.params)
             logging.info("%s %d dev %s", name, i, json.dumps(dev))
             if files is not None:
@@ -364,7 +366,7 @@ def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, sco
             raise Stopped(i)
     if files is not None:
         files.ckpt.wait()
-    return best
+    return state, best
 
 
 def _log_window(config, files: RunFiles | None, step: int, total: int, window: list[dict], start: float,
@@ -420,8 +422,8 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
             state, best = files.restore(state, shardings, int(config.batch_size))
         done = int(jax.device_get(state.step))
         batches = (place(b, mesh) for b in train_batches(prepared.train, config.batch_size, seed, buckets, done))
-        best = run_steps(config, state, train_step, rng, batches, scores, prepared.primary, total, files, stop,
-                         after_step, best=best)
+        _, best = run_steps(config, state, train_step, rng, batches, scores, prepared.primary, total, files, stop,
+                            after_step, best=best)
     finally:
         if files is not None:
             files.close()
