@@ -153,6 +153,30 @@ def test_modernbert_without_attention_dropout_compiles_the_splash_kernel_on_tpu(
         "splash_mha_dq_segmented_no_residuals": full_length,
         "splash_mha_fwd_segmented_residuals": full_length,
     }
+    # Those layers' scores stay on chip: the prediction counts no score traffic for them.
+    assert report["fused_attention_layers"] == full_length and report["fused_attention_flops_per_step"] > 0
+
+
+def test_fused_attention_layers_are_the_forward_calls_or_every_scanned_layer():
+    from bert_jax.compile import aot
+
+    cudnn = {"__cudnn$fmhaScaleBiasSoftmax": 21, "__cudnn$fmhaScaleBiasSoftmaxBackward": 21}
+    splash = {"splash_mha_fwd_segmented_residuals": 3, "splash_mha_dq_segmented_no_residuals": 3}
+    assert aot.fused_attention_layers(cudnn, 22, scanned=False) == 21
+    assert aot.fused_attention_layers(splash, 4, scanned=False) == 3
+    assert aot.fused_attention_layers({"splash_mha_fwd_x": 1}, 12, scanned=True) == 12
+    assert aot.fused_attention_layers({}, 12, scanned=True) == 0
+
+
+def test_fused_attention_flops_count_scores_and_context_of_the_fused_layers():
+    from bert_jax.compile import aot
+    from bert_jax.model import ModelConfig
+
+    cfg = ModelConfig(vocab_size=100, hidden_size=8, num_layers=3, num_heads=2, intermediate_size=32,
+                      max_position_embeddings=16, local_attention=2, global_attn_every_n_layers=3)
+    # Layer 0 global (4 keys a query at L=4), layer 1 local (2.5 keys on average): 3 x 4*B*L*K*H each.
+    assert aot.fused_attention_flops(cfg, 2, 4, 2) == 3 * 4 * 2 * 4 * 8 * (4 + 2.5)
+    assert aot.fused_attention_flops(cfg, 2, 4, 0) == 0
 
 
 def test_fused_attention_calls_are_counted_per_custom_call():

@@ -248,9 +248,35 @@ def compile_for_topology(config, topology: Topology, devices=None, cpu_flops: bo
             "generated_code": int(mem.generated_code_size_in_bytes),
         },
     )
-    report.update(_flops_and_prediction(config, topology, program, compiled, cpu_flops))
-    report["fused_attention_calls"] = fused_attention_calls(compiled.as_text())
+    fused = fused_attention_calls(compiled.as_text())
+    report.update(_flops_and_prediction(config, topology, program, compiled, cpu_flops, fused))
+    report["fused_attention_calls"] = fused
     return report
+
+
+def fused_attention_layers(calls: dict[str, int], num_layers: int, scanned: bool) -> int:
+    """Encoder layers whose attention runs in a fused kernel: one forward call
+    each (a scanned program has one, in the loop body, for all of them)."""
+    forward = sum(n for name, n in calls.items() if name.startswith("splash_mha_fwd") or (
+        name.startswith("__cudnn$fmha") and "Backward" not in name))
+    if forward == 0:
+        return 0
+    return num_layers if scanned else min(forward, num_layers)
+
+
+def fused_attention_flops(model_cfg, batch: int, seq_len: int, fused_layers: int) -> float:
+    """Training-step FLOPs (3x forward) of scores and context in the first
+    `fused_layers` layers, which the traced matmuls miss (a fused kernel is one
+    custom call; of a Pallas kernel only its block-sized body is traced, a
+    negligible part): `4*B*L*K*H` forward per layer, `K` the mean keys a query
+    attends to (`bert_jax.flops.mean_keys_per_query`; the model's maths: cuDNN
+    given the window as a bias mask computes all `L` keys, so this is low there)."""
+    total = 0.0
+    for i in range(fused_layers):
+        window = model_cfg.local_attention if model_cfg.layer_is_local(i) else 0
+        keys = analytic_flops.mean_keys_per_query(seq_len, window)
+        total += 3 * 4 * batch * seq_len * keys * model_cfg.hidden_size
+    return total
 
 
 # How the fused attention kernels appear in a compiled program's text: cuDNN's
@@ -286,7 +312,9 @@ def _status(fits: bool, needed: int | None, available: int) -> str:
     return f"does not fit: needs {gib(needed)} of {gib(available)}"
 
 
-def _flops_and_prediction(config, topology: Topology, program: TrainProgram, compiled, cpu_flops: bool) -> dict:
+def _flops_and_prediction(
+    config, topology: Topology, program: TrainProgram, compiled, cpu_flops: bool, fused: dict[str, int]
+) -> dict:
     cost = _cost(compiled)
     source = f"xla:{topology.platform}"
     if "flops" not in cost and cpu_flops:
@@ -333,12 +361,16 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
     roof = roofline.predict(
         topology.chip, topology.num_devices, flops_per_chip, bytes_accessed, comm, tokens, analytic
     )
+    # A fused kernel keeps its layer's scores on chip (no score traffic) and
+    # hides its matmuls from the traced count (added back analytically).
+    fused_layers = fused_attention_layers(fused, model_cfg.num_layers, model_cfg.scan_layers)
+    fused_flops = fused_attention_flops(model_cfg, config.batch_size, config.data.max_seq_length, fused_layers)
     work = calibrated.Workload(
         num_chips=topology.num_devices,
-        matmul_flops=matmuls / topology.num_devices,
+        matmul_flops=(matmuls + fused_flops) / topology.num_devices,
         activation_elements=tokens / topology.num_devices * model_cfg.num_layers * model_cfg.hidden_size,
-        score_elements=tokens / topology.num_devices * model_cfg.num_layers * model_cfg.num_heads
-        * config.data.max_seq_length,
+        score_elements=tokens / topology.num_devices * (model_cfg.num_layers - fused_layers)
+        * model_cfg.num_heads * config.data.max_seq_length,
         activation_itemsize=jnp.dtype(model_cfg.compute_dtype).itemsize,
         # The update runs on each chip's shard: all of it under pure data parallelism.
         param_bytes=param_bytes / (par.fsdp * par.tensor),
@@ -357,6 +389,8 @@ def _flops_and_prediction(config, topology: Topology, program: TrainProgram, com
         # parallelism, the optimizer update replicated on every chip.
         "xla_flops_over_analytic": flops_per_chip * topology.num_devices / analytic,
         "matmul_flops_per_step": matmuls,
+        "fused_attention_layers": fused_layers,
+        "fused_attention_flops_per_step": fused_flops,
         "xla_loop_scale": loop_scale,
         "hbm_bytes_accessed_per_chip": bytes_accessed,
         "collective_bytes_per_chip": {"ici": comm.ici, "dcn": comm.dcn},
