@@ -1,11 +1,15 @@
 """What several commands' `main`s share: refusing positional arguments,
-requiring flags, and the flags of the commands that turn a fine-tuned model
-into another folder (prune, quantize, export)."""
+requiring flags, and the flags, checks and output of the commands that turn a
+fine-tuned model into another folder (prune, quantize, export)."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from absl import flags
 
+from bert_jax.compress import config as compress_config
 from bert_jax.errors import UserError
 
 
@@ -29,3 +33,23 @@ def define_model_to_folder_flags() -> None:
     flags.DEFINE_string("workdir", None, "A fine-tuning/distillation workdir, or a checkpoint with its classifier.")
     flags.DEFINE_string("output", None, "Directory to write; must not exist unless --overwrite.")
     flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
+
+
+def compress_config_flag(job: str) -> tuple[str, str]:
+    """The default and the help text of a compression job's --config: a
+    config file (configs/compress/JOB.py), by default
+    `bert_jax.compress.config`'s JOB_config. The command defines the flag
+    itself: `bert-jax COMMAND --help` lists the flags its own module defines."""
+    default = f"{compress_config.__file__}:{job}"
+    return default, f"A config file (configs/compress/{job}.py); default: bert_jax.compress.config.{job}_config."
+
+
+def check_model_to_folder(argv: list[str]) -> None:
+    """A model-to-folder command's checks: no positional arguments, --workdir and --output set."""
+    no_positional_args(argv)
+    require_flags("workdir", "output")
+
+
+def print_results(results: dict[str, Any]) -> None:
+    """What a model-to-folder command prints: its results.json, keys sorted."""
+    print(json.dumps(results, indent=2, sort_keys=True))

@@ -8,8 +8,6 @@ probabilities}`, the WordPiece tokenizer inside the graph.
 
 from __future__ import annotations
 
-import json
-
 from absl import flags
 
 from bert_jax.commands import common
@@ -22,7 +20,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    common.no_positional_args(argv)
-    common.require_flags("workdir", "output")
+    common.check_model_to_folder(argv)
     summary = export.run(FLAGS.workdir, FLAGS.output, FLAGS["format"].value, FLAGS.max_seq_length, FLAGS.overwrite)
-    print(json.dumps(summary, indent=2, sort_keys=True))
+    common.print_results(summary)

@@ -14,25 +14,17 @@ DIR/results.json: {"dense": {...}, "pruned": {...}}.
 
 from __future__ import annotations
 
-import json
-
 from absl import flags
 from ml_collections import config_flags
 
 from bert_jax.commands import common
-from bert_jax.compress import config as compress_config
 from bert_jax.compress import prune
 
-config_flags.DEFINE_config_file(
-    "config", f"{compress_config.__file__}:prune",
-    "A config file (configs/compress/prune.py); default: bert_jax.compress.config.prune_config.", lock_config=True,
-)  # fmt: skip
+config_flags.DEFINE_config_file("config", *common.compress_config_flag("prune"), lock_config=True)
 common.define_model_to_folder_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    common.no_positional_args(argv)
-    common.require_flags("workdir", "output")
-    results = prune.run(FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite)
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.check_model_to_folder(argv)
+    common.print_results(prune.run(FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite))

@@ -12,29 +12,20 @@ Every field: `bert_jax.compress.config.quantize_config`.
 
 from __future__ import annotations
 
-import json
-
 from absl import flags
 from ml_collections import config_flags
 
 from bert_jax.commands import common
-from bert_jax.compress import config as compress_config
 from bert_jax.compress import extras
 
-config_flags.DEFINE_config_file(
-    "config", f"{compress_config.__file__}:quantize",
-    "A config file (configs/compress/quantize.py); default: bert_jax.compress.config.quantize_config.",
-    lock_config=True,
-)  # fmt: skip
+config_flags.DEFINE_config_file("config", *common.compress_config_flag("quantize"), lock_config=True)
 common.define_model_to_folder_flags()
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    common.no_positional_args(argv)
-    common.require_flags("workdir", "output")
+    common.check_model_to_folder(argv)
     # Imported here, not at the top: `--help` needs no Qwix, and without it this
     # is one line naming the compress extra.
     quantize = extras.quantize_module()
-    results = quantize.run(FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite)
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.print_results(quantize.run(FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite))
