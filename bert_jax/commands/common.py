@@ -9,7 +9,6 @@ from typing import Any
 
 from absl import flags
 
-from bert_jax.compress import config as compress_config
 from bert_jax.errors import UserError
 
 
@@ -40,6 +39,8 @@ def compress_config_flag(job: str) -> tuple[str, str]:
     config file (configs/compress/JOB.py), by default
     `bert_jax.compress.config`'s JOB_config. The command defines the flag
     itself: `bert-jax COMMAND --help` lists the flags its own module defines."""
+    from bert_jax.compress import config as compress_config  # imports JAX: not for every command
+
     default = f"{compress_config.__file__}:{job}"
     return default, f"A config file (configs/compress/{job}.py); default: bert_jax.compress.config.{job}_config."
 
