@@ -10,7 +10,7 @@ hidden states and attention maps) train a smaller student in one jitted step.
 * The step is the engine's (`bert_jax.train.engine`) with `distill_loss`,
   the teacher's parameters its frozen argument.
 * `run(config, workdir)`: what `bert-jax distill` calls. Data readers, heads,
-  metrics, the optimizer, the loop (`trainer.run_steps`: checkpoints, exact
+  metrics, the optimizer, the loop (`runner.run_steps`: checkpoints, exact
   resume, SIGTERM save, metrics.jsonl) and the best-checkpoint format are
   fine-tuning's (`bert_jax.finetune`); `WORKDIR/best/` is a fine-tuned
   checkpoint, so `bert-jax quantize`, `export` and finetune's predict mode
@@ -34,8 +34,8 @@ from bert_jax import checkpoints, losses
 from bert_jax.compress import models
 from bert_jax.config import model_config
 from bert_jax.errors import ConfigError, UserError
+from bert_jax.finetune import runner, tasks, trainer
 from bert_jax.finetune import step as ft_step
-from bert_jax.finetune import tasks, trainer
 from bert_jax.model import BertForSequenceClassification, Embeddings, EncoderLayer, ModelConfig
 from bert_jax.train import engine, sharding
 from bert_jax.train import loop as loop
@@ -313,9 +313,9 @@ def throughput(cfg: ModelConfig, params: Params, config) -> float:
 def train_student(config, prepared, teacher_cfg, teacher_params, student_cfg, student_params, loss_cfg, seed, mesh,
                   run_dir=None, stop=None, after_step=None):
     """Distils for `total_steps`, evaluating on dev every `eval_every_steps`,
-    in fine-tuning's loop (`trainer.run_steps`: with `run_dir`, resumed from
+    in fine-tuning's loop (`runner.run_steps`: with `run_dir`, resumed from
     and checkpointed to RUN_DIR/checkpoints, logged to metrics.jsonl, and
-    `trainer.Stopped` after `stop` is set). Returns (best dev metrics, best
+    `runner.Stopped` after `stop` is set). Returns (best dev metrics, best
     step, best student params as NumPy)."""
     rng = jax.random.PRNGKey(seed)
     rng, proj_rng = jax.random.split(rng)
@@ -336,15 +336,15 @@ def train_student(config, prepared, teacher_cfg, teacher_params, student_cfg, st
     def student(params):
         return params["student"]
 
-    files = trainer.RunFiles(run_dir, config) if run_dir is not None else None
+    files = runner.RunFiles(run_dir, config) if run_dir is not None else None
     try:
-        best = trainer.Best()
+        best = runner.Best()
         if files is not None:
             state, best = files.restore(state, shardings, int(config.batch_size), keep=student)
         done = int(jax.device_get(state.step))
         batches = (trainer.place(b, mesh) for b in trainer.train_batches(prepared.train, config.batch_size, seed,
                                                                          start=done))
-        _, best = trainer.run_steps(config, state, step, rng, batches, scores, prepared.primary, total, files,
+        _, best = runner.run_steps(config, state, step, rng, batches, scores, prepared.primary, total, files,
                                     stop, after_step, keep=student, best=best, name="distill step")
     finally:
         if files is not None:
@@ -389,7 +389,7 @@ def run(config, workdir: str, after_step=None) -> dict:
             best, best_step, best_params = train_student(config, prepared, teacher_cfg, teacher_params, student_cfg,
                                                          student_params, loss_cfg, seed, mesh, workdir, stop,
                                                          after_step)
-        except trainer.Stopped as e:
+        except runner.Stopped as e:
             loop.say(f"stopped by signal at step {e.step}; checkpoint saved in {workdir}/checkpoints; "
                      "rerun the same command to resume")
             return {"task": prepared.task, "stopped_at_step": e.step}

@@ -29,8 +29,8 @@ from bert_jax import checkpoints
 from bert_jax.compress import models
 from bert_jax.compress.models import HeadPrunedClassifier
 from bert_jax.errors import CheckpointError, ConfigError, UserError
+from bert_jax.finetune import runner, trainer
 from bert_jax.finetune import step as ft_step
-from bert_jax.finetune import trainer
 from bert_jax.finetune.config import finetune_config
 from bert_jax.model import BertForSequenceClassification, ModelConfig
 from bert_jax.train import engine
@@ -277,7 +277,7 @@ def _fine_tune(model, params: Params, prepared, steps: int, batch_size: int, lea
                pruning: optax.GradientTransformation | None = None, seed: int = 0) -> Params:
     """`steps` of fine-tuning's train step on `model` (any module with
     `BertForSequenceClassification`'s call), its AdamW chained with `pruning`
-    when given, in fine-tuning's loop (`trainer.run_steps`, without
+    when given, in fine-tuning's loop (`runner.run_steps`, without
     evaluation or checkpoints: a recovery is minutes); returns NumPy params."""
     config = finetune_config(prepared.task)
     config.learning_rate, config.total_steps, config.batch_size = learning_rate, steps, batch_size
@@ -287,7 +287,7 @@ def _fine_tune(model, params: Params, prepared, steps: int, batch_size: int, lea
     step = ft_step.make_train_step(model, prepared.head, tx)
     state, _ = engine.init_state(jax.tree.map(jnp.asarray, params), tx, jax.random.PRNGKey(seed))
     batches = trainer.train_batches(prepared.train, batch_size, seed)
-    state, _ = trainer.run_steps(config, state, step, jax.random.PRNGKey(seed), batches, None, "", steps,
+    state, _ = runner.run_steps(config, state, step, jax.random.PRNGKey(seed), batches, None, "", steps,
                                  name="recovery step")
     return checkpoints.numpy_params(state.params)
 

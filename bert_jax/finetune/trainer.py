@@ -11,8 +11,8 @@
   after another in `WORKDIR/seed_<s>/` and are summarised as mean/std.
   Each batch is cut to its length bucket (`config.length_buckets`,
   `bert_jax.finetune.buckets`): the same results, less work on padding.
-  The step is the engine's (`bert_jax.train.engine`); the loop (`run_steps`,
-  shared with distillation) has pre-training's reliability: the workdir
+  The step is the engine's (`bert_jax.train.engine`); the loop
+  (`bert_jax.finetune.runner`, shared with distillation and pruning) has pre-training's reliability: the workdir
   lock, metrics.jsonl and TensorBoard, orbax checkpoints of the TrainState,
   data position and best-so-far parameters in RUN_DIR/checkpoints every
   `checkpoint_every_steps` and at the end, exact resume from there, and a
@@ -37,23 +37,21 @@ import math
 import os
 import pathlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from absl import logging
 
 from bert_jax import atomic, checkpoints
 from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.finetune import buckets as length_buckets
+from bert_jax.finetune import runner, tasks
 from bert_jax.finetune import step as ft_step
-from bert_jax.finetune import tasks
 from bert_jax.model import ModelConfig
-from bert_jax.train import engine, metrics_log, optim, sharding
+from bert_jax.train import engine, optim, sharding
 from bert_jax.train import loop as loop
 from bert_jax.train import resume as resume_lib
-from bert_jax.train.state import TrainState
 
 HEAD_FILE = "head.json"
 RESULTS_FILE = "results.json"
@@ -260,142 +258,13 @@ def dev_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
-class Stopped(Exception):
-    """SIGTERM/SIGINT stopped training after `step`; that step's checkpoint is saved."""
-
-    def __init__(self, step: int):
-        super().__init__(f"stopped by signal at step {step}")
-        self.step = step
-
-
-@dataclasses.dataclass
-class Best:
-    """The best dev evaluation so far: its metrics, step and parameters (NumPy)."""
-
-    metrics: dict[str, float] | None = None
-    step: int = 0
-    params: Any = None
-
-    def offer(self, metrics: dict[str, float], step: int, primary: str, params: Callable[[], Any]) -> bool:
-        """Keeps `metrics` (and `params()`) when the first or better on `primary`."""
-        if self.metrics is not None and not metrics[primary] > self.metrics[primary]:
-            return False
-        self.metrics, self.step, self.params = metrics, step, params()
-        return True
-
-
-class RunFiles:
-    """A run's checkpoints (RUN_DIR/checkpoints: the TrainState, the data
-    position and the best dev parameters so far), metrics.jsonl and
-    TensorBoard log (RUN_DIR/tb), written by process 0."""
-
-    def __init__(self, run_dir: str | os.PathLike, config):
-        self.run_dir = str(run_dir)
-        self.chief = jax.process_index() == 0
-        self.ckpt = resume_lib.Checkpointer(os.path.join(self.run_dir, "checkpoints"),
-                                            keep=int(config.get("keep_checkpoints", 1)), extra_items=("best",))
-        self.log = metrics_log.MetricsLog(self.run_dir, enabled=self.chief,
-                                          tensorboard=bool(config.get("tensorboard", True)))
-
-    def restore(self, state: TrainState, shardings, batch_size: int,
-                keep: Callable[[Any], Any] = lambda p: p) -> tuple[TrainState, Best]:
-        """The newest intact checkpoint's (state, best so far; its params
-        are `keep(params)`'s), or (`state`, Best()) when there is none."""
-        restored = self.ckpt.restore_newest_intact(engine.abstract_like(state, shardings), warn=loop.warn)
-        if restored is None:
-            return state, Best()
-        step, state, data = restored
-        loop.say(f"resuming from {self.run_dir}/checkpoints/{step}")
-        loop.check_resume_batch_size(data, batch_size, self.run_dir, step)
-        best = Best(data.get("best"), int(data.get("best_step", 0)))
-        if best.metrics is not None:
-            abstract = engine.abstract_like(keep(state.params))
-            best.params = checkpoints.numpy_params(self.ckpt.restore_extra(step, "best", abstract))
-        return state, best
-
-    def save(self, step: int, state: TrainState, best: Best, batch_size: int) -> None:
-        data = {"batch_size": batch_size, "best": best.metrics, "best_step": best.step}
-        self.ckpt.save(step, state, data, extras={"best": best.params} if best.params is not None else None)
-
-    def close(self) -> None:
-        try:
-            self.ckpt.close()
-        finally:
-            self.log.close()
-
-
-def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, scores: Callable[[Any], dict] | None,
-              primary: str, total: int, files: RunFiles | None = None, stop=None,
-              after_step: Callable[[int], None] | None = None, keep: Callable[[Any], Any] = lambda p: p,
-              best: Best | None = None, name: str = "step") -> tuple[TrainState, Best]:
-    """The loop of fine-tuning, distillation and pruning's recovery; returns
-    (the last state, the best evaluation). Steps from `state.step` to
-    `total`, each on the next of `batches` with base key `rng`; every
-    `config.eval_every_steps` (0: at the end only) and at the end
-    `scores(params)` (dev metrics; None: no evaluation) decide the best
-    checkpoint (`keep(params)` as NumPy). With `files`:
-    metrics.jsonl/TensorBoard records, a checkpoint every
-    `config.checkpoint_every_steps` and at the end, and after `stop` (a
-    `loop.StopFlag`) is set, a checkpoint, then `Stopped`. `after_step(i)`
-    runs after step i (tests send their signal from it)."""
-    best = best or Best()
-    first = int(jax.device_get(state.step)) + 1
-    every = config.eval_every_steps or total
-    ckpt_every = int(config.get("checkpoint_every_steps", 0) or 0)
-    window: list[dict] = []
-    start = time.time()
-    for i in range(first, total + 1):
-        state, metrics = train_step(state, next(batches), rng)
-        window.append(metrics)
-        if after_step is not None:
-            after_step(i)
-        stopping = files is not None and bool(stop) and i < total
-        if i % config.log_every_steps == 0 or i == total or stopping:
-            _log_window(config, files, i, total, window, start, name)
-            window = []
-        if scores is not None and (i % every == 0 or i == total):
-            dev = scores(state.params)
-            logging.info("%s %d dev %s", name, i, json.dumps(dev))
-            if files is not None:
-                files.log.write(i, dev, split="eval")
-            best.offer(dev, i, primary, lambda params=state.params: checkpoints.numpy_params(keep(params)))
-        if files is not None and (stopping or i == total or (ckpt_every > 0 and i % ckpt_every == 0)):
-            files.save(i, state, best, int(config.batch_size))
-        if stopping:
-            files.ckpt.wait()
-            raise Stopped(i)
-    if files is not None:
-        files.ckpt.wait()
-    return state, best
-
-
-def _log_window(config, files: RunFiles | None, step: int, total: int, window: list[dict], start: float,
-                name: str) -> None:
-    """The mean metrics of the steps since the last log: the absl line, and
-    with `files` metrics.jsonl / TensorBoard. A step with a non-finite loss
-    was skipped by the engine; config.on_nan="stop" (the default) stops."""
-    m = loop.mean_metrics(window)
-    logging.info("%s %d/%d loss %.4f (%.0f s)", name, step, total, m["loss"], time.time() - start)
-    if files is not None:
-        files.log.write(step, m)
-    if m["nonfinite"] > 0:
-        if config.get("on_nan", "stop") == "stop":
-            if files is not None:
-                files.ckpt.wait()
-            raise loop.TrainingDiverged(
-                f"loss is NaN/Inf by step {step}; the bad update was not applied; lower config.learning_rate, "
-                "or set config.on_nan=skip to drop such steps"
-            )
-        loop.say(f"step {step}: {int(m['nonfinite'])} step(s) with a non-finite loss skipped (on_nan=skip)")
-
-
 def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrained: dict, seed: int,
               run_dir: str | os.PathLike | None = None, stop=None, after_step: Callable[[int], None] | None = None):
     """Trains one seed. Returns (best dev metrics, best step, best params as
     NumPy, seconds spent training). Batches are cut to `config.length_buckets`
     (`config_buckets`); each bucket compiles the train and predict steps once.
     With `run_dir`: resumes from RUN_DIR/checkpoints, checkpoints, logs and
-    stops on `stop` as `run_steps` says (`Stopped` then)."""
+    stops on `stop` as `runner.run_steps` says (`runner.Stopped` then)."""
     buckets = length_buckets.for_head(prepared.head, config_buckets(config))
     cfg = finetune_config(model_cfg, prepared.num_labels, config)
     model = ft_step.make_model(prepared.head, cfg)
@@ -414,15 +283,15 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     def scores(params):
         return dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh, buckets))
 
-    files = RunFiles(run_dir, config) if run_dir is not None else None
+    files = runner.RunFiles(run_dir, config) if run_dir is not None else None
     start = time.time()
     try:
-        best = Best()
+        best = runner.Best()
         if files is not None:
             state, best = files.restore(state, shardings, int(config.batch_size))
         done = int(jax.device_get(state.step))
         batches = (place(b, mesh) for b in train_batches(prepared.train, config.batch_size, seed, buckets, done))
-        _, best = run_steps(config, state, train_step, rng, batches, scores, prepared.primary, total, files, stop,
+        _, best = runner.run_steps(config, state, train_step, rng, batches, scores, prepared.primary, total, files, stop,
                             after_step, best=best)
     finally:
         if files is not None:
@@ -503,7 +372,7 @@ def _train_seeds(config, workdir: pathlib.Path, model_cfg: ModelConfig, pretrain
         try:
             best, best_step, best_params, seconds = fine_tune(config, prepared, model_cfg, pretrained, seed,
                                                               run_dir, stop, after_step)
-        except Stopped as e:
+        except runner.Stopped as e:
             loop.say(f"stopped by signal at step {e.step} (seed {seed}); checkpoint saved in {run_dir}/checkpoints; "
                      "rerun the same command to resume")
             return {"task": prepared.task, "stopped_at_step": e.step, "seed": seed}
