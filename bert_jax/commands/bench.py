@@ -16,7 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from bert_jax import bench
-from bert_jax.errors import UserError
+from bert_jax.commands import common
 
 config_flags.DEFINE_config_file("config", None, "Pre-training config file (configs/*.py).")
 flags.DEFINE_integer("batch_size", None, "Global examples per step (default: the config's batch_size).")
@@ -33,10 +33,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
-    if FLAGS.config is None:
-        raise UserError("--config is required, e.g. --config=configs/bert_base.py")
+    common.no_positional_args(argv)
+    common.require_flags("config", example="--config=configs/bert_base.py")
     config = FLAGS.config
     config_name = pathlib.Path(config_flags.get_config_filename(FLAGS["config"])).stem
     record = bench.run_bench(

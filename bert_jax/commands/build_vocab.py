@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from bert_jax.commands import common
 from bert_jax.data import vocab
 from bert_jax.errors import UserError
 
@@ -36,8 +37,7 @@ _FORMAT = flags.DEFINE_enum("input_format", "auto", ["auto", "file", "paragraphs
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}")
+    common.no_positional_args(argv, hint="")
     lower_case = True if _LOWER.value is None else _LOWER.value
     if _MODEL.value == "wordpiece":
         path = vocab.build_wordpiece_vocab(

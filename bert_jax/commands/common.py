@@ -13,9 +13,10 @@ from bert_jax.errors import UserError
 
 
 def no_positional_args(argv: list[str], hint: str = "all options are --flags") -> None:
-    """Refuses anything after the command name that absl did not take as a flag."""
+    """Refuses anything after the command name that absl did not take as a
+    flag; `hint` (none when empty) says where the input goes instead."""
     if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; {hint}")
+        raise UserError(f"unexpected arguments {argv[1:]}" + (f"; {hint}" if hint else ""))
 
 
 def require_flags(*names: str, example: str = "") -> None:

@@ -21,6 +21,7 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from bert_jax import atomic  # noqa: E402
+from bert_jax.commands import common  # noqa: E402
 from bert_jax.compile import topologies  # noqa: E402
 from bert_jax.errors import UserError  # noqa: E402
 
@@ -60,12 +61,9 @@ def _write_json(path: str, payload: dict) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; every option is a --flag")
-    if _CONFIG.value is None:
-        raise UserError("--config is required, e.g. --config=configs/bert_large.py")
-    if not _TOPOLOGY.value:
-        raise UserError(f"--topology is required, e.g. one of {topologies.EXAMPLES}")
+    common.no_positional_args(argv, "every option is a --flag")
+    common.require_flags("config", example="--config=configs/bert_large.py")
+    common.require_flags("topology", example=f"one of {topologies.EXAMPLES}")
     if _FIND_MAX.value and _COMPARE.value:
         raise UserError("--find_max_batch and --compare_parallelism are separate runs; pick one")
     topology = topologies.parse_topology(_TOPOLOGY.value)

@@ -12,6 +12,7 @@ import json
 from absl import flags
 
 from bert_jax import convert
+from bert_jax.commands import common
 from bert_jax.errors import UserError
 
 flags.DEFINE_enum(
@@ -32,13 +33,11 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    common.no_positional_args(argv)
     source, target = FLAGS["from"].value, FLAGS.to
     if (source is None) == (target is None):
         raise UserError("pass exactly one of --from=hf|tf (import) or --to=hf (export)")
-    if not FLAGS.input or not FLAGS.output:
-        raise UserError("--input and --output are both required")
+    common.require_flags("input", "output")
     if source is not None:
         summary = convert.import_checkpoint(source, FLAGS.input, FLAGS.output, overwrite=FLAGS.overwrite)
     else:

@@ -15,6 +15,7 @@ import sys
 
 from absl import flags
 
+from bert_jax.commands import common
 from bert_jax.data import create_data, inspect
 from bert_jax.errors import UserError
 
@@ -85,8 +86,7 @@ def _mode() -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}")
+    common.no_positional_args(argv, hint="")
     options = create_data.CreateDataOptions(
         vocab_file=_VOCAB.value,
         do_lower_case=_LOWER.value,

@@ -27,6 +27,7 @@ import numpy as np
 from absl import flags
 
 from bert_jax import atomic, bertscore, embeddings
+from bert_jax.commands import common
 from bert_jax.errors import UserError
 
 flags.DEFINE_string("checkpoint", None, "A bert-jax model dir or workdir, or a Hugging Face / sentence-transformers folder.")
@@ -84,10 +85,8 @@ def _stdin_lines() -> list[str]:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; sentences come on stdin")
-    if not FLAGS.checkpoint:
-        raise UserError("--checkpoint is required")
+    common.no_positional_args(argv, "sentences come on stdin")
+    common.require_flags("checkpoint")
     if FLAGS.corpus and FLAGS.query is None:
         raise UserError("--corpus is only read with --query=TEXT (the text to rank it against)")
     out = _check_output(FLAGS.output) if FLAGS.output else None

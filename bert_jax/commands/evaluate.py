@@ -19,6 +19,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
+from bert_jax.commands import common
 from bert_jax.config import pretrain_config
 from bert_jax.errors import UserError
 
@@ -38,8 +39,7 @@ def _overridden(argv: list[str]) -> list[str]:
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    common.no_positional_args(argv)
     from bert_jax.train import evaluate, metrics_log
 
     if FLAGS.checkpoint:

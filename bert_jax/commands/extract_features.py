@@ -15,7 +15,7 @@ import sys
 from absl import flags
 
 from bert_jax import checkpoints, features
-from bert_jax.errors import UserError
+from bert_jax.commands import common
 
 flags.DEFINE_string(
     "checkpoint", None, "Our model dir, a training workdir, a Hugging Face folder or a Google TF checkpoint."
@@ -35,10 +35,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; input comes on stdin")
-    if not FLAGS.checkpoint:
-        raise UserError("--checkpoint is required")
+    common.no_positional_args(argv, "input comes on stdin")
+    common.require_flags("checkpoint")
     cfg, params, meta = checkpoints.load_model(FLAGS.checkpoint)
     tokenizer = features.load_tokenizer(FLAGS.checkpoint, meta, FLAGS.vocab, FLAGS.lower_case)
     features.check_tokenizer_fits(tokenizer, cfg, FLAGS.vocab or meta.get("vocab_file") or FLAGS.checkpoint)

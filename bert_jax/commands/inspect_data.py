@@ -16,6 +16,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from bert_jax.commands import common
 from bert_jax.data import inspect
 from bert_jax.errors import UserError
 
@@ -47,8 +48,7 @@ def _model_vocab_size() -> int | None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}")
+    common.no_positional_args(argv, hint="")
     if (_INPUT.value is None) == (_SHARDS.value is None):
         raise UserError("pass exactly one of --input (a corpus) or --shards (created data)")
     from bert_jax.tokenization import load_tokenizer

@@ -15,6 +15,7 @@ import json
 from absl import flags, logging
 from ml_collections import config_flags
 
+from bert_jax.commands import common
 from bert_jax.errors import UserError
 
 config_flags.DEFINE_config_file("config", None, "A pre-training config file, e.g. configs/demo.py.")
@@ -27,8 +28,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    common.no_positional_args(argv)
     if FLAGS.config is None or not FLAGS.workdir:
         raise UserError(
             "--config and --workdir are both required (e.g. --config=configs/demo.py --workdir=/tmp/bert-demo)"

@@ -28,6 +28,7 @@ import numpy as np
 from absl import flags
 
 from bert_jax import bertscore, embeddings
+from bert_jax.commands import common
 from bert_jax.errors import UserError
 
 flags.DEFINE_string("checkpoint", None, "A bert-jax model dir or workdir, or a Hugging Face folder, with its tokenizer.")
@@ -84,10 +85,8 @@ def _make_baseline(cfg, params, meta, tokenizer) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; pass files with --candidates and --references")
-    if not FLAGS.checkpoint:
-        raise UserError("--checkpoint is required")
+    common.no_positional_args(argv, "pass files with --candidates and --references")
+    common.require_flags("checkpoint")
     if not FLAGS.make_baseline and (not FLAGS.candidates or not FLAGS.references):
         raise UserError("pass --candidates=FILE and --references=FILE (or --make_baseline=OUT --corpus=FILE)")
     candidates, references = _read_pairs() if not FLAGS.make_baseline else ([], [])

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 
 from absl import flags
 
+from bert_jax.commands import common
 from bert_jax.errors import UserError
 from bert_jax.tokenization import load_tokenizer
 
@@ -55,8 +56,7 @@ def utf8_lines(stream: Iterable[bytes], source: str = "stdin") -> Iterator[bytes
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; the text comes on stdin")
+    common.no_positional_args(argv, "the text comes on stdin")
     tokenizer = load_tokenizer(_VOCAB.value, lower_case=_LOWER_CASE.value, flavor=_FLAVOR.value)
     out = sys.stdout.buffer
     for tokens, ids in tokenizer.iter_encode(utf8_lines(sys.stdin.buffer), batch_size=_BATCH_SIZE.value):
