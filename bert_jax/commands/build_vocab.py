@@ -10,7 +10,7 @@ from __future__ import annotations
 from absl import flags
 
 from bert_jax.commands import common
-from bert_jax.data import vocab
+from bert_jax.data import corpus, vocab
 from bert_jax.errors import UserError
 
 _INPUT = flags.DEFINE_string(
@@ -33,7 +33,7 @@ _LOWER = flags.DEFINE_boolean(
 _MAX_CHARS = flags.DEFINE_integer(
     "max_chars", vocab.DEFAULT_MAX_CHARS, "Learn from at most this many characters of the corpus's start."
 )
-_FORMAT = flags.DEFINE_enum("input_format", "auto", ["auto", "file", "paragraphs", "sentences"], "Local text layout.")
+_FORMAT = flags.DEFINE_enum("input_format", "auto", corpus.FORMATS, "Local text layout.")
 
 
 def main(argv: list[str]) -> None:

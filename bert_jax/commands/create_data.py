@@ -16,7 +16,7 @@ import sys
 from absl import flags
 
 from bert_jax.commands import common
-from bert_jax.data import create_data, inspect
+from bert_jax.data import corpus, create_data, inspect
 from bert_jax.errors import UserError
 
 _INPUT = flags.DEFINE_string(
@@ -55,7 +55,7 @@ _WORKERS = flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Worker proc
 _SHARDS = flags.DEFINE_integer("num_shards", _DEFAULTS.num_shards, "Output shards (for a directory output).")
 _BLOCK = flags.DEFINE_integer("block_size", _DEFAULTS.block_size, "Documents per block (NSP neighbourhood).")
 _BLOCK_CHARS = flags.DEFINE_integer("block_chars", _DEFAULTS.block_chars, "Characters that close a block early.")
-_FORMAT = flags.DEFINE_enum("input_format", "auto", ["auto", "file", "paragraphs", "sentences"], "Local text layout.")
+_FORMAT = flags.DEFINE_enum("input_format", "auto", corpus.FORMATS, "Local text layout.")
 _TFDS_DIR = flags.DEFINE_string("tfds_data_dir", None, "data_dir for tfds: inputs (or NAME:FEATURE@DIR).")
 _RUNNER = flags.DEFINE_enum(
     "runner", "local", ["local", "beam"], "local: worker processes on this machine; beam: an Apache Beam pipeline."

@@ -17,7 +17,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from bert_jax.commands import common
-from bert_jax.data import inspect
+from bert_jax.data import corpus, inspect
 from bert_jax.errors import UserError
 
 _INPUT = flags.DEFINE_string("input", None, "Corpus spec: globs, tfds:NAME:FEATURE[@DIR] or builtin:stdlib-docs.")
@@ -36,7 +36,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "A pre-training config
 _MAX_DOCS = flags.DEFINE_integer("max_documents", 2000, "Corpus mode: look at this many documents at most.")
 _MAX_RECORDS = flags.DEFINE_integer("max_records", None, "Shards mode: look at this many records at most.")
 _MAX_SEQ = flags.DEFINE_integer("max_seq_length", 128, "Corpus mode: range of the sentence-length histogram.")
-_FORMAT = flags.DEFINE_enum("input_format", "auto", ["auto", "file", "paragraphs", "sentences"], "Local text layout.")
+_FORMAT = flags.DEFINE_enum("input_format", "auto", corpus.FORMATS, "Local text layout.")
 _JSON = flags.DEFINE_boolean("json", False, "Print the report as JSON.")
 
 
