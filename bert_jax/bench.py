@@ -204,14 +204,8 @@ def build_reference(
 
         def loss_fn(params):
             labels = batch["labels"]
-            out = state.apply_fn(
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["token_type_ids"],
-                params=params,
-                dropout_rng=dropout_rng,
-                train=True,
-            )
+            inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            out = state.apply_fn(*inputs, params=params, dropout_rng=dropout_rng, train=True)
             logits, pair_logits = out[0], out[1]
             label_mask = jnp.where(labels > 0, 1.0, 0.0)
             loss = (
