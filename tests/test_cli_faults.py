@@ -231,6 +231,8 @@ def _defined_flags(command: str) -> list[str]:
     """The flag names a command module defines (flags.DEFINE_* / config_flags.DEFINE_*)."""
     source = (REPO / "bert_jax" / "commands" / f"{cli.COMMANDS[command][0]}.py").read_text()
     names = re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source)
+    if "common.define_model_to_folder_flags()" in source:  # shared by prune, quantize and export
+        names += ["workdir", "output", "overwrite"]
     assert names, command
     return names
 

@@ -14,6 +14,7 @@ from bert_jax.commands import common
 from bert_jax.compress import export
 
 common.define_model_to_folder_flags()
+flags.adopt_module_key_flags(common)  # --help lists them as this command's own
 flags.DEFINE_string("format", "saved_model", "Export format: saved_model.")
 flags.DEFINE_integer("max_seq_length", None, "Default: the workdir's config.json, else 128.")
 FLAGS = flags.FLAGS

@@ -22,6 +22,7 @@ from bert_jax.compress import prune
 
 config_flags.DEFINE_config_file("config", *common.compress_config_flag("prune"), lock_config=True)
 common.define_model_to_folder_flags()
+flags.adopt_module_key_flags(common)  # --help lists them as this command's own
 FLAGS = flags.FLAGS
 
 
