@@ -179,6 +179,26 @@ def test_fused_attention_flops_count_scores_and_context_of_the_fused_layers():
     assert aot.fused_attention_flops(cfg, 2, 4, 0) == 0
 
 
+def test_a_triton_tiling_failure_is_one_line_naming_the_flag_that_avoids_it():
+    import jax
+
+    from bert_jax.compile import aot
+
+    class _Lowered:
+        def compile(self):
+            raise jax.errors.JaxRuntimeError(
+                "INTERNAL: Couldn't find output tile sizes that satisfy hlo: %dot.1 = bf16[2464,768]{1,0} dot(...)"
+            )
+
+    class _Step:
+        def lower(self, *args):
+            return _Lowered()
+
+    program = aot.TrainProgram(train_step=_Step(), state=None, batch={}, rng=None, mesh=None)
+    with pytest.raises(UserError, match="XLA_FLAGS=--xla_gpu_enable_triton_gemm=false"):
+        aot._compile(program)
+
+
 def test_fused_attention_calls_are_counted_per_custom_call():
     from bert_jax.compile import aot
 

@@ -28,6 +28,7 @@ from bert_jax import flops as analytic_flops
 from bert_jax.compile import calibrated, roofline
 from bert_jax.compile.topologies import GIB, Topology, compile_only_devices
 from bert_jax.config import model_config, resolve_config
+from bert_jax.errors import UserError
 from bert_jax.train import optim, sharding, state, step
 
 # The three layouts --compare_parallelism compiles; -1 takes the rest.
@@ -125,6 +126,11 @@ class OutOfMemory(Exception):
         self.needed, self.available = needed, available
 
 
+# The deviceless GPU compile's Triton GEMM autotuner fails this way on some
+# matmul shapes (ModernBERT-base's last layer at 1,024 tokens on h100x8).
+_TRITON_TILING = "Couldn't find output tile sizes"
+
+
 def _compile(program: TrainProgram):
     """Lower and compile; a compile refused for memory becomes OutOfMemory."""
     lowered = program.train_step.lower(program.state, program.batch, program.rng)
@@ -132,6 +138,12 @@ def _compile(program: TrainProgram):
         return lowered.compile()
     except jax.errors.JaxRuntimeError as e:
         text = str(e)
+        if _TRITON_TILING in text:
+            raise UserError(
+                f"XLA's GPU compiler found no Triton GEMM tiling for a matmul of this program "
+                f"({text.splitlines()[0][:160]}...); compile with cuBLAS GEMMs instead: "
+                "XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bert-jax compile ..."
+            ) from None
         if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
             raise
         m = next((m for m in (r.search(text) for r in _OOM_RES) if m), None)
