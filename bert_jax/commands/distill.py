@@ -15,8 +15,8 @@ import json
 from absl import flags
 from ml_collections import config_flags
 
+from bert_jax.commands import common
 from bert_jax.compress import distill
-from bert_jax.errors import UserError
 
 config_flags.DEFINE_config_file("config", None, "configs/distill/glue.py", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where results.json, config.json and best/ go.")
@@ -24,10 +24,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
-    if FLAGS.config is None:
-        raise UserError("--config is required, e.g. --config=configs/distill/glue.py")
-    if not FLAGS.workdir:
-        raise UserError("--workdir is required")
+    common.no_positional_args(argv)
+    common.require_flags("config", example="--config=configs/distill/glue.py")
+    common.require_flags("workdir")
     print(json.dumps(distill.run(FLAGS.config, FLAGS.workdir), indent=2, sort_keys=True))

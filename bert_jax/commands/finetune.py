@@ -13,8 +13,8 @@ import json
 from absl import flags
 from ml_collections import config_flags
 
+from bert_jax.commands import common
 from bert_jax.compress import extras
-from bert_jax.errors import UserError
 from bert_jax.finetune import trainer
 
 config_flags.DEFINE_config_file("config", None, "A configs/finetune/*.py file.", lock_config=True)
@@ -23,12 +23,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
-    if FLAGS.config is None:
-        raise UserError("--config is required, e.g. --config=configs/finetune/glue.py")
-    if not FLAGS.workdir:
-        raise UserError("--workdir is required")
+    common.no_positional_args(argv)
+    common.require_flags("config", example="--config=configs/finetune/glue.py")
+    common.require_flags("workdir")
     # Predict mode also reads `bert-jax quantize`'s output (a layer above the trainer);
     # Qwix (the compress extra) is imported only for such a checkpoint.
     out = trainer.run(FLAGS.config, FLAGS.workdir, restorers=(extras.restore_quantized_for_predict,))
