@@ -41,10 +41,7 @@ def test_student_wider_than_its_source_is_refused():
 @pytest.fixture(scope="module")
 def toy_task(tmp_path_factory):
     root = tmp_path_factory.mktemp("distill")
-    vocab = toy_tasks.write_vocab(root / "vocab.txt")
-    data = toy_tasks.write_sst2(root / "glue", n_train=32, n_dev=16)
-    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()), num_layers=2)
-    teacher = toy_tasks.write_finetuned_workdir(root / "teacher", cfg, toy_tasks.init_params(cfg), vocab, data)
+    vocab, data, _, teacher = toy_tasks.write_teacher(root, n_train=32, n_dev=16)
     return root, vocab, data, teacher
 
 

@@ -117,11 +117,8 @@ def test_resume_with_another_batch_size_is_refused(toy, straight):
 @pytest.fixture(scope="module")
 def distill_teacher(tmp_path_factory):
     """(fine-tuned teacher workdir, GLUE folder) on the toy SST-2."""
-    root = tmp_path_factory.mktemp("distill_resume")
-    vocab = toy_tasks.write_vocab(root / "vocab.txt")
-    glue = toy_tasks.write_sst2(root / "glue", n_train=40, n_dev=12)
-    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()), num_layers=2)
-    return toy_tasks.write_finetuned_workdir(root / "teacher", cfg, toy_tasks.init_params(cfg), vocab, glue), glue
+    _, glue, _, teacher = toy_tasks.write_teacher(tmp_path_factory.mktemp("distill_resume"), n_train=40, n_dev=12)
+    return teacher, glue
 
 
 def _distill_config(distill_teacher):

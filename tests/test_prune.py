@@ -153,11 +153,8 @@ def test_pruned_checkpoint_round_trips(tmp_path, params, batch):
 
 @pytest.fixture(scope="module")
 def toy_teacher(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prune")
-    vocab = toy_tasks.write_vocab(root / "vocab.txt")
-    data = toy_tasks.write_sst2(root / "glue", n_train=32, n_dev=16)
-    cfg = toy_tasks.tiny_config(len(vocab.read_text().split()), num_layers=2)
-    return toy_tasks.write_finetuned_workdir(root / "teacher", cfg, toy_tasks.init_params(cfg), vocab, data), cfg
+    _, _, cfg, teacher = toy_tasks.write_teacher(tmp_path_factory.mktemp("prune"), n_train=32, n_dev=16)
+    return teacher, cfg
 
 
 def test_head_pruning_with_recovery_fine_tunes_the_shrunk_model(toy_teacher, tmp_path):

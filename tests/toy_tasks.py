@@ -75,3 +75,12 @@ def write_finetuned_workdir(workdir: pathlib.Path, cfg: ModelConfig, params: dic
     config = {"task": task, "data_dir": str(data_dir), "max_seq_length": max_seq_length}
     (workdir / "config.json").write_text(json.dumps(config))
     return workdir
+
+
+def write_teacher(root: pathlib.Path, n_train: int, n_dev: int, num_layers: int = 2):
+    """(vocab, GLUE folder, config, fine-tuned workdir) of a toy SST-2 teacher
+    under `root`: what the compression and resume tests start from."""
+    vocab = write_vocab(root / "vocab.txt")
+    glue = write_sst2(root / "glue", n_train=n_train, n_dev=n_dev)
+    cfg = tiny_config(len(vocab.read_text().split()), num_layers=num_layers)
+    return vocab, glue, cfg, write_finetuned_workdir(root / "teacher", cfg, init_params(cfg), vocab, glue)
