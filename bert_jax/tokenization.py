@@ -456,9 +456,9 @@ def _reference_wordpiece(ids: dict[str, int], unk_token: str, lower_case: bool):
 
 def _as_valid_text(text: str | bytes) -> str:
     """Text `tokenizers` accepts: bytes that are not UTF-8 (and a str's lone
-    surrogates) become U+FFFD, which the normalizer drops, as the graph does."""
-    if isinstance(text, bytes):
-        return text.decode("utf-8", errors="replace")
+    surrogates) become U+FFFD, which the normalizer drops, as the graph does.
+    `_as_text` (the other kinds' conversion) plus the surrogates."""
+    text = _as_text(text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
