@@ -6,7 +6,7 @@ dropout 0.1, [CLS] a [SEP] truncated to max_seq_length). Not a dependency of
 bert-jax: docs/finetuning.md compares its dev accuracy with ours.
 
   python tests/tools/hf_finetune_sst2.py --model=HF_FOLDER --data_dir=GLUE_DIR \
-      --steps=600 --batch_size=32 --max_seq_length=64 --learning_rate=1e-4
+      --steps=600 --batch_size=32 --max_seq_length=64 --learning_rate=5e-5 [--padding=longest]
 """
 
 import argparse
@@ -26,8 +26,15 @@ def read_sst2(path):
 
 
 def encode(tok, texts, max_len):
+    """(ids, mask, types), each [n, max_len] int64; `columns` cuts a batch."""
     enc = tok(texts, max_length=max_len, truncation=True, padding="max_length", return_tensors="pt")
     return enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+
+
+def columns(mask, padding):
+    """How many columns a batch needs: its longest row (transformers'
+    DataCollatorWithPadding, what its users run) or all of them."""
+    return int(mask.sum(-1).max()) if padding == "longest" else mask.shape[1]
 
 
 def main():
@@ -42,6 +49,12 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train_examples", type=int, default=0, help="> 0: the first N training rows only")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--padding",
+        choices=("longest", "max_length"),
+        default="longest",
+        help="longest: each batch padded to its longest sentence (DataCollatorWithPadding)",
+    )
     args = p.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -70,10 +83,11 @@ def main():
     model.train()
     for step in range(args.steps):
         idx = torch.from_numpy(order[step * args.batch_size : (step + 1) * args.batch_size])
+        width = columns(mask[idx], args.padding)
         out = model(
-            input_ids=ids[idx],
-            attention_mask=mask[idx],
-            token_type_ids=types[idx],
+            input_ids=ids[idx, :width],
+            attention_mask=mask[idx, :width],
+            token_type_ids=types[idx, :width],
             labels=torch.from_numpy(train_y)[idx],
         )
         out.loss.backward()
@@ -89,10 +103,11 @@ def main():
     preds = []
     with torch.no_grad():
         for i in range(0, len(dev_y), 128):
+            width = columns(d_mask[i : i + 128], args.padding)
             logits = model(
-                input_ids=d_ids[i : i + 128],
-                attention_mask=d_mask[i : i + 128],
-                token_type_ids=d_types[i : i + 128],
+                input_ids=d_ids[i : i + 128, :width],
+                attention_mask=d_mask[i : i + 128, :width],
+                token_type_ids=d_types[i : i + 128, :width],
             ).logits
             preds.append(logits.argmax(-1).numpy())
     accuracy = float((np.concatenate(preds) == dev_y).mean())
@@ -103,6 +118,7 @@ def main():
                 "dev": {"accuracy": accuracy},
                 "steps": args.steps,
                 "train_seconds": round(train_s, 1),
+                "padding": args.padding,
             }
         )
     )
