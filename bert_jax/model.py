@@ -777,7 +777,14 @@ class Pooler(nn.Module):
             return self.norm(ACTIVATIONS[self.cfg.hidden_act](self.dense(x)))
         return jnp.tanh(self.dense(x))
 
-    def __call__(self, x: Array, input_mask: Array) -> Array:
+    def __call__(self, x: Array, input_mask: Array, pool_positions=None, document_ids=None) -> Array:
+        """`[batch, hidden]`; with `pool_positions [E]` (packed rows: each
+        example's first token as row * seq + column) and `document_ids`,
+        `[E, hidden]`, one per example, each pooled over its own document."""
+        if pool_positions is not None and self.cfg.pooling != "mean":
+            return self.transform(x.reshape(-1, x.shape[-1])[pool_positions])
+        if pool_positions is not None:
+            x, input_mask = _example_rows(x, input_mask, pool_positions, document_ids)
         if self.cfg.pooling == "mean":
             # Sums in float32 whatever the compute dtype; a row without real
             # tokens (none in practice) divides by 1, not 0.
@@ -787,6 +794,20 @@ class Pooler(nn.Module):
         else:
             pooled = x[:, 0]
         return self.transform(pooled)
+
+
+def _example_rows(x: Array, input_mask: Array, pool_positions: Array, document_ids: Array) -> tuple[Array, Array]:
+    """Packed rows `x [rows, seq, hidden]` -> one row per example, `[E, seq,
+    hidden]`, rolled so the example's first token (`pool_positions [E]`, row *
+    seq + column) is column 0, with `input_mask [E, seq]` keeping only the
+    example's own document: [CLS] pooling reads column 0, mean pooling the mask."""
+    seq = x.shape[1]
+    row, start = pool_positions // seq, pool_positions % seq
+    columns = (start[:, None] + jnp.arange(seq)[None, :]) % seq
+    rolled = x[row[:, None], columns]
+    docs = document_ids[row[:, None], columns]
+    own = (docs == docs[:, :1]) & (input_mask[row[:, None], columns] > 0)
+    return rolled, own.astype(input_mask.dtype)
 
 
 class BertModel(nn.Module):
@@ -799,6 +820,8 @@ class BertModel(nn.Module):
     With `output_positions [batch, P]`, `sequence_output` is `[batch, P,
     hidden]`, the states at those positions only (the pooler still reads
     [CLS]), computed at those positions only in the last layer. With
+    `pool_positions [E]` (packed examples, see `Pooler`), `pooled_output` is
+    `[E, hidden]`, one per example. With
     `final_norm` the sequence output is normed (`bert/final_LayerNorm`);
     `hidden_states` are the layer outputs before it, as in transformers.
 
@@ -835,6 +858,7 @@ class BertModel(nn.Module):
         output_positions=None,
         document_ids=None,
         transform_tokens: bool = False,
+        pool_positions=None,
     ):
         if output_positions is not None and self.add_pooler and self.cfg.pooling == "mean":
             raise ValueError("BertModel: mean pooling reads every token; output_positions would drop them")
@@ -859,7 +883,7 @@ class BertModel(nn.Module):
             x = self.final_LayerNorm(x)
         out = {"sequence_output": x}
         if self.add_pooler:
-            out["pooled_output"] = self.pooler(x, input_mask)
+            out["pooled_output"] = self.pooler(x, input_mask, pool_positions, document_ids)
             if transform_tokens:
                 out["token_output"] = self.pooler.transform(x)
             if output_positions is not None:
@@ -942,13 +966,19 @@ class BertForPreTraining(nn.Module):
 class BertForSequenceClassification(nn.Module):
     """Pooled output (`cfg.pooler` of [CLS] or the mean, `cfg.pooling`) ->
     dropout -> `logits [batch, num_labels]` (1 = regression); with ModernBERT's
-    fields, transformers' ModernBertForSequenceClassification."""
+    fields, transformers' ModernBertForSequenceClassification. Packed rows
+    (`document_ids`, `pool_positions [E]`: `bert_jax.finetune.packing`) give
+    `[E, num_labels]`, one per packed example."""
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True):
-        out = BertModel(self.cfg, name="bert")(input_ids, input_mask, segment_ids, deterministic=deterministic)
+    def __call__(self, input_ids, input_mask, segment_ids, *, deterministic=True, document_ids=None,
+                 pool_positions=None):
+        out = BertModel(self.cfg, name="bert")(
+            input_ids, input_mask, segment_ids, deterministic=deterministic, document_ids=document_ids,
+            pool_positions=pool_positions,
+        )
         x = nn.Dropout(self.cfg.hidden_dropout)(out["pooled_output"], deterministic=deterministic)
         return _dense(self.cfg, self.cfg.num_labels, ("embed", "classes"), "classifier")(x).astype(jnp.float32)
 

@@ -227,8 +227,10 @@ def mesh():
 
 def _config(**overrides):
     c = ft_config.finetune_config("sst2")
+    # One example a row: these tests hold the cut against the padded path
+    # (tests/test_finetune_packing.py holds packing against it).
     c.update(dict(max_seq_length=SEQ, batch_size=8, eval_batch_size=8, total_steps=4, learning_rate=1e-3,
-                  log_every_steps=100))
+                  log_every_steps=100, packing=False))
     c.update(overrides)
     return c
 

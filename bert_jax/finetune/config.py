@@ -28,6 +28,10 @@ def finetune_config(task: str = "sst2") -> ml_collections.ConfigDict:
     # 128, 256, ...) below max_seq_length, then max_seq_length; (): off, every
     # batch max_seq_length wide. SQuAD (span) tasks always run padded.
     c.length_buckets = config_dict.placeholder(tuple)
+    # Sequence heads (classification, regression): several short examples a
+    # row, attention block-diagonal by example (bert_jax/finetune/packing.py);
+    # the same logits as one example a row, far less work on padding.
+    c.packing = True
     c.batch_size = 32
     c.eval_batch_size = 64
     c.total_steps = 0  # > 0 overrides num_epochs

@@ -15,6 +15,10 @@ A batch is a dict of NumPy/JAX arrays, `[batch, seq]` int32 `input_ids`,
 
 A weight of 0 marks padding (examples added to fill the last batch, or
 sub-tokens that carry no label); losses are weighted means.
+
+A packed batch (`bert_jax.finetune.packing`, sequence heads only) has its
+inputs `[rows, width]` with several examples a row, plus `document_ids [rows,
+width]` and `pool_positions [batch]`; targets and outputs stay `[batch]`.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ HEAD_PARAMS = {
     "span": "qa_outputs",
 }
 INPUTS = ("input_ids", "input_mask", "segment_ids")
+# A packed batch's extra inputs (`bert_jax.finetune.packing`): its `[rows, seq]`
+# inputs hold several examples a row; the outputs are one per example.
+PACKED_INPUTS = ("document_ids", "pool_positions")
 
 
 def make_model(head: str, cfg: ModelConfig) -> nn.Module:
@@ -111,7 +118,8 @@ def loss_fn(head: str, outputs, batch: dict[str, jax.Array]) -> jax.Array:
 
 
 def _apply(model, params, batch, **kw):
-    return model.apply({"params": params}, *(batch[k] for k in INPUTS), **kw)
+    packed = {k: batch[k] for k in PACKED_INPUTS if k in batch}
+    return model.apply({"params": params}, *(batch[k] for k in INPUTS), **packed, **kw)
 
 
 def under_mesh(jitted, mesh: Mesh | None, rules=sharding.RULES):

@@ -10,7 +10,9 @@
   `WORKDIR/config.json`, first). Several `seeds` run one
   after another in `WORKDIR/seed_<s>/` and are summarised as mean/std.
   Each batch is cut to its length bucket (`config.length_buckets`,
-  `bert_jax.finetune.buckets`): the same results, less work on padding.
+  `bert_jax.finetune.buckets`), and a sequence head's batch is packed,
+  several examples a row (`config.packing`, `bert_jax.finetune.packing`): the
+  same results, less work on padding.
   The step is the engine's (`bert_jax.train.engine`); the loop
   (`bert_jax.finetune.runner`, shared with distillation and pruning) has pre-training's reliability: the workdir
   lock, metrics.jsonl and TensorBoard, orbax checkpoints of the TrainState,
@@ -46,7 +48,7 @@ import numpy as np
 from bert_jax import atomic, checkpoints
 from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.finetune import buckets as length_buckets
-from bert_jax.finetune import runner, tasks
+from bert_jax.finetune import packing, runner, tasks
 from bert_jax.finetune import step as ft_step
 from bert_jax.model import ModelConfig
 from bert_jax.train import engine, optim, sharding
@@ -131,6 +133,32 @@ def config_buckets(config) -> tuple[int, ...]:
     return length_buckets.resolve(config.get("length_buckets"), config.max_seq_length)
 
 
+def config_packing(config) -> bool:
+    """`config.packing` (a bool: the config's type check refuses others); True
+    when the config has no such key (a run saved before packing existed)."""
+    return bool(config.get("packing", True))
+
+
+def pack_step(config, head: str, batch_size: int, mesh, accum: int = 1) -> int:
+    """Rows of a packed batch of `batch_size` examples come in steps of this
+    (`packing.row_step`, a multiple of the mesh's batch split); 0 when the
+    batch is not packed: `config.packing` off, a token or span head, or
+    gradient accumulation (`accum` > 1: its micro-batches split the rows and
+    the examples apart, and an example's row may land in another)."""
+    if not config_packing(config) or head not in packing.PACKED_HEADS or accum > 1:
+        return 0
+    return packing.row_step(batch_size, sharding.data_parallel_size(mesh))
+
+
+def layout(batch: dict[str, np.ndarray], buckets: tuple[int, ...], pack_step: int = 0) -> dict[str, np.ndarray]:
+    """A host batch as the step runs it: packed (`pack_step` > 0; rows of its
+    longest example's bucket, or of the full width when bucketing is off), cut
+    to its length bucket, or as it is."""
+    if pack_step:
+        return packing.pack(batch, buckets or (batch["input_ids"].shape[1],), pack_step)
+    return length_buckets.to_bucket(batch, buckets)
+
+
 def num_train_steps(config, num_examples: int) -> int:
     if config.total_steps > 0:
         return int(config.total_steps)
@@ -153,16 +181,17 @@ def batch_rows(n: int, batch_size: int, seed: int):
 
 
 def train_batches(features: dict[str, np.ndarray], batch_size: int, seed: int, buckets: tuple[int, ...] = (),
-                  start: int = 0):
+                  start: int = 0, pack_step: int = 0):
     """Endless fixed-size batches of `batch_rows`, from the `start`-th on (a
     resumed run's position: the rows are drawn, not gathered, up to there).
     With `buckets`, each batch (the same rows, in the same order) is cut to
-    the bucket of its longest example (`buckets.to_bucket`)."""
+    the bucket of its longest example (`buckets.to_bucket`); with `pack_step`,
+    packed instead (`layout`)."""
     rows = batch_rows(len(features["input_ids"]), batch_size, seed)
     for _ in range(start):
         next(rows)
     for idx in rows:
-        yield length_buckets.to_bucket({k: v[idx] for k, v in features.items()}, buckets)
+        yield layout({k: v[idx] for k, v in features.items()}, buckets, pack_step)
 
 
 def eval_batches(features: dict[str, np.ndarray], batch_size: int):
@@ -179,31 +208,34 @@ def eval_batches(features: dict[str, np.ndarray], batch_size: int):
 
 
 def predict(predict_fn, params, features: dict[str, np.ndarray], batch_size: int, mesh,
-            head: str = "classification", buckets: tuple[int, ...] = ()):
+            head: str = "classification", buckets: tuple[int, ...] = (), pack_step: int = 0):
     """Outputs for all rows in order: `[n, ...]` NumPy (a tuple for spans).
 
     With `buckets` (not for spans: `buckets.for_head`), rows are batched in
     order of length and each batch is cut to its bucket; the outputs come back
     in the rows' original order, the token head's padded back to the full
-    width with zeros at the cut (padding) positions."""
+    width with zeros at the cut (padding) positions. With `pack_step` (a
+    sequence head), each batch is packed (`layout`)."""
     buckets = length_buckets.for_head(head, buckets)
     inputs = {k: features[k] for k in ft_step.INPUTS}
-    if not buckets:
+    if not buckets and not pack_step:
         return _predict_in_order(predict_fn, params, inputs, batch_size, mesh, ())
     order = length_buckets.length_order(inputs["input_mask"])
-    out = _predict_in_order(predict_fn, params, {k: v[order] for k, v in inputs.items()}, batch_size, mesh, buckets)
+    out = _predict_in_order(predict_fn, params, {k: v[order] for k, v in inputs.items()}, batch_size, mesh, buckets,
+                            pack_step)
     restore = np.argsort(order)
     return jax.tree.map(lambda x: x[restore], out)
 
 
 def _predict_in_order(predict_fn, params, inputs: dict[str, np.ndarray], batch_size: int, mesh,
-                      buckets: tuple[int, ...]):
-    """`predict` of the rows as given, each batch cut to its bucket; outputs
-    with a sequence axis (`[batch, seq, labels]`) padded back to full width."""
+                      buckets: tuple[int, ...], pack_step: int = 0):
+    """`predict` of the rows as given, each batch cut to its bucket (or
+    packed); outputs with a sequence axis (`[batch, seq, labels]`) padded back
+    to full width."""
     width = inputs["input_ids"].shape[1]
     parts = []
     for batch, valid in eval_batches(inputs, batch_size):
-        out = jax.device_get(predict_fn(params, place(length_buckets.to_bucket(batch, buckets), mesh)))
+        out = jax.device_get(predict_fn(params, place(layout(batch, buckets, pack_step), mesh)))
         parts.append(jax.tree.map(lambda x, valid=valid: _full_width(np.asarray(x)[:valid], width), out))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
@@ -238,11 +270,13 @@ def make_mesh(config):
 
 
 def evaluate(
-    predict_fn, params, prepared: tasks.Prepared, batch_size: int, mesh, buckets: tuple[int, ...] = ()
+    predict_fn, params, prepared: tasks.Prepared, batch_size: int, mesh, buckets: tuple[int, ...] = (),
+    pack_step: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """{dev set name: metrics}; `buckets` as in `predict`."""
+    """{dev set name: metrics}; `buckets` and `pack_step` as in `predict`."""
     return {
-        name: ev.score(predict(predict_fn, params, ev.features, batch_size, mesh, prepared.head, buckets))
+        name: ev.score(predict(predict_fn, params, ev.features, batch_size, mesh, prepared.head, buckets,
+                               pack_step))
         for name, ev in prepared.dev.items()
     }
 
@@ -261,8 +295,9 @@ def dev_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
 def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrained: dict, seed: int,
               run_dir: str | os.PathLike | None = None, stop=None, after_step: Callable[[int], None] | None = None):
     """Trains one seed. Returns (best dev metrics, best step, best params as
-    NumPy, seconds spent training). Batches are cut to `config.length_buckets`
-    (`config_buckets`); each bucket compiles the train and predict steps once.
+    NumPy, seconds spent training). Batches of a sequence head are packed
+    (`config.packing`), the others cut to `config.length_buckets`
+    (`config_buckets`); each shape compiles the train and predict steps once.
     With `run_dir`: resumes from RUN_DIR/checkpoints, checkpoints, logs and
     stops on `stop` as `runner.run_steps` says (`runner.Stopped` then)."""
     buckets = length_buckets.for_head(prepared.head, config_buckets(config))
@@ -279,9 +314,11 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
     train_step = ft_step.make_train_step(model, prepared.head, opt, mesh, rules, shardings,
                                          accum_steps=accum_steps(config))
     predict_fn = ft_step.make_predict_step(model, prepared.head, mesh, rules)
+    train_pack = pack_step(config, prepared.head, config.batch_size, mesh, accum_steps(config))
+    eval_pack = pack_step(config, prepared.head, config.eval_batch_size, mesh)
 
     def scores(params):
-        return dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh, buckets))
+        return dev_metrics(evaluate(predict_fn, params, prepared, config.eval_batch_size, mesh, buckets, eval_pack))
 
     files = runner.RunFiles(run_dir, config) if run_dir is not None else None
     start = time.time()
@@ -290,7 +327,8 @@ def fine_tune(config, prepared: tasks.Prepared, model_cfg: ModelConfig, pretrain
         if files is not None:
             state, best = files.restore(state, shardings, int(config.batch_size))
         done = int(jax.device_get(state.step))
-        batches = (place(b, mesh) for b in train_batches(prepared.train, config.batch_size, seed, buckets, done))
+        batches = (place(b, mesh) for b in train_batches(prepared.train, config.batch_size, seed, buckets, done,
+                                                         train_pack))
         _, best = runner.run_steps(config, state, train_step, rng, batches, scores, prepared.primary, total, files, stop,
                             after_step, best=best)
     finally:
@@ -482,7 +520,8 @@ def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restore
     mesh = make_mesh(config)
     params = jax.device_put(params, sharding.replicated(mesh))
     predict_fn = ft_step.make_predict_step(restored.model, head["head"], mesh, sharding.rules_of(config.mesh))
-    outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh, head["head"], buckets)
+    outputs = predict(predict_fn, params, features, config.eval_batch_size, mesh, head["head"], buckets,
+                      pack_step(config, head["head"], config.eval_batch_size, mesh))
     out_path = pathlib.Path(config.get("predict_output") or workdir / module.PREDICTIONS_FILE)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
