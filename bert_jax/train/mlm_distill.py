@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 
 from bert_jax import checkpoints
 from bert_jax.errors import CheckpointError, ConfigError
-from bert_jax.model import Execution, ModelConfig, ModelSpec
+from bert_jax.model import Execution, ModelConfig, ModelSpec, execution_of
 from bert_jax.train import sharding as sharding_lib
 from bert_jax.train import state as state_lib
 from bert_jax.train.step import MlmDistill
@@ -63,10 +63,11 @@ def check_vocab(path: str, teacher_cfg: ModelConfig, student_cfg: ModelConfig, t
         )
 
 
-def teacher_config(loaded: ModelConfig, student_cfg: ModelSpec) -> ModelSpec:
+def teacher_config(loaded: ModelConfig, student_cfg: ModelConfig) -> ModelSpec:
     """The teacher as the step runs it: MLM head only (no pooler or pair
     head), unrolled, in the student's compute and parameter dtypes."""
-    execution = Execution(dtype=student_cfg.dtype, param_dtype=student_cfg.param_dtype)
+    student = execution_of(student_cfg)
+    execution = Execution(dtype=student.dtype, param_dtype=student.param_dtype)
     return loaded.replace(pair_head="none").with_execution(execution)
 
 
