@@ -2,7 +2,10 @@
 
 `configs/*.py` files start from `pretrain_config()` and set sizes; command-line
 overrides (`--config.total_steps=40`) do the rest. `model_config(config)` turns
-the `model` section into the hashable `ModelConfig` the Flax modules take.
+the `model` section into the hashable `ModelSpec` the Flax modules take: the
+architecture (`ModelConfig`, what a checkpoint saves) and how this run
+executes it (`Execution`: dtypes, remat, scan, attention kernel), both set
+under `model.` (`--config.model.scan_layers=True`).
 No JAX, TensorFlow or file I/O here.
 """
 
@@ -14,7 +17,7 @@ import math
 import ml_collections
 
 from bert_jax.errors import ConfigError
-from bert_jax.model import FAMILIES, ModelConfig, modernbert_fields
+from bert_jax.model import EXECUTION_FIELDS, FAMILIES, Execution, ModelConfig, ModelSpec, modernbert_fields
 
 # (num_layers, hidden_size, num_heads) of the standard sizes (Turc et al. 2019
 # for the small ones); intermediate is 4 * hidden.
@@ -64,11 +67,12 @@ DEFAULT_MESH_RULES = {
 
 
 def model_section(size: str = "base", **overrides) -> ml_collections.ConfigDict:
-    """The `model` section for a named size, every ModelConfig field present."""
+    """The `model` section for a named size: every ModelConfig (architecture)
+    and Execution field present."""
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; known sizes: {', '.join(SIZES)}")
     layers, hidden, heads = SIZES[size]
-    fields = dataclasses.asdict(ModelConfig())
+    fields = {**ModelConfig().to_dict(), **dataclasses.asdict(Execution())}
     fields.update(num_layers=layers, hidden_size=hidden, num_heads=heads, intermediate_size=4 * hidden)
     fields.update(overrides)
     return ml_collections.ConfigDict(fields)
@@ -190,9 +194,17 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     return c
 
 
-def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
-    """The `model` section as a ModelConfig, with a clear error for bad keys."""
-    return ModelConfig.from_dict(config.model.to_dict())
+def model_config(config: ml_collections.ConfigDict) -> ModelSpec:
+    """The `model` section as the run's ModelSpec (architecture + execution),
+    with a clear error for bad keys."""
+    return ModelSpec.from_dict(config.model.to_dict())
+
+
+def execution_config(config: ml_collections.ConfigDict) -> Execution:
+    """How this run executes a model (the `model` section's dtype, remat,
+    scan, attention keys), for a model whose architecture comes from a
+    checkpoint (`bert-jax evaluate --checkpoint`)."""
+    return Execution(**{name: config.model[name] for name in EXECUTION_FIELDS if name in config.model})
 
 
 # data.mode each pre-training pair head trains on (the first: the family default;
@@ -364,7 +376,7 @@ def _modernbert(c: ml_collections.ConfigDict, size: str) -> None:
     c.optimizer.end_learning_rate = 0.0
 
 
-def validate_family(config: ml_collections.ConfigDict) -> ModelConfig:
+def validate_family(config: ml_collections.ConfigDict) -> ModelSpec:
     """The model section as a ModelConfig (which refuses mixed family
     settings: ALBERT sharing with RoBERTa positions, E > H, ...), checked
     against the data section: the pair head must match data.mode."""

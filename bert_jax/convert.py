@@ -97,7 +97,8 @@ def hf_state(params: checkpoints.Params, cfg: ModelConfig) -> tuple[dict[str, np
     if cfg.family == "modernbert":  # fused Wqkv / Wi: its own mapping
         return hf_modernbert.hf_state(params, cfg)
     if cfg.family != "albert":
-        params = checkpoints.with_layer_layout(params, cfg.replace(scan_layers=False, share_layers=False))
+        # HF keeps one entry per layer: ALBERT's shared layer stays as it is, others unrolled.
+        params = checkpoints.with_layer_layout(params, cfg.architecture.replace(share_layers=False))
     family = checkpoints.HF_FAMILIES[cfg.family]
     architecture = hf_architecture(params, cfg.family)
     flat = checkpoints.flatten_params(params)

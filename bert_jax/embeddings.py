@@ -30,7 +30,7 @@ import numpy as np
 
 from bert_jax import checkpoints, features
 from bert_jax.errors import UserError
-from bert_jax.model import BertModel, ModelConfig
+from bert_jax.model import BertModel, Execution, ModelConfig
 
 POOLINGS = ("cls", "mean", "max")
 # Padded lengths a batch is rounded up to (then capped at the model's length).
@@ -65,15 +65,16 @@ def check_layer(layer: int, cfg: ModelConfig) -> int:
 
 def _truncated(params: checkpoints.Params, cfg: ModelConfig, layers: int) -> tuple[ModelConfig, dict]:
     """(config, encoder params) of the model's first `layers` layers (at least one:
-    layer 0, the embeddings, still needs an encoder to build)."""
+    layer 0, the embeddings, still needs an encoder to build), run as
+    `Execution()`: full precision, unrolled layers. `params`: as `load_model`
+    returns them (the canonical layout)."""
     keep = max(layers, 1)
-    cfg = cfg.replace(dtype="float32", scan_layers=False)  # full precision, unrolled layers
-    bert = checkpoints.with_layer_layout(params, cfg)["bert"]
+    bert = params["bert"]
     encoder = bert["encoder"]
     if not cfg.share_layers:
         encoder = {f"layer_{i}": encoder[f"layer_{i}"] for i in range(keep)}
     heads = cfg.heads_per_layer[:keep] if cfg.heads_per_layer else None
-    cfg = cfg.replace(num_layers=keep, heads_per_layer=heads)
+    cfg = cfg.architecture.replace(num_layers=keep, heads_per_layer=heads).with_execution(Execution())
     bert = {k: v for k, v in bert.items() if k not in ("pooler", "encoder")}
     return cfg, {**bert, "encoder": encoder}
 

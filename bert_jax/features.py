@@ -29,7 +29,7 @@ import numpy as np
 
 from bert_jax import checkpoints
 from bert_jax.errors import UserError
-from bert_jax.model import BertModel, ModelConfig
+from bert_jax.model import BertModel, Execution, ModelConfig
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -211,11 +211,11 @@ class FeatureExtractor:
             raise UserError(
                 f"--max_seq_length={max_seq_length} must be >= 3 and --batch_size={batch_size} >= 1"
             )
-        # Features are read in full precision whatever the training dtype was.
-        cfg = cfg.replace(dtype="float32")
+        # Features are read in full precision, unrolled, whatever the training run did.
+        cfg = cfg.with_execution(Execution())
         self.cfg, self.layers = cfg, tuple(layers)
         self.max_seq_length, self.batch_size = max_seq_length, batch_size
-        bert = checkpoints.with_layer_layout(params, cfg)["bert"]
+        bert = params["bert"]  # as load_model returns them: the canonical layout
         self._params = jax.device_put({k: v for k, v in bert.items() if k != "pooler"})
         model = BertModel(cfg, add_pooler=False)
         self._fn = jax.jit(functools.partial(_selected_layers, model, self.layers))

@@ -32,7 +32,7 @@ A training step is 3x the forward pass: the backward pass needs two matmuls
 
 from __future__ import annotations
 
-from bert_jax.model import ModelConfig
+from bert_jax.model import ModelConfig, execution_of
 
 
 def forward_flops_breakdown(
@@ -59,7 +59,8 @@ def forward_flops_breakdown(
 
     last = model_cfg.num_layers - 1
     layers = sum(layer(index, s) for index in range(model_cfg.num_layers))
-    if model_cfg.last_layer_outputs_only and not model_cfg.scan_layers:
+    execution = execution_of(model_cfg)  # a bare architecture: the default Execution()
+    if execution.last_layer_outputs_only and not execution.scan_layers:
         outputs = p + (1 if model_cfg.pair_head != "none" else 0)
         layers += layer(last, outputs) - layer(last, s)
     parts = {

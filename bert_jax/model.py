@@ -79,19 +79,6 @@ class ModelConfig:
     # tokenizers by; the architecture comes from the fields above.
     family: str = "bert"
     num_labels: int = 2
-    dtype: str = "float32"
-    param_dtype: str = "float32"
-    remat_policy: str = "none"
-    scan_layers: bool = False
-    # "explicit" (softmax + attention dropout), "xla", "cudnn" (GPU), "splash"
-    # (TPU Pallas kernel), or "auto": the best kernel of the platform the step
-    # is traced for that honours the settings (bert_jax.attention_kernels).
-    attention_impl: str = "auto"
-    # Pre-training reads the last layer only at the [CLS] and masked positions,
-    # so that layer can compute queries, attention and feed-forward there alone
-    # (keys and values still over every token): the same outputs, less work.
-    # On by default, on every mesh (tests/test_activation_sharding.py).
-    last_layer_outputs_only: bool = True
     # Attention heads kept in each layer (head pruning), each of width head_dim;
     # None: num_heads everywhere (and the usual parameter shapes).
     heads_per_layer: tuple[int, ...] | None = None
@@ -140,16 +127,6 @@ class ModelConfig:
         self._check_family()
         if self.pair_head not in ("nsp", "sop", "none"):
             raise ConfigError(f"model.pair_head={self.pair_head!r}; expected 'nsp', 'sop' or 'none'")
-        if self.remat_policy not in REMAT_POLICIES:
-            raise ConfigError(
-                f"model.remat_policy={self.remat_policy!r}; expected one of {sorted(REMAT_POLICIES)}"
-            )
-        for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in _DTYPES:
-                raise ConfigError(
-                    f"model.{name}={getattr(self, name)!r}; expected one of {sorted(_DTYPES)}"
-                )
-        attention_kernels.check_choice(self.attention_impl, self.attention_dropout, self.dtype, self.head_dim)
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"model.hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
         self._check_heads_per_layer()
@@ -189,18 +166,17 @@ class ModelConfig:
                 f"model.global_attn_every_n_layers={self.global_attn_every_n_layers}; layer i is global when "
                 "i % N == 0, so N must be >= 1 (1: every layer global)"
             )
-        uniform = self.norm_position == "post" and not self.has_local_layers
-        if self.scan_layers and not uniform:
-            raise ConfigError(
-                "model.scan_layers=True needs identical layers, but with norm_position='pre' layer 0 has no "
-                "attention norm and with local_attention the layers differ in window and RoPE base: "
-                "set scan_layers=False"
-            )
-        if self.share_layers and not uniform:
+        if self.share_layers and not self.uniform_layers:
             raise ConfigError(
                 "model.share_layers=True (ALBERT) shares one layer, but norm_position='pre' or local_attention "
                 "make the layers differ: set share_layers=False"
             )
+
+    @property
+    def uniform_layers(self) -> bool:
+        """Whether every layer has the same structure (scanned and shared
+        layers need it): post-LN and no sliding window (head counts aside)."""
+        return self.norm_position == "post" and not self.has_local_layers
 
     @property
     def has_local_layers(self) -> bool:
@@ -223,11 +199,6 @@ class ModelConfig:
             raise ConfigError(
                 f"model.heads_per_layer={list(heads)}; expected {self.num_layers} counts (one per layer), "
                 f"each from 1 to num_heads={self.num_heads}"
-            )
-        if self.scan_layers and len(set(heads)) > 1:
-            raise ConfigError(
-                f"model.heads_per_layer={list(heads)} with model.scan_layers=True; scanned layers need equal "
-                "shapes: set scan_layers=False"
             )
         if self.share_layers and len(set(heads)) > 1:
             raise ConfigError(
@@ -271,14 +242,6 @@ class ModelConfig:
         """Width of the token embedding table (ALBERT's E, else H)."""
         return self.embedding_size or self.hidden_size
 
-    @property
-    def compute_dtype(self) -> Dtype:
-        return _DTYPES[self.dtype]
-
-    @property
-    def weight_dtype(self) -> Dtype:
-        return _DTYPES[self.param_dtype]
-
     @classmethod
     def from_dict(cls, d) -> ModelConfig:
         """Builds from a mapping (e.g. a ConfigDict), naming any unknown key."""
@@ -291,6 +254,110 @@ class ModelConfig:
 
     def replace(self, **kw) -> ModelConfig:
         return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The architecture fields only (what `model_config.json` holds),
+        also of a ModelSpec."""
+        return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
+
+    @property
+    def architecture(self) -> ModelConfig:
+        """This architecture alone (of a ModelSpec: without its execution)."""
+        return ModelConfig(**self.to_dict())
+
+    def with_execution(self, execution: Execution | None = None) -> ModelSpec:
+        """This architecture run as `execution` (default: `Execution()`),
+        refusing settings the two cannot honour together."""
+        return ModelSpec(**self.to_dict(), **dataclasses.asdict(execution or Execution()))
+
+
+ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How to run an architecture: dtypes, rematerialisation, layer layout,
+    attention kernel. It comes from the run's config (pre-training's `model`
+    section, fine-tuning's `dtype`), never from a checkpoint, so the same
+    weights run unrolled in float32 for features and scanned in bfloat16 in
+    a pre-training run."""
+
+    dtype: str = "float32"  # matmul (compute) dtype
+    param_dtype: str = "float32"
+    remat_policy: str = "none"  # REMAT_POLICIES
+    # Layers as one `nn.scan` over parameters stacked on a leading `layers`
+    # axis (one layer compiled, not N). Saved models hold unrolled `layer_i`
+    # (the canonical layout); `checkpoints.with_layer_layout` converts.
+    scan_layers: bool = False
+    # "explicit" (softmax + attention dropout), "xla", "cudnn" (GPU), "splash"
+    # (TPU Pallas kernel), or "auto": the best kernel of the platform the step
+    # is traced for that honours the settings (bert_jax.attention_kernels).
+    attention_impl: str = "auto"
+    # Pre-training reads the last layer only at the [CLS] and masked positions,
+    # so that layer can compute queries, attention and feed-forward there alone
+    # (keys and values still over every token): the same outputs, less work.
+    # On by default, on every mesh (tests/test_activation_sharding.py).
+    last_layer_outputs_only: bool = True
+
+    def __post_init__(self):
+        if self.remat_policy not in REMAT_POLICIES:
+            raise ConfigError(
+                f"model.remat_policy={self.remat_policy!r}; expected one of {sorted(REMAT_POLICIES)}"
+            )
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in _DTYPES:
+                raise ConfigError(
+                    f"model.{name}={getattr(self, name)!r}; expected one of {sorted(_DTYPES)}"
+                )
+
+    @property
+    def compute_dtype(self) -> Dtype:
+        return _DTYPES[self.dtype]
+
+    @property
+    def weight_dtype(self) -> Dtype:
+        return _DTYPES[self.param_dtype]
+
+    @property
+    def execution(self) -> Execution:
+        """These settings alone (of a ModelSpec: without its architecture)."""
+        return Execution(**{name: getattr(self, name) for name in EXECUTION_FIELDS})
+
+
+EXECUTION_FIELDS = tuple(f.name for f in dataclasses.fields(Execution))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec(ModelConfig, Execution):
+    """An architecture with the execution it runs as: what a run builds its
+    modules from (`ModelConfig.with_execution`, `config.model_config`), a
+    hashable jit static. Never saved: `save_model` writes `.architecture`.
+    The Flax modules also take a bare ModelConfig, run as `Execution()`."""
+
+    def __post_init__(self):
+        ModelConfig.__post_init__(self)
+        Execution.__post_init__(self)
+        attention_kernels.check_choice(self.attention_impl, self.attention_dropout, self.dtype, self.head_dim)
+        if self.scan_layers and not self.uniform_layers:
+            raise ConfigError(
+                "model.scan_layers=True needs identical layers, but with norm_position='pre' layer 0 has no "
+                "attention norm and with local_attention the layers differ in window and RoPE base: "
+                "set scan_layers=False"
+            )
+        if self.scan_layers and len(set(self.heads_per_layer or ())) > 1:
+            raise ConfigError(
+                f"model.heads_per_layer={list(self.heads_per_layer)} with model.scan_layers=True; scanned "
+                "layers need equal shapes: set scan_layers=False"
+            )
+
+
+def execution_of(cfg: ModelConfig) -> Execution:
+    """How the modules built from `cfg` run: a ModelSpec's own execution, the
+    default `Execution()` for a bare architecture."""
+    return cfg if isinstance(cfg, Execution) else _DEFAULT_EXECUTION
+
+
+_DEFAULT_EXECUTION = Execution()
 
 
 def modernbert_fields(**overrides: Any) -> dict[str, Any]:
@@ -372,8 +439,8 @@ def _layer_norm(cfg: ModelConfig, name: str, axis_name: str = "embed") -> nn.Lay
     return nn.LayerNorm(
         epsilon=cfg.layer_norm_eps,
         use_bias=cfg.norm_bias,
-        dtype=cfg.compute_dtype,
-        param_dtype=cfg.weight_dtype,
+        dtype=execution_of(cfg).compute_dtype,
+        param_dtype=execution_of(cfg).weight_dtype,
         scale_init=_ones((axis_name,)),
         bias_init=_zeros((axis_name,)),
         name=name,
@@ -384,8 +451,8 @@ def _dense(cfg: ModelConfig, features: int, axes: tuple[str, str], name: str, bi
     return nn.Dense(
         features,
         use_bias=bias,
-        dtype=cfg.compute_dtype,
-        param_dtype=cfg.weight_dtype,
+        dtype=execution_of(cfg).compute_dtype,
+        param_dtype=execution_of(cfg).weight_dtype,
         kernel_init=_init(cfg, axes),
         bias_init=_zeros((axes[1],)),
         name=name,
@@ -447,8 +514,8 @@ def _embed(cfg: ModelConfig, rows: int, row_axis: str) -> nn.Embed:
     return nn.Embed(
         rows,
         cfg.embed_dim,
-        dtype=cfg.compute_dtype,
-        param_dtype=cfg.weight_dtype,
+        dtype=execution_of(cfg).compute_dtype,
+        param_dtype=execution_of(cfg).weight_dtype,
         embedding_init=_init(cfg, (row_axis, "embed")),
     )
 
@@ -498,7 +565,7 @@ class SelfAttention(nn.Module):
 
     `x [batch, seq, hidden]`, `mask [batch, 1, 1, seq]` (True = attend).
     `num_heads` (0: `cfg.num_heads`) heads of width `cfg.head_dim` each.
-    `cfg.attention_impl` picks the computation (bert_jax.attention_kernels);
+    `attention_impl` (the execution's) picks the computation (bert_jax.attention_kernels);
     the splash kernel reads `segments [batch, seq]` and `window` (0: global)
     instead of the dense mask.
     With `query_positions [batch, Q]` only those positions attend (keys and
@@ -520,8 +587,8 @@ class SelfAttention(nn.Module):
         proj = functools.partial(
             nn.DenseGeneral,
             features=(self.num_heads or cfg.num_heads, cfg.head_dim),
-            dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype,
+            dtype=execution_of(cfg).compute_dtype,
+            param_dtype=execution_of(cfg).weight_dtype,
             kernel_init=_init(cfg, ("embed", "heads", "kv")),
             bias_init=_zeros(("heads", "kv")),
             use_bias=cfg.linear_bias,
@@ -543,8 +610,8 @@ class SelfAttention(nn.Module):
         out = nn.DenseGeneral(
             cfg.hidden_size,
             axis=(-2, -1),
-            dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype,
+            dtype=execution_of(cfg).compute_dtype,
+            param_dtype=execution_of(cfg).weight_dtype,
             kernel_init=_init(cfg, ("heads", "kv", "embed")),
             bias_init=_zeros(("embed",)),
             use_bias=cfg.linear_bias,
@@ -553,16 +620,16 @@ class SelfAttention(nn.Module):
         return out
 
     def _attend(self, q, k, v, mask, deterministic: bool, full_length: bool, segments):
-        """The attention of `cfg.attention_impl`. Fused kernels run full-length
+        """The attention of the execution's `attention_impl`. Fused kernels run full-length
         layers only: Q gathered positions cannot tile their blocks (a small
         `[Q, seq]` attention), so those take the XLA path; so does `init`,
         whose dummy inputs (a few tokens) need not tile them and whose
         parameters do not depend on the kernel."""
-        cfg = self.cfg
+        cfg, execution = self.cfg, execution_of(self.cfg)
         impl = attention_kernels.choose(
-            cfg.attention_impl,
+            execution.attention_impl,
             dropout_active=cfg.attention_dropout > 0.0 and not deterministic,
-            dtype=cfg.dtype,
+            dtype=execution.dtype,
             head_dim=cfg.head_dim,
             seq_len=k.shape[1],
         )
@@ -710,10 +777,11 @@ class Encoder(nn.Module):
         docs = (document_ids, positions)
         if return_all and output_positions is not None:
             raise ValueError("Encoder: return_all and output_positions are exclusive")
+        execution = execution_of(cfg)
         last = cfg.num_layers - 1
-        policy = REMAT_POLICIES[cfg.remat_policy]
+        policy = REMAT_POLICIES[execution.remat_policy]
         layer_cls = EncoderLayer
-        if cfg.remat_policy != "none":
+        if execution.remat_policy != "none":
             layer_cls = nn.remat(EncoderLayer, policy=policy, static_argnums=(3,))
         hidden = [x]
         if cfg.share_layers:
@@ -721,9 +789,9 @@ class Encoder(nn.Module):
             for i in range(cfg.num_layers):
                 x = layer(x, mask, deterministic, output_positions if i == last else None, *docs)
                 hidden.append(x)
-        elif cfg.scan_layers:
+        elif execution.scan_layers:
             scan_cls = _ScanLayer
-            if cfg.remat_policy != "none":
+            if execution.remat_policy != "none":
                 scan_cls = nn.remat(_ScanLayer, policy=policy, static_argnums=(3,))
             stack = nn.scan(
                 scan_cls,
@@ -921,7 +989,7 @@ class MaskedLMHead(nn.Module):
         h = ACTIVATIONS[cfg.hidden_act](h)
         h = _layer_norm(cfg, "LayerNorm")(h)
         logits = decoder(h)
-        bias = self.param("bias", _zeros(("vocab",)), (cfg.vocab_size,), cfg.weight_dtype)
+        bias = self.param("bias", _zeros(("vocab",)), (cfg.vocab_size,), execution_of(cfg).weight_dtype)
         return logits.astype(jnp.float32) + bias
 
 
@@ -946,7 +1014,7 @@ class BertForPreTraining(nn.Module):
     ):
         # A pair head that pools the mean reads every token of the last layer.
         mean_pooled_pair = self.cfg.pair_head != "none" and self.cfg.pooling == "mean"
-        if self.cfg.last_layer_outputs_only and not mean_pooled_pair:
+        if execution_of(self.cfg).last_layer_outputs_only and not mean_pooled_pair:
             out = self.bert(
                 input_ids, input_mask, segment_ids, deterministic=deterministic,
                 output_positions=masked_lm_positions.astype(jnp.int32), document_ids=document_ids,

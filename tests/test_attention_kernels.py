@@ -20,7 +20,7 @@ from bert_jax.errors import ConfigError
 from bert_jax.model import (
     BertForPreTraining,
     BertModel,
-    ModelConfig,
+    ModelSpec,
     attention_mask,
     document_mask,
     modernbert_fields,
@@ -115,7 +115,7 @@ def _tiny_modernbert(impl, **kw):
         max_position_embeddings=SEQ, local_attention=16, global_attn_every_n_layers=2,
     )
     fields.update(kw)
-    return ModelConfig(**fields, attention_impl=impl)
+    return ModelSpec(**fields, attention_impl=impl)
 
 
 def _batch(seed=0):
@@ -289,7 +289,7 @@ def test_splash_on_gpu_is_refused():
 
 def _refusal(**kw) -> str:
     with pytest.raises(ConfigError) as err:
-        ModelConfig(**kw)
+        ModelSpec(**kw)
     message = str(err.value)
     assert "\n" not in message
     return message

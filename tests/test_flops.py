@@ -7,14 +7,11 @@ import pytest
 from bert_jax import flops
 from bert_jax.compile import hlo_flops
 from bert_jax.config import model_config, pretrain_config
-from bert_jax.model import ModelConfig
+from bert_jax.model import Execution, ModelConfig
 
 # Every layer at every position: the hand counts below are the standard formula.
 # (A model that computes its last layer only where the heads read it counts
-# that layer at those positions; ModelConfig.last_layer_outputs_only, where it exists.)
-_FULL_LAST_LAYER = (
-    {"last_layer_outputs_only": False} if "last_layer_outputs_only" in ModelConfig.__dataclass_fields__ else {}
-)
+# that layer at those positions: Execution.last_layer_outputs_only.)
 TINY = ModelConfig(
     vocab_size=100,
     hidden_size=8,
@@ -22,8 +19,7 @@ TINY = ModelConfig(
     num_heads=2,
     intermediate_size=32,
     max_position_embeddings=16,
-    **_FULL_LAST_LAYER,
-)
+).with_execution(Execution(last_layer_outputs_only=False))
 
 
 def test_forward_flops_hand_count():

@@ -17,7 +17,7 @@ from bert_jax.compress.config import prune_config
 from bert_jax.errors import ConfigError
 from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import glue, trainer
-from bert_jax.model import BertForSequenceClassification, ModelConfig
+from bert_jax.model import BertForSequenceClassification, Execution, ModelConfig
 
 CFG = toy_tasks.tiny_config(vocab_size=50, num_layers=2, hidden_size=32, num_heads=4)
 
@@ -45,7 +45,8 @@ def test_each_layer_has_its_own_head_count():
 
 
 def test_equal_counts_work_scanned_and_shared():
-    scanned = _shapes(CFG.replace(heads_per_layer=(3, 3), scan_layers=True))["bert"]["encoder"]
+    scanned_cfg = CFG.replace(heads_per_layer=(3, 3)).with_execution(Execution(scan_layers=True))
+    scanned = _shapes(scanned_cfg)["bert"]["encoder"]
     assert scanned["layers"]["layer"]["attention"]["query"]["kernel"] == (2, 32, 3, 8)
     shared = _shapes(CFG.replace(heads_per_layer=(2, 2), share_layers=True, family="albert"))["bert"]["encoder"]
     assert shared["shared_layer"]["attention"]["output"]["kernel"] == (2, 8, 32)
@@ -65,7 +66,7 @@ def test_wrong_head_counts_are_refused(heads):
 
 def test_different_counts_with_scanned_layers_are_refused():
     with pytest.raises(ConfigError, match=r"heads_per_layer=\[2, 1\] with model.scan_layers=True"):
-        CFG.replace(heads_per_layer=(2, 1), scan_layers=True)
+        CFG.replace(heads_per_layer=(2, 1)).with_execution(Execution(scan_layers=True))
 
 
 def test_different_counts_with_a_shared_layer_are_refused():

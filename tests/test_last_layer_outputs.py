@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bert_jax import flops
-from bert_jax.model import BertForPreTraining, BertModel, ModelConfig
+from bert_jax.model import BertForPreTraining, BertModel, ModelConfig, ModelSpec
 
 TINY = dict(vocab_size=97, hidden_size=32, num_layers=3, num_heads=4, intermediate_size=64, max_position_embeddings=16)
 VARIANTS = {
@@ -31,7 +31,7 @@ def _inputs():
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_pretraining_outputs_equal_the_full_last_layer(name):
-    cfg = ModelConfig(**TINY, **VARIANTS[name], last_layer_outputs_only=True)
+    cfg = ModelSpec(**TINY, **VARIANTS[name], last_layer_outputs_only=True)
     ids, mask, seg, positions = _inputs()
     params = BertForPreTraining(cfg).init(jax.random.PRNGKey(0), ids, mask, seg, positions)
     fast = BertForPreTraining(cfg).apply(params, ids, mask, seg, positions)
@@ -55,7 +55,7 @@ def test_output_positions_give_states_at_those_positions_and_the_same_pooled_out
 
 
 def test_training_gradients_flow_with_dropout():
-    cfg = ModelConfig(**TINY, last_layer_outputs_only=True)
+    cfg = ModelSpec(**TINY, last_layer_outputs_only=True)
     ids, mask, seg, positions = _inputs()
     model = BertForPreTraining(cfg)
     params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), ids, mask, seg, positions))
@@ -71,7 +71,7 @@ def test_training_gradients_flow_with_dropout():
 def test_flops_count_the_last_layer_at_the_read_positions():
     """bert_base, batch 8, seq 128, 20 masked: the last layer's Q/O projections,
     attention and FFN at 21 of 128 positions; K/V projections at all 128."""
-    cfg = ModelConfig(last_layer_outputs_only=True)
+    cfg = ModelSpec(last_layer_outputs_only=True)
     b, s, p, h, i = 8, 128, 20, 768, 3072
     full_layer = 4 * 2 * b * s * h * h + 2 * 2 * b * s * s * h + 2 * 2 * b * s * h * i
     q = 21
@@ -83,4 +83,4 @@ def test_flops_count_the_last_layer_at_the_read_positions():
 
 
 def test_the_default_is_on():
-    assert ModelConfig().last_layer_outputs_only is True
+    assert ModelSpec().last_layer_outputs_only is True

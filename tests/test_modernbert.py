@@ -22,7 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 from bert_jax import checkpoints, convert  # noqa: E402
 from bert_jax.errors import CheckpointError, ConfigError  # noqa: E402
-from bert_jax.model import BertForPreTraining, BertModel, ModelConfig, modernbert_fields  # noqa: E402
+from bert_jax.model import BertForPreTraining, BertModel, Execution, ModelConfig, modernbert_fields  # noqa: E402
 
 TOL = 1e-4
 WINDOW = 8
@@ -151,7 +151,7 @@ def test_parity_mlm_logits_match_transformers(imported, reference, batch):
     positions = batch["masked_lm_positions"]
     want = np.take_along_axis(reference["logits"], positions[..., None], axis=1)
     for last_only in (True, False):
-        model = BertForPreTraining(cfg.replace(last_layer_outputs_only=last_only))
+        model = BertForPreTraining(cfg.with_execution(Execution(last_layer_outputs_only=last_only)))
         got = model.apply(
             {"params": params},
             batch["input_ids"],
@@ -274,7 +274,7 @@ def test_rope_with_learned_positions_is_refused():
 
 def test_scanning_layers_that_differ_is_refused():
     with pytest.raises(ConfigError, match=r"model.scan_layers=True needs identical layers.*set scan_layers=False"):
-        _modern(scan_layers=True)
+        _modern().with_execution(Execution(scan_layers=True))
 
 
 def test_unknown_feed_forward_is_refused():

@@ -28,7 +28,7 @@ from bert_jax.errors import ConfigError
 from bert_jax.model import (
     BertForPreTraining,
     BertModel,
-    ModelConfig,
+    ModelSpec,
     document_positions,
     modernbert_fields,
     position_ids_for,
@@ -39,12 +39,12 @@ SEQ = 24
 SIZES = dict(vocab_size=60, hidden_size=16, num_heads=2, intermediate_size=32, max_position_embeddings=SEQ + 4)
 
 FAMILIES = {
-    "bert": ModelConfig(num_layers=2, **SIZES),
-    "bert_scanned": ModelConfig(num_layers=2, scan_layers=True, **SIZES),
-    "roberta": ModelConfig(num_layers=2, family="roberta", position_offset=2, pad_token_id=1, **SIZES),
-    "albert": ModelConfig(num_layers=3, family="albert", embedding_size=8, share_layers=True, **SIZES),
+    "bert": ModelSpec(num_layers=2, **SIZES),
+    "bert_scanned": ModelSpec(num_layers=2, scan_layers=True, **SIZES),
+    "roberta": ModelSpec(num_layers=2, family="roberta", position_offset=2, pad_token_id=1, **SIZES),
+    "albert": ModelSpec(num_layers=3, family="albert", embedding_size=8, share_layers=True, **SIZES),
     # Window 6 (3 tokens each side), layers 0 and 3 global, the last one local.
-    "modernbert": ModelConfig(num_layers=5, **modernbert_fields(local_attention=6), **SIZES),
+    "modernbert": ModelSpec(num_layers=5, **modernbert_fields(local_attention=6), **SIZES),
 }
 
 # Three documents of 9, 7 and 5 tokens in one row of 24 (3 padding tokens).

@@ -19,9 +19,11 @@ It takes
 
 `params` is always the plain (unboxed) tree `module.init(...)["params"]` of
 `bert_jax.model`: `bert/...` plus whichever heads exist (`mlm`, `pair`,
-`classifier`), as NumPy float32 arrays; the layer layout (unrolled, scanned,
-shared) is the one `ModelConfig.scan_layers/share_layers` says
-(`params.py`). `meta` is a dict: `format`, `path`, `vocab_file` and
+`classifier`), as NumPy float32 arrays, in the canonical layer layout
+(unrolled `layer_i`; ALBERT's one `shared_layer`), and the ModelConfig is the
+architecture alone: a consumer builds its model as
+`cfg.with_execution(Execution(...))` and, if that scans the layers, stacks
+them with `with_layer_layout(params, spec)` (`params.py`). `meta` is a dict: `format`, `path`, `vocab_file` and
 `lower_case` (None when unknown) and, for workdirs, `step`.
 
 The package's modules, one concern each: `files` (file names, JSON and

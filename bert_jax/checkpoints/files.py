@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bert_jax.errors import CheckpointError, ConfigError
-from bert_jax.model import ModelConfig
+from bert_jax.model import EXECUTION_FIELDS, ModelConfig
 
 MODEL_CONFIG = "model_config.json"
 PARAMS_DIR = "params"
@@ -84,8 +84,13 @@ def read_json(path: pathlib.Path) -> dict:
 
 
 def model_config_from_fields(fields: Mapping, source: pathlib.Path) -> ModelConfig:
+    """The architecture of a saved `model_config.json` or a workdir's `model`
+    section. Execution keys (dtype, scan_layers, ...; written by checkpoints
+    before they were split off, and by every workdir) are ignored: how to run
+    the model is the loading run's choice."""
+    architecture = {k: v for k, v in fields.items() if k not in EXECUTION_FIELDS}
     try:
-        return ModelConfig.from_dict(fields)
+        return ModelConfig.from_dict(architecture)
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{source}: {e}") from None
 

@@ -4,7 +4,6 @@ the tokenizer's files and `tokenizer_config.json`."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from bert_jax.checkpoints.files import (
     write_tokenizer,
 )
 from bert_jax.checkpoints.orbax_io import restore_tree, save_params
-from bert_jax.checkpoints.params import Params, check_shapes, numpy_params
+from bert_jax.checkpoints.params import Params, check_shapes, numpy_params, with_layer_layout
 from bert_jax.errors import CheckpointError
 from bert_jax.model import ModelConfig
 
@@ -42,16 +41,20 @@ def save_model(
     `vocab.json` + `merges.txt`; a SentencePiece `*.model`) and
     `tokenizer_config.json` when given (`write_tokenizer`), and `extra_files`
     `{name: text}` (a head.json, pruned_heads.json) in the same rename.
-    `params` may be boxed or wrapped in `{"params": ...}`."""
-    params = numpy_params(params)
-    check_shapes(params, model_cfg, str(path))
+    `params` may be boxed or wrapped in `{"params": ...}`, in any layer
+    layout (a scanned run's stacked layers): what is written is the
+    architecture alone and the canonical layout (unrolled `layer_i`, or
+    ALBERT's one `shared_layer`), whatever execution `model_cfg` carries."""
+    architecture = model_cfg.architecture
+    params = with_layer_layout(numpy_params(params), architecture)
+    check_shapes(params, architecture, str(path))
     if vocab_file and not os.path.isfile(vocab_file):
         raise CheckpointError(f"vocab file {vocab_file} does not exist; pass an existing vocab.txt")
     if vocab_file:
         tokenizer_files(vocab_file)
     with atomic_directory(path, overwrite) as tmp:
         save_params(tmp / PARAMS_DIR, params)
-        write_json(tmp / MODEL_CONFIG, dataclasses.asdict(model_cfg))
+        write_json(tmp / MODEL_CONFIG, architecture.to_dict())
         write_tokenizer(tmp, vocab_file, lower_case)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
@@ -62,7 +65,8 @@ def load_ours(folder: pathlib.Path) -> tuple[ModelConfig, Params, dict]:
     cfg = model_config_from_fields(read_json(folder / MODEL_CONFIG), folder / MODEL_CONFIG)
     if not (folder / PARAMS_DIR).is_dir():
         raise CheckpointError(f"{folder / PARAMS_DIR} is missing; the checkpoint is incomplete")
-    params = restore_tree(folder / PARAMS_DIR)
+    # Checkpoints written before the layout was canonical may hold stacked layers.
+    params = with_layer_layout(restore_tree(folder / PARAMS_DIR), cfg)
     check_shapes(params, cfg, str(folder))
     vocab, lower_case = tokenizer_meta(folder, cfg.family)
     return cfg, params, checkpoint_meta("bert-jax", folder, vocab, lower_case)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from bert_jax.errors import CheckpointError
-from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs
+from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs, execution_of
 
 Params = dict[str, Any]
 
@@ -57,17 +57,19 @@ def _layers_of(encoder: Mapping, num_layers: int) -> list[Params]:
 
 
 def with_layer_layout(params: Params, cfg: ModelConfig) -> Params:
-    """`params` with `bert/encoder` in the layout `cfg` asks for (unrolled
-    `layer_{i}`, or scanned `layers/layer` with a leading `[num_layers]` axis),
-    from any layout. One shared ALBERT layer expands to identical layers; the
-    reverse is refused."""
+    """`params` with `bert/encoder` in the layout the modules built from `cfg`
+    have, from any layout: for an architecture (a bare ModelConfig) the
+    canonical one every saved model holds, unrolled `layer_{i}` (ALBERT: its
+    one `shared_layer`); for a ModelSpec with `scan_layers`, `layers/layer`
+    with a leading `[num_layers]` axis. One shared ALBERT layer expands to
+    identical layers; the reverse is refused."""
     encoder = params["bert"]["encoder"]
     layers = _layers_of(encoder, cfg.num_layers)
     if cfg.share_layers:
         if "shared_layer" not in encoder:
             raise CheckpointError("cannot turn separate encoder layers into one shared (ALBERT) layer")
         new_encoder = encoder
-    elif cfg.scan_layers:
+    elif execution_of(cfg).scan_layers:
         new_encoder = {"layers": {"layer": jax.tree.map(lambda *xs: np.stack(xs), *layers)}}
     else:
         new_encoder = {f"layer_{i}": layer for i, layer in enumerate(layers)}

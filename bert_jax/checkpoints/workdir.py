@@ -1,6 +1,8 @@
 """A pre-training workdir (`WORKDIR/config.json` +
 `WORKDIR/checkpoints/<step>/state`) read as a model: only the TrainState's
-`params` are restored; a damaged step is named with the newest intact one.
+`params` are restored, returned in the canonical layer layout with the
+architecture of the run's `model` section (its execution keys ignored); a
+damaged step is named with the newest intact one.
 (Saving and resuming the whole TrainState is `bert_jax.train.resume`.)"""
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from bert_jax.checkpoints.files import (
     read_json,
 )
 from bert_jax.checkpoints.orbax_io import restore_tree
-from bert_jax.checkpoints.params import Params, check_shapes
+from bert_jax.checkpoints.params import Params, check_shapes, with_layer_layout
 from bert_jax.errors import CheckpointError
 from bert_jax.model import ModelConfig
 
@@ -84,6 +86,8 @@ def load_workdir(workdir: pathlib.Path, step: int | None) -> tuple[ModelConfig, 
             params = restore_tree(state_dir, subtree="params")
         except CheckpointError as e:
             raise CheckpointError(_damaged_step_message(workdir, step, steps, e)) from None
+    # The run's layout (stacked when it scanned its layers) -> the canonical one.
+    params = with_layer_layout(params, cfg)
     check_shapes(params, cfg, str(state_dir))
     data = config.get("data") if isinstance(config.get("data"), Mapping) else {}
     vocab = data.get("vocab_file") or None

@@ -189,8 +189,8 @@ def student_from_params(
             f"config.student_hidden_size={hidden_size} is {wider} than its initialisation source {source} "
             f"(hidden {source_cfg.hidden_size}); use that width or start from a config (student_init=configs/....py)"
         )
-    cfg = source_cfg.replace(num_layers=student_layers, scan_layers=False)
-    params = checkpoints.with_layer_layout(source_params, source_cfg.replace(scan_layers=False))
+    cfg = source_cfg.replace(num_layers=student_layers)
+    params = source_params  # load_model's canonical layout: one layer_i per layer
     picked = alternate_layers(source_cfg.num_layers, student_layers)
     encoder = {f"layer_{i}": params["bert"]["encoder"][f"layer_{j}"] for i, j in enumerate(picked)}
     return cfg, {**params, "bert": {**params["bert"], "encoder": encoder}}
@@ -215,8 +215,8 @@ def student_init(
     init = config.student_init or "teacher"
     layers = config.student_layers
     if init.endswith(".py"):
-        cfg = model_config(load_config_file(init))
-        cfg = cfg.replace(num_layers=layers or cfg.num_layers, num_labels=teacher_cfg.num_labels, scan_layers=False)
+        cfg = model_config(load_config_file(init)).architecture  # distillation runs as Execution()
+        cfg = cfg.replace(num_layers=layers or cfg.num_layers, num_labels=teacher_cfg.num_labels)
         if config.student_hidden_size:
             cfg = cfg.replace(hidden_size=config.student_hidden_size)
         if cfg.vocab_size != teacher_cfg.vocab_size:

@@ -52,8 +52,8 @@ def resolve_checkpoint(path: str | pathlib.Path) -> pathlib.Path:
 
 
 def load_finetuned_classifier(path: str | pathlib.Path) -> tuple[ModelConfig, Params, dict, dict | None]:
-    """(config with unrolled layers, params, meta, head.json or None) of a
-    workdir or checkpoint that has a sequence-classification head."""
+    """(architecture, params in the canonical layout, meta, head.json or
+    None) of a workdir or checkpoint that has a sequence-classification head."""
     source = resolve_checkpoint(path)
     head = None
     if (source / trainer.HEAD_FILE).is_file():
@@ -61,8 +61,7 @@ def load_finetuned_classifier(path: str | pathlib.Path) -> tuple[ModelConfig, Pa
     else:
         cfg, params, meta = checkpoints.load_model(source)
     require_classifier(params, str(source))
-    cfg = cfg.replace(scan_layers=False)
-    return cfg, checkpoints.with_layer_layout(params, cfg), {**meta, "source": str(source)}, head
+    return cfg, params, {**meta, "source": str(source)}, head
 
 
 def classifier_logits_fn(cfg: ModelConfig) -> LogitsFn:

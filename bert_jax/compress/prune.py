@@ -124,7 +124,8 @@ def measured_sparsity(params: Params) -> float:
 def _layer_names(params: Params) -> list[str]:
     encoder = params["bert"]["encoder"]
     if "layer_0" not in encoder:
-        raise CheckpointError("head pruning needs unrolled layers (bert/encoder/layer_i); re-save with scan_layers=False")
+        raise CheckpointError("head pruning needs one parameter set per layer (bert/encoder/layer_i), "
+                              "not ALBERT's one shared layer; prune a model without share_layers")
     return [f"layer_{i}" for i in range(len(encoder))]
 
 

@@ -165,7 +165,6 @@ def quantize_params(cfg: ModelConfig, params: Params, recipe: Recipe | str, batc
     recipe = as_recipe(recipe)
     if "classifier" not in params:
         raise UserError("the model has no classification head (params/classifier); quantise a fine-tuned model")
-    params = checkpoints.with_layer_layout(params, cfg)
     params = jax.tree.map(jnp.asarray, params)
     stats = calibration_stats(cfg, params, batches, recipe) if recipe.scheme == "int8" else {}
     return qwix.quantize_params(params, abstract_params(cfg, recipe), stats)

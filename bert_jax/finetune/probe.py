@@ -126,9 +126,11 @@ class Probe:
         start = time.time()
         config, prepared = self._prepare()
         host = checkpoints.numpy_params(jax.device_get(params))
-        unrolled = self.model_cfg.replace(scan_layers=False)
-        pretrained = checkpoints.with_layer_layout(host, unrolled)
-        best, _, _, _ = trainer.fine_tune(config, prepared, unrolled, pretrained, config.seed)
+        # The run's layout (stacked, when it scans) -> the canonical one a
+        # fine-tuning run reads, as a saved model would hold it.
+        architecture = self.model_cfg.architecture
+        pretrained = checkpoints.with_layer_layout(host, architecture)
+        best, _, _, _ = trainer.fine_tune(config, prepared, architecture, pretrained, config.seed)
         return {
             "task": prepared.task,
             **best,

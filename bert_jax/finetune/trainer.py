@@ -50,7 +50,7 @@ from bert_jax.errors import CheckpointError, ConfigError
 from bert_jax.finetune import buckets as length_buckets
 from bert_jax.finetune import packing, runner, tasks
 from bert_jax.finetune import step as ft_step
-from bert_jax.model import ModelConfig
+from bert_jax.model import Execution, ModelConfig, ModelSpec
 from bert_jax.train import engine, optim, sharding
 from bert_jax.train import loop as loop
 from bert_jax.train import resume as resume_lib
@@ -97,11 +97,12 @@ def check_vocab(model_cfg: ModelConfig, tokenizer, checkpoint: str) -> None:
         )
 
 
-def finetune_config(model_cfg: ModelConfig, num_labels: int, config) -> ModelConfig:
-    """The checkpoint's architecture with the task's label count, unrolled
-    layers, the config's compute dtype and, where set, its `pooling`."""
-    return model_cfg.replace(num_labels=num_labels, scan_layers=False, dtype=config.get("dtype", "float32"),
-                             pooling=config.get("pooling") or model_cfg.pooling)
+def finetune_config(model_cfg: ModelConfig, num_labels: int, config) -> ModelSpec:
+    """The checkpoint's architecture with the task's label count and, where
+    set, the config's `pooling`, run with the config's compute dtype
+    (unrolled layers, the canonical layout the checkpoint's params are in)."""
+    architecture = model_cfg.replace(num_labels=num_labels, pooling=config.get("pooling") or model_cfg.pooling)
+    return architecture.with_execution(Execution(dtype=config.get("dtype", "float32")))
 
 
 # --------------------------------------------------------------------------
@@ -385,7 +386,7 @@ def train(config, workdir: str | os.PathLike, after_step: Callable[[int], None] 
     tokenizer = load_tokenizer(config, meta, config.init_checkpoint)
     check_vocab(model_cfg, tokenizer, config.init_checkpoint)
     prepared = tasks.prepare(config, tokenizer)
-    pretrained = checkpoints.with_layer_layout(params, model_cfg.replace(scan_layers=False))
+    pretrained = params  # load_model's canonical layout: what the unrolled model reads
     seeds = list(config.seeds or ()) or [config.seed]
     loop.prepare_workdir(str(workdir))
     with (
@@ -415,7 +416,7 @@ def _train_seeds(config, workdir: pathlib.Path, model_cfg: ModelConfig, pretrain
                      "rerun the same command to resume")
             return {"task": prepared.task, "stopped_at_step": e.step, "seed": seed}
         if config.keep_best:
-            save_best(run_dir / BEST_DIR, cfg.replace(dtype=model_cfg.dtype), best_params, head, tokenizer)
+            save_best(run_dir / BEST_DIR, cfg.architecture, best_params, head, tokenizer)
         run = {"seed": seed, "dev": best, "best_step": best_step, "train_seconds": round(seconds, 1)}
         if len(seeds) > 1:
             write_json(run_dir / RESULTS_FILE, {"task": prepared.task, **run})

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from bert_jax import atomic, checkpoints, losses
-from bert_jax.config import model_config
+from bert_jax.config import execution_config, model_config
 from bert_jax.errors import CheckpointError, ConfigError, DataError, UserError
 from bert_jax.train import mlm_distill, optim, phases, preflight, resume, sharding
 from bert_jax.train import state as state_lib
@@ -133,9 +133,8 @@ def evaluate_checkpoint(
         raise ConfigError("--checkpoint needs --config.data.eval_files (held-out shards made with its vocab)")
     loaded_cfg, loaded, meta = checkpoints.load_model(checkpoint)
     has_pair = any(k[0] == "pair" for k in checkpoints.flatten_params(loaded))
-    model_cfg = loaded_cfg.replace(
-        pair_head=loaded_cfg.pair_head if has_pair else "none", scan_layers=False, dtype=config.model.dtype
-    )
+    architecture = loaded_cfg.replace(pair_head=loaded_cfg.pair_head if has_pair else "none")
+    model_cfg = architecture.with_execution(execution_config(config))
     if not config.data.vocab_file and meta.get("vocab_file"):
         config = ml_collections.ConfigDict(config.to_dict())
         # A Hugging Face folder: the folder itself names its tokenizer files.

@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 
 from bert_jax import checkpoints
 from bert_jax.errors import CheckpointError, ConfigError
-from bert_jax.model import ModelConfig
+from bert_jax.model import Execution, ModelConfig, ModelSpec, execution_of
 from bert_jax.train import sharding as sharding_lib
 from bert_jax.train import state as state_lib
 from bert_jax.train.step import MlmDistill
@@ -63,16 +63,19 @@ def check_vocab(path: str, teacher_cfg: ModelConfig, student_cfg: ModelConfig, t
         )
 
 
-def teacher_config(loaded: ModelConfig, student_cfg: ModelConfig) -> ModelConfig:
+def teacher_config(loaded: ModelConfig, student_cfg: ModelConfig) -> ModelSpec:
     """The teacher as the step runs it: MLM head only (no pooler or pair
-    head), in the student's compute and parameter dtypes."""
-    return loaded.replace(pair_head="none", dtype=student_cfg.dtype, param_dtype=student_cfg.param_dtype)
+    head), unrolled, in the student's compute and parameter dtypes."""
+    student = execution_of(student_cfg)
+    execution = Execution(dtype=student.dtype, param_dtype=student.param_dtype)
+    return loaded.replace(pair_head="none").with_execution(execution)
 
 
-def place_teacher(path: str, loaded: Any, cfg: ModelConfig, mesh: Mesh, rules=sharding_lib.RULES,
+def place_teacher(path: str, loaded: Any, cfg: ModelSpec, mesh: Mesh, rules=sharding_lib.RULES,
                   what: str = "distill.teacher") -> tuple[Any, Any]:
-    """(params, shardings) of `BertForPreTraining(cfg)` from the loaded tree,
-    each leaf placed over `mesh` by the rule table (as the student's are);
+    """(params, shardings) of `BertForPreTraining(cfg)` from the loaded tree
+    (canonical layout; stacked here when `cfg` scans its layers), each leaf
+    placed over `mesh` by the rule table (as the student's are);
     CheckpointError (naming `what`=path) when the MLM head or another
     parameter is missing."""
     given = checkpoints.flatten_params(checkpoints.with_layer_layout(loaded, cfg))
