@@ -279,7 +279,7 @@ def main() -> None:
         USE_TF="0", USE_TORCH="0", HF_HUB_DISABLE_TELEMETRY="1", TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu"
     )
     cmd = example_command(args, work, out_dir, epochs)
-    curve = Curve(args.out, t0, args.target, args.max_steps)
+    curve = Curve(args.out, t0, args.target, args.max_steps, args.max_train_s)
     curve.header(
         "hf-flax",
         args,

@@ -220,7 +220,7 @@ def main() -> None:
     )
 
     forward = make_eval_fn(model)
-    curve = Curve(args.out, t0, args.target, args.max_steps)
+    curve = Curve(args.out, t0, args.target, args.max_steps, args.max_train_s)
     curve.header(
         "keras-hub",
         args,

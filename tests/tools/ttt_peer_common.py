@@ -52,6 +52,12 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--target", type=float, default=0.40, help="held-out masked-token accuracy to reach")
     p.add_argument("--threads", type=int, default=2, help="CPU cores the whole run may use")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max_train_s",
+        type=float,
+        default=0.0,
+        help="> 0: also stop at the first evaluation after this many seconds of training (short indicative runs)",
+    )
 
 
 def require_modules(driver: str, modules: list[str], pip_hint: str) -> None:
@@ -132,13 +138,14 @@ class Curve:
     """Writes the common curve format; every line is flushed as it is written
     so a run that is stopped still leaves a readable curve."""
 
-    def __init__(self, path: str, t0: float, target: float, max_steps: int):
+    def __init__(self, path: str, t0: float, target: float, max_steps: int, max_train_s: float = 0.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish()
         self.t0 = t0
         self.target = target
         self.max_steps = max_steps
+        self.max_train_s = max_train_s
         self.time_to_target: float | None = None
         self.last_step = 0
 
@@ -181,7 +188,8 @@ class Curve:
         self.last_step = int(step)
         if self.time_to_target is None and accuracy >= self.target:
             self.time_to_target = round(wall_s, 3)
-        return self.time_to_target is not None or step >= self.max_steps
+        out_of_time = 0 < self.max_train_s <= wall_time - train_t0
+        return self.time_to_target is not None or step >= self.max_steps or out_of_time
 
     def finish(self, data_prep_s: float, extra: dict | None = None) -> None:
         """Last line: data preparation time and the outcome."""
