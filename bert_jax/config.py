@@ -56,13 +56,15 @@ DEFAULT_MESH_RULES = {
     "type": "none",
     "layers": "none",
     "classes": "none",
-    # activations: batch over every data-parallel axis, heads / MLP over tensor
+    # activations: batch over every data-parallel axis, heads / MLP over tensor,
+    # the MLM logits over tensor by vocabulary (unevenly where it does not divide)
     "batch": "data,fsdp",
     "length": "none",
     "act_embed": "none",
     "act_heads": "tensor",
     "act_kv": "none",
     "act_mlp": "tensor",
+    "act_vocab": "tensor",
 }
 
 

@@ -988,7 +988,11 @@ class MaskedLMHead(nn.Module):
         h = _dense(cfg, cfg.embed_dim, ("mlp", "embed"), "dense", cfg.linear_bias)(x)
         h = ACTIVATIONS[cfg.hidden_act](h)
         h = _layer_norm(cfg, "LayerNorm")(h)
-        logits = decoder(h)
+        # The logits split over the vocabulary (`act_vocab`) whatever the
+        # table's own split: a vocabulary the tensor axis does not divide
+        # (BERT's 30522 over 4) leaves the table replicated, and without this
+        # every tensor rank would project onto all of it (issue 16).
+        logits = nn.with_logical_constraint(decoder(h), ("batch", "length", "act_vocab"))
         bias = self.param("bias", _zeros(("vocab",)), (cfg.vocab_size,), execution_of(cfg).weight_dtype)
         return logits.astype(jnp.float32) + bias
 
