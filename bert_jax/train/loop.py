@@ -511,7 +511,7 @@ class _Trainer:
             if clock.reached_step == step:
                 break
         self.ckpt.wait()
-        if clock.enabled and not stop:
+        if clock.enabled and (clock.reached_step is not None or not stop):  # a signal: the run is not over
             if self.is_chief:
                 clock.write(self.workdir)
             say(clock.summary())
