@@ -39,6 +39,9 @@ def time_to(curve: dict, target: float) -> tuple[float | None, float | None, flo
     the first evaluation at or above it; None where not reached."""
     summary = curve["summary"] or {}
     prep = summary.get("data_prep_s")
+    if prep is None and curve["points"]:  # a run still going: wall_s counts data preparation, train_s not
+        first = curve["points"][0]
+        prep = first["wall_s"] - first["train_s"]
     hit = next((p for p in curve["points"] if p["mlm_accuracy"] >= target), None)
     if hit is None:
         return prep, None, None
