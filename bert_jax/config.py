@@ -91,6 +91,10 @@ def pretrain_config(size: str = "base") -> ml_collections.ConfigDict:
     c.eval_steps = 100
     c.keep_checkpoints = 3
     c.keep_best_eval = False
+    # Time to accuracy: stop (saving a checkpoint) at the first periodic held-out
+    # evaluation whose MLM accuracy reaches this, and write WORKDIR/time_to_target.json
+    # (bert_jax/train/target.py); 0 = off. Needs eval_every_steps, eval_steps and eval data.
+    c.target_mlm_accuracy = 0.0
     c.on_nan = "stop"  # or "skip": drop the update of a step with a non-finite loss
     c.batch_size = 256  # global examples per optimizer step
 

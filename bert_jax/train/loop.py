@@ -45,6 +45,7 @@ from bert_jax.train import inputs, metrics_log, mlm_distill, optim, preflight, s
 from bert_jax.train import resume as resume_lib
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
+from bert_jax.train import target as target_lib
 from bert_jax.train.phases import (  # noqa: F401  (re-exported: part of the loop API)
     Phase,
     default_source_factory,
@@ -361,6 +362,7 @@ def _throughput(
 class _Trainer:
     def __init__(self, config, workdir: str, source_factory, step_hooks: Sequence[StepHook] = ()):
         self.config, self.workdir = config, workdir
+        self.target = target_lib.target_of(config)  # config.target_mlm_accuracy, checked before anything runs
         self.step_hooks = tuple(step_hooks)
         for hook in self.step_hooks:
             if hook.every_steps <= 0:
@@ -450,6 +452,7 @@ class _Trainer:
     # -- the loop -------------------------------------------------------------
     def run(self, stop: StopFlag) -> dict[str, float]:
         config = self.config
+        clock = target_lib.TimeToTarget(self.target)  # train_seconds count from here, compilation included
         state, shardings, data_state = self.initial_state()
         if self.is_chief:  # after the resume checks: a refused resume leaves the saved config as it was
             write_config(config, self.workdir)
@@ -487,8 +490,10 @@ class _Trainer:
             if (eval_every > 0 and step % eval_every == 0) or step == self.total:
                 result = self.evaluate(state.params, eval_step, phase)
                 if result is not None:
-                    self.log.write(step, result, split="eval")
+                    seconds = clock.seconds()
+                    self.log.write(step, {**result, "train_seconds": seconds}, split="eval")
                     last.update({f"eval_{k}": v for k, v in result.items()})
+                    saving |= clock.observe(step, result["mlm_accuracy"], seconds)
                 window_start = time.monotonic()  # throughput counts training time only
             due = [hook for hook in self.step_hooks if step % hook.every_steps == 0]
             if due and not stop:  # after a SIGTERM the checkpoint comes first, not a probe
@@ -503,7 +508,13 @@ class _Trainer:
             if stop:
                 say(f"stopped by signal at step {step}; checkpoint saved; rerun the same command to resume")
                 break
+            if clock.reached_step == step:
+                break
         self.ckpt.wait()
+        if clock.enabled and (clock.reached_step is not None or not stop):  # a signal: the run is not over
+            if self.is_chief:
+                clock.write(self.workdir)
+            say(clock.summary())
         return last
 
     def make_steps(self, model_cfg: ModelConfig, shardings) -> tuple[Callable, Callable]:
