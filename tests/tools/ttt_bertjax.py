@@ -298,7 +298,7 @@ def main(argv=None) -> int:
         )
     else:
         print(
-            f"target {args.target:g} not reached: best {last['best_mlm_accuracy']} at step {last['best_step']}"
+            f"target {args.target:g} not reached: best {last['best_mlm_accuracy']:.3f} at step {last['best_step']}"
         )
     return 0
 
