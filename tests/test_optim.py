@@ -9,7 +9,7 @@ from train_utils import TINY_MODEL, tiny_config
 
 from bert_jax.config import model_section
 from bert_jax.errors import ConfigError
-from bert_jax.model import BertForPreTraining, ModelConfig, dummy_pretraining_inputs
+from bert_jax.model import BertForPreTraining, ModelSpec, dummy_pretraining_inputs
 from bert_jax.train import optim
 
 
@@ -43,7 +43,7 @@ def test_end_learning_rate_is_reached():
 @pytest.fixture(scope="module")
 def params():
     """The tiny model's parameter tree, as shapes (nothing is computed)."""
-    cfg = ModelConfig.from_dict(model_section("tiny", **TINY_MODEL).to_dict())
+    cfg = ModelSpec.from_dict(model_section("tiny", **TINY_MODEL).to_dict())
     inputs = dummy_pretraining_inputs(1, 8, 2)
     return nn.meta.unbox(
         jax.eval_shape(lambda: BertForPreTraining(cfg).init(jax.random.key(0), **inputs)["params"])
