@@ -20,6 +20,10 @@ def finetune_config(task: str = "sst2") -> ml_collections.ConfigDict:
     c.data_dir = ""  # GLUE: the folder holding SST-2/, MNLI/, ...; NER: the CoNLL files' folder
     c.data_source = "tsv"  # GLUE only: tsv | tfds (TensorFlow Datasets glue/*, prepared under data_dir)
     c.init_checkpoint = ""  # ours, a pre-training workdir, an HF folder or a Google TF checkpoint
+    # "pretrained": start from init_checkpoint's weights. "random": only its
+    # architecture and tokenizer, the weights freshly initialised (as
+    # pre-training starts): the baseline that shows what pre-training bought.
+    c.init = "pretrained"
     c.vocab_file = ""  # default: the checkpoint's own vocab.txt
     c.lower_case = config_dict.placeholder(bool)  # None: the checkpoint's setting, else True
     c.max_seq_length = 128

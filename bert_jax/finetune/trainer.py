@@ -97,6 +97,25 @@ def check_vocab(model_cfg: ModelConfig, tokenizer, checkpoint: str) -> None:
         )
 
 
+INITS = ("pretrained", "random")
+
+
+def config_init(config) -> str:
+    """`config.init`, checked: "pretrained" or "random"."""
+    init = config.get("init", "pretrained")
+    if init not in INITS:
+        raise ConfigError(f"config.init={init!r}; expected one of {', '.join(INITS)}")
+    return init
+
+
+def starting_weights(init: str, params: dict) -> dict:
+    """The encoder weights fine-tuning starts from: the checkpoint's
+    (`init="pretrained"`, load_model's canonical layout, what the unrolled
+    model reads) or none (`"random"`: `init_params` initialises every leaf
+    afresh, so only the checkpoint's architecture and tokenizer are used)."""
+    return params if init == "pretrained" else {"bert": {}}
+
+
 def finetune_config(model_cfg: ModelConfig, num_labels: int, config) -> ModelSpec:
     """The checkpoint's architecture with the task's label count and, where
     set, the config's `pooling`, run with the config's compute dtype
@@ -380,13 +399,14 @@ def train(config, workdir: str | os.PathLike, after_step: Callable[[int], None] 
             "config.init_checkpoint is empty; point it at a bert-jax checkpoint or an HF folder"
         )
     config_buckets(config)  # a bad value fails before any loading
+    init = config_init(config)
     if config.get("on_nan", "stop") not in ("stop", "skip"):
         raise ConfigError(f"config.on_nan={config.on_nan!r}; expected 'stop' or 'skip'")
     model_cfg, params, meta = checkpoints.load_model(config.init_checkpoint)
     tokenizer = load_tokenizer(config, meta, config.init_checkpoint)
     check_vocab(model_cfg, tokenizer, config.init_checkpoint)
     prepared = tasks.prepare(config, tokenizer)
-    pretrained = params  # load_model's canonical layout: what the unrolled model reads
+    pretrained = starting_weights(init, params)
     seeds = list(config.seeds or ()) or [config.seed]
     loop.prepare_workdir(str(workdir))
     with (
@@ -424,6 +444,7 @@ def _train_seeds(config, workdir: pathlib.Path, model_cfg: ModelConfig, pretrain
     results = {
         "task": prepared.task,
         "init_checkpoint": str(config.init_checkpoint),
+        "init": config_init(config),
         "total_steps": num_train_steps(config, len(prepared.train["input_ids"])),
     }
     if len(runs) == 1:
