@@ -51,6 +51,20 @@ EXTRAS = {
     # `bert-jax compile` for TPU and NVIDIA GPU topologies without the devices:
     # libtpu and the CUDA PJRT plugin compile deviceless. Both must match the
     # installed jax exactly (jax[tpu] pins libtpu); no CUDA libraries come with them.
+    # The time-to-accuracy peers (tests/tools/ttt_hf_flax.py, ttt_keras_hub.py,
+    # ttt_plot.py): Hugging Face's Flax MLM example (transformers 4.x, the last
+    # line with Flax) and KerasHub's BertMaskedLM on Keras 3's JAX backend,
+    # pinned to the versions docs/performance.md measured. Never imported by
+    # the package.
+    "peers": [
+        "transformers>=4.40,<5",
+        "datasets>=2.14",
+        "tokenizers>=0.19",
+        "tensorboard>=2.16",
+        "keras>=3.8,<4",
+        "keras-hub==0.32.*",
+        "matplotlib>=3.8",
+    ],
     "tpu": [
         "jax[tpu]==0.10.2",
         "jax-cuda12-plugin==0.10.2",
