@@ -359,6 +359,17 @@ def _throughput(
     return out
 
 
+def _take(source, n: int) -> list[dict[str, np.ndarray]]:
+    """Up to `n` batches of `source` (anything with `next`), fewer if it ends."""
+    batches = []
+    for _ in range(n):
+        try:
+            batches.append(next(source))
+        except StopIteration:
+            break
+    return batches
+
+
 class _Trainer:
     def __init__(self, config, workdir: str, source_factory, step_hooks: Sequence[StepHook] = ()):
         self.config, self.workdir = config, workdir
@@ -384,6 +395,7 @@ class _Trainer:
         self.optimizer = optim.make_optimizer(config.optimizer, self.total)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.source_factory = source_factory or default_source_factory(config, workdir, self.model_cfg)
+        self._held_out_key, self._held_out_batches = None, []  # see held_out
         self.ckpt = resume_lib.Checkpointer(
             os.path.join(workdir, "checkpoints"), keep=int(config.keep_checkpoints)
         )
@@ -443,11 +455,25 @@ class _Trainer:
         if not eval_files and not self.config.data.get("synthetic", False):
             log.warning("no eval data (config.data.eval_files); skipping evaluation")
             return None
-        spec = source_spec(int(self.config.batch_size), self.batch_sharding, phase)
-        source = self.source_factory(spec, "eval", eval_files, None)
+        batches = self.held_out(phase, eval_files)
         return evaluate_lib.evaluate_params(
-            eval_step, params, source, int(self.config.eval_steps), self.batch_sharding
+            eval_step, params, iter(batches), int(self.config.eval_steps), self.batch_sharding
         )
+
+    def held_out(self, phase: Phase, eval_files: str) -> list[dict[str, np.ndarray]]:
+        """The first `eval_steps` held-out host batches of `phase`, read once
+        and kept for every later evaluation of the phase. Each evaluation
+        would read exactly these again (a fixed seed, no shuffling), and
+        building the input pipeline costs far more than reading it: one
+        tf.data stream per batch row, each traced (about 10 s at batch 64 on
+        2 cores, against 1 s for 20 batches). Host memory: eval_steps batches."""
+        key = (phase.index, eval_files)
+        if self._held_out_key != key:
+            spec = source_spec(int(self.config.batch_size), self.batch_sharding, phase)
+            source = self.source_factory(spec, "eval", eval_files, None)
+            self._held_out_batches = _take(source, int(self.config.eval_steps))
+            self._held_out_key = key
+        return self._held_out_batches
 
     # -- the loop -------------------------------------------------------------
     def run(self, stop: StopFlag) -> dict[str, float]:
