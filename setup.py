@@ -48,13 +48,10 @@ EXTRAS = {
     # create-data as an Apache Beam pipeline (`--runner=beam`); 2.77 is the
     # first Beam whose protobuf range (<7) meets TensorFlow 2.21's (>=6.31.1).
     "beam": ["apache-beam[tfrecord]>=2.77.0,<2.78"],
-    # `bert-jax compile` for TPU and NVIDIA GPU topologies without the devices:
-    # libtpu and the CUDA PJRT plugin compile deviceless. Both must match the
-    # installed jax exactly (jax[tpu] pins libtpu); no CUDA libraries come with them.
     # The time-to-accuracy peers (tests/tools/ttt_hf_flax.py, ttt_keras_hub.py,
     # ttt_plot.py): Hugging Face's Flax MLM example (transformers 4.x, the last
-    # line with Flax) and KerasHub's BertMaskedLM on Keras 3's JAX backend,
-    # pinned to the versions docs/performance.md measured. Never imported by
+    # line with Flax) and KerasHub's BertMaskedLM on Keras 3's JAX backend;
+    # docs/performance.md names the versions it measured. Never imported by
     # the package.
     "peers": [
         "transformers>=4.40,<5",
@@ -65,6 +62,9 @@ EXTRAS = {
         "keras-hub==0.32.*",
         "matplotlib>=3.8",
     ],
+    # `bert-jax compile` for TPU and NVIDIA GPU topologies without the devices:
+    # libtpu and the CUDA PJRT plugin compile deviceless. Both must match the
+    # installed jax exactly (jax[tpu] pins libtpu); no CUDA libraries come with them.
     "tpu": [
         "jax[tpu]==0.10.2",
         "jax-cuda12-plugin==0.10.2",
