@@ -33,10 +33,9 @@ def processes(files, count: int, **kwargs) -> list[PretrainingPipeline]:
             GLOBAL_BATCH // count,
             process_index=p,
             process_count=count,
-            shuffle_buffer=16,
             with_example_ids=True,
             seed=11,
-            **kwargs,
+            **{"shuffle_buffer": 16, **kwargs},
         )
         for p in range(count)
     ]
@@ -66,6 +65,47 @@ def test_fewer_files_than_streams_share_files_and_still_agree(shards):
     one, four = (global_batches(processes(two_files, n), 6) for n in (1, 4))
     assert one == four
     assert len({i for batch in one for i in batch}) == 6 * GLOBAL_BATCH
+
+
+@pytest.fixture(scope="module")
+def one_file(tmp_path_factory):
+    """One shard of 50 records for 4 streams: 12 per stream and epoch, 2 left out."""
+    return write_dataset(tmp_path_factory.mktemp("one_file"), "static", files=1, per_file=50)
+
+
+def shared(files, count: int, **kwargs) -> list[PretrainingPipeline]:
+    return processes(files, count, streams=4, share_files=True, **kwargs)
+
+
+def test_shared_files_give_stream_s_every_fourth_record_in_lock_step(one_file):
+    pipelines = shared(one_file, 1, shuffle_buffer=1, num_epochs=1)
+    batches = global_batches(pipelines, 6)
+    # Global batch i, row 2 s + r: stream s's record 2 i + r, which is record (2 i + r) * 4 + s.
+    assert batches == [[(2 * i + r) * 4 + s for s in range(4) for r in range(2)] for i in range(6)]
+    with pytest.raises(StopIteration):  # 12 records per stream (6 batches of 2); records 48 and 49 left out
+        next(pipelines[0])
+
+
+def test_shared_files_shuffle_each_streams_windows_apart(one_file):
+    epoch = global_batches(shared(one_file, 1, shuffle_buffer=5), 6)
+    for s in range(4):
+        stream = [batch[2 * s + r] for batch in epoch for r in range(2)]  # stream s's 12 records, in order
+        own = [j * 4 + s for j in range(12)]
+        for start in (0, 5, 10):  # windows of 5 records (the last of 2), each permuted within itself
+            assert sorted(stream[start : start + 5]) == own[start : start + 5]
+        assert stream != own
+    orders = [[batch[2 * s + r] // 4 for batch in epoch for r in range(2)] for s in range(4)]
+    assert len({tuple(o) for o in orders}) > 1  # each stream draws its own permutation
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_shared_files_resume_mid_window_and_across_epochs(one_file, count):
+    reference = global_batches(shared(one_file, 1, shuffle_buffer=5), 15)  # 2.5 epochs of 6 batches
+    for k in (1, 3, 6, 8, 13):  # in window 0, in window 1, at epoch 1's start, in it, in epoch 2
+        running = shared(one_file, count, shuffle_buffer=5)
+        global_batches(running, k)
+        state = json.loads(json.dumps(running[0].state()))
+        assert global_batches(shared(one_file, 4 // count, shuffle_buffer=5, state=state), 15 - k) == reference[k:]
 
 
 @pytest.mark.parametrize("saved_on,resumed_on", [(4, 2), (1, 4)])

@@ -22,9 +22,9 @@ Streaming, parallel and a function of (corpus, settings, seed) alone:
   shards of the same names, any shard count) is refused unless `overwrite`,
   which removes it first; temporary shards a killed run left are removed.
   SIGTERM / SIGINT raise `Stopped`, so the temporary shards are removed then too.
-* TensorFlow (the tokenizer) lives where the tokenizing happens: with worker
-  processes the main process only reads, blocks and writes bytes, and never
-  imports it; a forkserver imports it once and forks the workers from there.
+* The tokenizing happens in the workers: with worker processes the main
+  process only reads, blocks and writes bytes; a forkserver imports this
+  module once and forks the workers from there. No process imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -354,17 +354,14 @@ class _InProcess:
 # (handed back by the first task, not lost as a broken pool).
 _WORKER: BlockProcessor | UserError | None = None
 # What a worker needs, imported once by the forkserver rather than by each
-# worker (TensorFlow: ~5 CPU-s). Importing runs no TF op, so the forkserver
-# has no TF threads that a fork could break.
-_WORKER_PRELOAD = ["tensorflow", "tensorflow_text", __name__]
+# worker. Not TensorFlow: the tokenizers encode without it (the Rust
+# `tokenizers` or sentencepiece), and importing it cost ~7 CPU-s per run.
+_WORKER_PRELOAD = [__name__]
 
 
 def _init_worker(options: CreateDataOptions) -> None:
-    import tensorflow as tf
-
-    # One process per core already: TF's own thread pools would only oversubscribe them.
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    # One process per core already: the Rust tokenizer's own thread pool would only oversubscribe them.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     global _WORKER
     try:
         _WORKER = BlockProcessor(options)
