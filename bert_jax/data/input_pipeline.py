@@ -8,9 +8,11 @@ Streams. The data is read as S independent streams (S: `streams`, from
 config data.streams; automatic: the largest divisor of B not above
 `MAX_AUTO_STREAMS`). With at least S files, stream s reads files s, s + S,
 ... (each file is read, and each record parsed, by exactly one process);
-with fewer files every stream reads all files and keeps records s, s + S,
-... of their (stream-independent) interleaved order -- each record is still
-parsed by one process only. Per stream epoch `e` the stream shuffles its
+with fewer files the streams share them: stream s keeps records s, s + S,
+... of the first S * (T // S) of their (stream-independent) interleaved
+order of T records, all streams from one read of the files in one tf.data
+graph (each process reads the files; each record is still parsed by one
+process only), and all streams' epochs are equally long. Per stream epoch `e` the stream shuffles its
 files and windows of `shuffle_buffer` records with seeds derived from
 (seed, stream, e) only, batches `B / S` examples with drop_remainder (a
 stream batch never crosses the stream's epoch) and, in dynamic mode, masks

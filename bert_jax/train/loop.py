@@ -511,7 +511,7 @@ class _Trainer:
             boundary = step == phase.stop or step == self.total
             saving = bool(stop) or step == self.total or (ckpt_every > 0 and step % ckpt_every == 0)
             if step % log_every == 0 or saving or boundary:
-                last = self._log(step, window, phase, time.monotonic() - window_start, started, start_step)
+                last = self._log(step, window, phase, window_start, started, start_step)
                 window, window_start = [], time.monotonic()
             if (eval_every > 0 and step % eval_every == 0) or step == self.total:
                 result = self.evaluate(state.params, eval_step, phase)
@@ -553,8 +553,11 @@ class _Trainer:
         eval_step = step_lib.make_eval_step(model_cfg, self.mesh, shardings.params, self.batch_sharding, rules=self.rules)
         return train_step, eval_step
 
-    def _log(self, step, window, phase, seconds, started, start_step) -> dict[str, float]:
+    def _log(self, step, window, phase, window_start, started, start_step) -> dict[str, float]:
         m = mean_metrics(window)
+        # Timed after mean_metrics has waited for the window's steps: before,
+        # it would count only their dispatch (steps run asynchronously).
+        seconds = time.monotonic() - window_start
         if m["nonfinite"] > 0:
             if self.config.on_nan == "stop":
                 self.ckpt.wait()
