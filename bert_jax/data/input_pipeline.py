@@ -239,7 +239,7 @@ def check_streams(streams: int, global_batch: int, process_count: int, num_files
     """ConfigError/DataError naming the fix when `streams` cannot split this run's batches.
 
     num_files: the shard files, or None when streams may share files (each
-    then reads all files and keeps its every S-th record).
+    then shares all files, keeping its every S-th record).
     """
     if streams < 1:
         raise ConfigError(f"data.streams is {streams}; use 0 (automatic) or a divisor of the global batch")
@@ -327,7 +327,7 @@ class PretrainingPipeline:
         self.stream_batch = self.global_batch // self.streams
         self._split_by_file = num_files >= self.streams
         if not self._split_by_file:
-            log.info("%s: %d files for %d streams; every stream reads all files", files, num_files, self.streams)
+            log.info("%s: %d files for %d streams; the streams share them (one read)", files, num_files, self.streams)
         per_process = self.streams // process_count
         self._my_streams = list(range(process_index * per_process, (process_index + 1) * per_process))
         # A finite run must end on the same global batch on every process: it needs every stream's length.
