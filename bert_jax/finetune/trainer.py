@@ -494,15 +494,17 @@ class Restored:
 Restorer = Callable[[pathlib.Path], "Restored | None"]
 
 
-def restore(source: pathlib.Path, restorers: Sequence[Restorer] = ()) -> Restored:
+def restore(source: pathlib.Path, restorers: Sequence[Restorer] = (), execution: Execution | None = None) -> Restored:
     """The first of `restorers` that reads `source`, else a checkpoint written by
-    `train` (or by pruning: `heads_per_layer` in its model_config.json)."""
+    `train` (or by pruning: `heads_per_layer` in its model_config.json), its
+    model run as `execution` says (None: `Execution()`; the checkpoint holds
+    the architecture only)."""
     for reader in restorers:
         restored = reader(source)
         if restored is not None:
             return restored
     cfg, params, meta, head = load_finetuned(source)
-    return Restored(cfg, ft_step.make_model(head["head"], cfg), params, meta, head)
+    return Restored(cfg, ft_step.make_model(head["head"], cfg.with_execution(execution)), params, meta, head)
 
 
 def check_predict_file(path: str) -> None:
@@ -531,7 +533,7 @@ def predict_file(config, workdir: str | os.PathLike, restorers: Sequence[Restore
     source = workdir / BEST_DIR
     if config.init_checkpoint and (pathlib.Path(config.init_checkpoint) / HEAD_FILE).is_file():
         source = pathlib.Path(config.init_checkpoint)
-    restored = restore(source, restorers)
+    restored = restore(source, restorers, Execution(dtype=config.get("dtype", "float32")))
     cfg, params, meta, head = restored.cfg, restored.params, restored.meta, restored.head
     if head["task"] != tasks.module_for(config.task).get_task(config.task).name:
         raise ConfigError(f"{source} was fine-tuned for {head['task']!r}, not config.task={config.task!r}")
