@@ -4,13 +4,15 @@ peers themselves (transformers, keras-hub) are not needed: the drivers import
 them only inside main()."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "tools"))
+REPO = Path(__file__).parent.parent
+sys.path.insert(0, str(REPO / "tests" / "tools"))
 
 import ttt_hf_flax  # noqa: E402
 import ttt_keras_hub  # noqa: E402
@@ -81,3 +83,18 @@ def test_hf_held_out_prefix_gives_exactly_the_asked_sequences():
     assert ttt_hf_flax.held_out_prefix(_CountingTokenizer(), paras, seq_len=16, n_seq=3) == paras[:6]
     with pytest.raises(common.PeerError, match="lower --eval_batches"):
         ttt_hf_flax.held_out_prefix(_CountingTokenizer(), paras, seq_len=16, n_seq=6)
+
+
+def test_the_pytorch_fine_tuning_peer_without_torch_is_one_line_naming_the_extra():
+    # torch hidden from the interpreter: its import fails as on a machine without it.
+    script = REPO / "tests" / "tools" / "hf_finetune_sst2.py"
+    hide = (
+        "import runpy, sys; sys.modules['torch'] = None; sys.argv = ['x']; "
+        f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "hf_finetune_sst2.py: torch not installed: pip install 'bert-jax[test]' "
+        "(the reference libraries: torch==2.13.0, transformers<5)"
+    ]
