@@ -48,6 +48,8 @@ _LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:[\d.]+\s+\d+ (?P<file>[\w.]+):\d+
 NOISE = (
     ("port.cc", re.compile(r"oneDNN custom operations are on\.")),
     ("py_utils.cc", re.compile(r"TF-TRT Warning: Could not find TensorRT")),
+    # Logged at error level the first time a tf.data op meets a dtype oneDNN lacks; TF then uses Eigen.
+    ("util.cc", re.compile(r"oneDNN supports DT_\w+ only on platforms with AVX-512\. Falling back to the default")),
 )
 # ... and on a machine with no NVIDIA device (where, on a GPU machine, they would be real trouble).
 NO_GPU_NOISE = (
