@@ -512,15 +512,20 @@ class PretrainingPipeline:
         streams (per-stream datasets would each read every file and trace their
         own functions: 40 s at 64 streams over a 65 MB shard, on 2 cores).
         """
-        batches = self._stream_batches[self._my_streams[0]]  # equal for all streams
-        epoch, in_epoch = divmod(start, batches)
 
         @tf.autograph.experimental.do_not_convert
         def epoch_batches(e, skip_columns=0):
             return self._shared_epoch_batches(e, skip_columns)
 
+        return self._epochs_from(start, self._stream_batches[self._my_streams[0]], epoch_batches)  # equal for all
+
+    def _epochs_from(self, start: int, batches: int, epoch_batches) -> tf.data.Dataset:
+        """Batches from `start` on, `batches` an epoch: the rest of its epoch, then later
+        epochs, up to num_epochs. `epoch_batches(epoch, skip)`: an epoch's
+        batches after the first `skip` records of each stream."""
+        epoch, in_epoch = divmod(start, batches)
         end = self.num_epochs if self.num_epochs is not None else np.iinfo(np.int64).max
-        if in_epoch == 0:
+        if in_epoch == 0:  # at an epoch's start: one traced function for all epochs (tracing costs ~1 s)
             return tf.data.Dataset.range(epoch, max(end, epoch)).flat_map(epoch_batches)
         first = epoch_batches(tf.constant(epoch, tf.int64), in_epoch * self.stream_batch)
         if self.num_epochs is not None and epoch >= self.num_epochs:
@@ -578,20 +583,12 @@ class PretrainingPipeline:
 
     def _stream_dataset(self, stream: int, start: int) -> tf.data.Dataset:
         """Stream `stream`'s batches from its batch `start` on: the rest of that epoch, then later epochs."""
-        epoch, in_epoch = divmod(start, self._stream_batches[stream])
 
         @tf.autograph.experimental.do_not_convert
         def epoch_batches(e, skip_records=0):
             return self._epoch_batches(stream, e, skip_records)
 
-        end = self.num_epochs if self.num_epochs is not None else np.iinfo(np.int64).max
-        if in_epoch == 0:  # at an epoch's start: one traced function for all epochs (tracing costs ~1 s)
-            return tf.data.Dataset.range(epoch, max(end, epoch)).flat_map(epoch_batches)
-        first = epoch_batches(tf.constant(epoch, tf.int64), in_epoch * self.stream_batch)
-        if self.num_epochs is not None and epoch >= self.num_epochs:
-            first = first.take(0)
-        later = tf.data.Dataset.range(epoch + 1, max(end, epoch + 1)).flat_map(epoch_batches)
-        return first.concatenate(later)
+        return self._epochs_from(start, self._stream_batches[stream], epoch_batches)
 
     # Autograph would only re-trace plain TF code, at seconds per pipeline.
     @tf.autograph.experimental.do_not_convert
