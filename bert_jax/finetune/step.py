@@ -85,47 +85,21 @@ def init_params(
     shardings = sharding.logical_shardings(jax.eval_shape(init, rng), mesh, rules)
     fresh = jax.jit(lambda key: nn.meta.unbox(init(key)), out_shardings=shardings)(rng)
     loaded = _with_pooler_from_mlm(pretrained, model.cfg.pooler)
-    if loaded:  # {}: a randomly initialised encoder (init=random, a fresh student)
-        _check_complete(fresh["bert"], loaded)
-    merged = {**fresh, "bert": _merge(fresh["bert"], loaded, "bert")}
+    missing: list[str] = []
+    merged = {**fresh, "bert": _merge(fresh["bert"], loaded, "bert", missing)}
+    if loaded and missing:  # loaded {}: a randomly initialised encoder (init=random, a fresh student)
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        # Started from random values, they would fine-tune a model that is not the checkpoint.
+        raise CheckpointError(
+            f"the checkpoint lacks encoder parameters its own model config needs ({shown}); it is incomplete "
+            "or was written for another architecture: convert or save it again"
+        )
     return jax.device_put(merged, shardings)
 
 
 # Encoder parameters a checkpoint may lack, freshly initialised then: the
 # pooler (masked-LM checkpoints such as RoBERTa's have none).
-OPTIONAL_ENCODER_PARAMS = ("pooler",)
-
-
-def _check_complete(fresh: dict, loaded: dict) -> None:
-    """CheckpointError naming the encoder parameters the model has and the
-    checkpoint lacks (beyond OPTIONAL_ENCODER_PARAMS): silently starting them
-    from random values would fine-tune a model that is not the checkpoint."""
-    missing = [
-        "bert/" + "/".join(path)
-        for path in _leaf_paths({k: v for k, v in fresh.items() if k not in OPTIONAL_ENCODER_PARAMS})
-        if not _has(loaded, path)
-    ]
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise CheckpointError(
-            f"the checkpoint lacks encoder parameters its own model config needs ({shown}); it is incomplete "
-            "or was written for another architecture: convert or save it again"
-        )
-
-
-def _leaf_paths(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    paths = []
-    for key, value in tree.items():
-        paths += _leaf_paths(value, (*prefix, key)) if isinstance(value, dict) else [(*prefix, key)]
-    return paths
-
-
-def _has(tree: dict, path: tuple[str, ...]) -> bool:
-    for key in path:
-        if not isinstance(tree, dict) or key not in tree:
-            return False
-        tree = tree[key]
-    return True
+OPTIONAL_ENCODER_PARAMS = ("bert/pooler",)
 
 
 def _with_pooler_from_mlm(pretrained: dict[str, Any], pooler: str) -> dict[str, Any]:
@@ -139,13 +113,17 @@ def _with_pooler_from_mlm(pretrained: dict[str, Any], pooler: str) -> dict[str, 
     return {**bert, "pooler": {k: v for k, v in mlm.items() if k in ("dense", "LayerNorm")}}
 
 
-def _merge(fresh: dict, loaded: dict, where: str) -> dict:
+def _merge(fresh: dict, loaded: dict, where: str, missing: list[str]) -> dict:
+    """`fresh` with every leaf `loaded` has; appends to `missing` the paths
+    (below `where`) it lacks, beyond OPTIONAL_ENCODER_PARAMS."""
     out = {}
     for key, value in fresh.items():
         if key not in loaded:
+            if f"{where}/{key}" not in OPTIONAL_ENCODER_PARAMS:
+                missing.append(f"{where}/{key}")
             out[key] = value
         elif isinstance(value, dict):
-            out[key] = _merge(value, loaded[key], f"{where}/{key}")
+            out[key] = _merge(value, loaded[key], f"{where}/{key}", missing)
         else:
             if tuple(value.shape) != tuple(loaded[key].shape):
                 raise CheckpointError(
