@@ -279,6 +279,31 @@ class _TokenizerBase:
         """Tokens (vocab strings) per line, no [CLS]/[SEP]."""
         return [self.convert_ids_to_tokens(row) for row in self.encode(texts)]
 
+    @functools.cached_property
+    def space_starts_word(self) -> bool:
+        """Whether a word's first piece carries the space before it (byte-level
+        BPE's "Ġword"), so a word inside running text tokenizes differently
+        from the word alone. Found by encoding a few words with and without a
+        space before them, which holds for every kind and pipeline (WordPiece
+        and SentencePiece drop or add the space either way)."""
+        probes = ["a", "the", "x"]
+        return self.encode(probes) != self.encode([" " + p for p in probes])
+
+    def tokenize_words(
+        self, words: Sequence[str], after_space: Sequence[bool] | None = None
+    ) -> list[list[str]]:
+        """Pieces of each word (text without whitespace) as running text has
+        them, so that word-aligned tasks (SQuAD, NER) feed the model the
+        pieces it was trained on: `after_space[i]` says word i follows a
+        space in its text (default: every word but the first). Only for a
+        tokenizer whose pieces carry the space (`space_starts_word`) does it
+        matter; for the others this is `tokenize(words)`."""
+        if not self.space_starts_word:
+            return self.tokenize(words)
+        if after_space is None:
+            after_space = [i > 0 for i in range(len(words))]
+        return self.tokenize([" " + w if space else w for w, space in zip(words, after_space, strict=True)])
+
     def iter_encode(
         self, lines: Iterable[str | bytes], batch_size: int = 1024
     ) -> Iterator[tuple[list[str], list[int]]]:

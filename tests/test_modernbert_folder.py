@@ -342,3 +342,76 @@ def test_a_modernbert_with_a_byte_level_bpe_vocab_exports_a_tokenizer_transforme
     reference = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "out"))
     assert type(reference).__name__ == "RobertaTokenizerFast"
     assert _reference_ids(reference, lines[:100]) == load_tokenizer(str(tmp_path / "out")).encode(lines[:100])
+
+
+# ---- fine-tuning: SQuAD and NER on the folder's byte-level BPE ----
+
+def _plain(line: str) -> str:
+    return " ".join(line.split())  # SQuAD and CoNLL words are whitespace-separated
+
+
+def test_squad_windows_equal_transformers_pair_encoding(pair, lines):
+    """`[CLS] question [SEP] context [SEP]` as the folder's template makes it from
+    the two texts: the context's word-by-word pieces are the running text's."""
+    from bert_jax.finetune import squad
+
+    ours, reference = pair
+    texts = [_plain(t) for t in lines if t.split()][:40]
+    for question, context in zip(texts[1::2], texts[::2], strict=False):
+        words, _ = squad.split_words(context)
+        example = squad.SquadExample("q", question, words, [])
+        (window,) = squad.make_windows([example], ours, 1024, 128, 512, is_training=False)
+        want = reference(question, context, split_special_tokens=True)["input_ids"]
+        assert window.input_ids[: len(want)].tolist() == want
+        assert window.input_mask.sum() == len(want)
+
+
+def test_ner_rows_equal_transformers_encoding_of_the_sentence(pair, lines):
+    from bert_jax.finetune import ner
+
+    ours, reference = pair
+    sentences = [ner.Sentence(_plain(t).split(), ["O"] * len(t.split()), "f") for t in lines if t.split()][:40]
+    feats = ner.encode(sentences, ours, 1024, ["O"])
+    for row, s in enumerate(sentences):
+        want = reference(" ".join(s.words), split_special_tokens=True)["input_ids"]
+        assert feats["input_ids"][row, : len(want)].tolist() == want
+        assert (feats["first"][row] >= 0).sum() == len(s.words)
+
+
+def test_finetune_squad_and_ner_on_the_converted_folder_train_and_predict(hf_folder, tmp_path):
+    from train_utils import tiny_finetune_config
+
+    from bert_jax.finetune import config as ft_config
+    from bert_jax.finetune import trainer
+
+    folder, _ = hf_folder
+    convert.import_checkpoint("hf", folder, tmp_path / "ours")
+    context = "the film is good and the book is bad ."
+    qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": context.index(a)}]}
+           for i, (q, a) in enumerate([("what is good ?", "the film"), ("what is bad ?", "the book")] * 4)]
+    squad_file = tmp_path / "squad.json"
+    squad_file.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+    config = tiny_finetune_config(ft_config.finetune_config("squad"), tmp_path / "ours", tmp_path,
+                                  train_file=str(squad_file), dev_file=str(squad_file), total_steps=2,
+                                  max_seq_length=SEQ, max_query_length=8, doc_stride=8, max_answer_length=5,
+                                  n_best_size=5, null_score_diff_threshold=0.0)
+    results = trainer.run(config, tmp_path / "squad")
+    assert set(results["dev"]) == {"exact_match", "f1"}
+    config.update(mode="predict", predict_file=str(squad_file), init_checkpoint="")
+    predictions = json.loads(pathlib.Path(trainer.run(config, tmp_path / "squad")).read_text())
+    assert sorted(predictions) == sorted(q["id"] for q in qas)
+    assert all(p == "" or p in context for p in predictions.values())
+
+    conll = tmp_path / "conll"
+    conll.mkdir()
+    rows = ["the O", "film B-X", "is O", "good O", "", "a O", "book B-X", ". O"]
+    (conll / "train.txt").write_text("\n".join(rows) + "\n")
+    (conll / "dev.txt").write_text((conll / "train.txt").read_text())
+    config = tiny_finetune_config(ft_config.finetune_config("ner"), tmp_path / "ours", conll,
+                                  train_file="train.txt", dev_file="dev.txt", total_steps=2, max_seq_length=SEQ)
+    results = trainer.run(config, tmp_path / "ner")
+    assert set(results["dev"]) >= {"f1"}
+    config.update(mode="predict", predict_file=str(conll / "dev.txt"), init_checkpoint="")
+    lines = pathlib.Path(trainer.run(config, tmp_path / "ner")).read_text().splitlines()
+    assert [line.split()[0] for line in lines if line] == ["the", "film", "is", "good", "a", "book", "."]
+

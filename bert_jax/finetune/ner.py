@@ -3,8 +3,9 @@
 A file has one token per line, whitespace-separated fields with the word
 first and the tag last (CoNLL-2003: `word POS chunk NER`), a blank line
 between sentences and `-DOCSTART-` lines between documents. Every token line
-of a file must have the field count of its first. Each word is WordPiece
-tokenized on its own; its tag is learned and predicted on its first
+of a file must have the field count of its first. Each word is tokenized as
+the sentence's running text has it (any tokenizer kind: byte-level BPE's
+pieces keep the space before every word but the first); its tag is learned and predicted on its first
 sub-token only (the others carry weight 0). Words cut off by
 `max_seq_length` are predicted "O" (CoNLL sentences rarely reach it).
 """
@@ -92,7 +93,7 @@ def check_tags(sentences: Sequence[Sentence], labels: Sequence[str], path) -> No
 
 
 def encode(sentences: Sequence[Sentence], tokenizer, max_seq_length: int, labels: Sequence[str] | None):
-    """`[CLS] pieces [SEP]` per sentence; `labels [n, seq]` = the word's tag id
+    """`[CLS] pieces [SEP]` (the tokenizer's own specials) per sentence; `labels [n, seq]` = the word's tag id
     on its first sub-token, -1 elsewhere, `weights` 1 where labelled, and
     `first [n, seq]` = the index of the word starting there (-1 elsewhere)."""
     index = {t: i for i, t in enumerate(labels or [])}
@@ -101,7 +102,9 @@ def encode(sentences: Sequence[Sentence], tokenizer, max_seq_length: int, labels
     out["labels"] = np.full((n, max_seq_length), -1, np.int32)
     out["weights"] = np.zeros((n, max_seq_length), np.float32)
     out["first"] = np.full((n, max_seq_length), -1, np.int32)
-    flat = tokenizer.tokenize([w for s in sentences for w in s.words])
+    flat = tokenizer.tokenize_words(
+        [w for s in sentences for w in s.words], [w > 0 for s in sentences for w in range(len(s.words))]
+    )
     k = 0
     for i, s in enumerate(sentences):
         ids, pos = [tokenizer.cls_id], 1

@@ -1,8 +1,11 @@
 """SQuAD v1.1 / v2.0: windows over long contexts, span decoding, predictions.json.
 
 Follows the original BERT's run_squad.py: the context is split on whitespace
-into words, each word WordPiece-tokenized; `[CLS] question [SEP] window [SEP]`
-windows of the context advance by `doc_stride` sub-tokens; each token scores
+into words, each word tokenized as running text has it (any tokenizer kind:
+byte-level BPE's pieces keep the space before a word);
+`[CLS] question [SEP] window [SEP]` windows of the context (the tokenizer's
+own specials; RoBERTa's family `<s> question </s></s> window </s>`, one
+segment) advance by `doc_stride` sub-tokens; each token scores
 only in the window where it has the most context on both sides. A training
 answer outside a window points at [CLS] (position 0). Decoding takes the
 `n_best_size` best starts and ends, keeps valid spans no longer than
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from bert_jax import features as bert_features
 from bert_jax.errors import ConfigError, DataError
 from bert_jax.finetune import files, metrics
 from bert_jax.finetune.prepared import EvalSet, Prepared
@@ -145,12 +149,17 @@ class Window:
 
 def _improve_span(pieces, start, end, tokenizer, answer_text) -> tuple[int, int]:
     """The tightest sub-token span inside [start, end] whose text equals the
-    tokenized answer (run_squad.py's _improve_answer_span)."""
-    target = " ".join(tokenizer.tokenize([answer_text])[0])
-    for new_start in range(start, end + 1):
-        for new_end in range(end, new_start - 1, -1):
-            if " ".join(pieces[new_start : new_end + 1]) == target:
-                return new_start, new_end
+    tokenized answer (run_squad.py's _improve_answer_span). Where pieces carry
+    the space before a word, the answer is tried as it follows a space first,
+    then alone (an answer that starts inside a word: "1895" of "(1895)")."""
+    forms = [answer_text]
+    if tokenizer.space_starts_word:
+        forms.insert(0, " " + answer_text)
+    for target in (" ".join(p) for p in tokenizer.tokenize(forms)):
+        for new_start in range(start, end + 1):
+            for new_end in range(end, new_start - 1, -1):
+                if " ".join(pieces[new_start : new_end + 1]) == target:
+                    return new_start, new_end
     return start, end
 
 
@@ -192,13 +201,14 @@ def make_windows(
     is_training: bool,
 ) -> list[Window]:
     """Sliding windows over every example's context."""
+    specials = _Specials.of(tokenizer)
     if doc_stride <= 0:
         raise ConfigError(f"config.doc_stride={doc_stride}; must be positive")
     questions = tokenizer.tokenize([e.question for e in examples])
     windows = []
     for ex_index, (ex, q_pieces) in enumerate(zip(examples, questions, strict=True)):
         q_pieces = list(q_pieces)[:max_query_length]
-        word_pieces = tokenizer.tokenize(ex.doc_words) if ex.doc_words else []
+        word_pieces = tokenizer.tokenize_words(ex.doc_words) if ex.doc_words else []
         pieces, piece_word, word_first = [], [], []
         for w, wp in enumerate(word_pieces):
             word_first.append(len(pieces))
@@ -210,7 +220,7 @@ def make_windows(
             tok_start = word_first[ex.start_word]
             tok_end = word_first[ex.end_word + 1] - 1
             answer = _improve_span(pieces, tok_start, tok_end, tokenizer, ex.answer_text)
-        room = max_seq_length - len(q_pieces) - 3
+        room = max_seq_length - len(q_pieces) - specials.count
         if room <= 0:
             raise ConfigError(
                 f"config.max_seq_length={max_seq_length} leaves no room for context after a "
@@ -218,7 +228,7 @@ def make_windows(
             )
         spans = _spans(len(pieces), room, doc_stride)
         context = _Context(ex_index, q_pieces, pieces, piece_word, spans, answer)
-        windows.extend(_window(context, i, tokenizer, max_seq_length) for i in range(len(spans)))
+        windows.extend(_window(context, i, tokenizer, specials, max_seq_length) for i in range(len(spans)))
     return windows
 
 
@@ -234,21 +244,43 @@ def _spans(n_pieces: int, room: int, doc_stride: int) -> list[tuple[int, int]]:
         offset += min(length, doc_stride)
 
 
-def _window(context: _Context, span_index: int, tokenizer, max_seq_length: int) -> Window:
+@dataclasses.dataclass(frozen=True)
+class _Specials:
+    """The tokenizer's [CLS] and the separator(s) after the question: one
+    [SEP], or RoBERTa's family `</s></s>` with the window in segment 0."""
+
+    cls: str
+    sep: str
+    middle: tuple[str, ...]
+    window_segment: int
+
+    @classmethod
+    def of(cls, tokenizer) -> _Specials:
+        sep = tokenizer.vocab[tokenizer.sep_id]
+        double = getattr(tokenizer, "flavor", "") in bert_features.DOUBLE_SEPARATOR_FAMILIES
+        return cls(tokenizer.vocab[tokenizer.cls_id], sep, (sep,) * (2 if double else 1), 0 if double else 1)
+
+    @property
+    def count(self) -> int:
+        """Special tokens in a window: [CLS], the middle ones, the last [SEP]."""
+        return len(self.middle) + 2
+
+
+def _window(context: _Context, span_index: int, tokenizer, specials: _Specials, max_seq_length: int) -> Window:
     """`[CLS] question [SEP] span [SEP]`, padded to `max_seq_length`, for
     span `span_index` of `context`; its answer positions when the span holds
     the whole answer, else 0 ([CLS])."""
     offset, length = context.spans[span_index]
-    tokens = ["[CLS]"] + context.q_pieces + ["[SEP]"]
+    tokens = [specials.cls, *context.q_pieces, *specials.middle]
     segments = [0] * len(tokens)
     token_to_word, max_context = {}, {}
     for i in range(length):
         token_to_word[len(tokens)] = context.piece_word[offset + i]
         max_context[len(tokens)] = _max_context(context.spans, span_index, offset + i)
         tokens.append(context.pieces[offset + i])
-        segments.append(1)
-    tokens.append("[SEP]")
-    segments.append(1)
+        segments.append(specials.window_segment)
+    tokens.append(specials.sep)
+    segments.append(specials.window_segment)
     ids = np.full(max_seq_length, tokenizer.pad_id, np.int32)
     ids[: len(tokens)] = tokenizer.convert_tokens_to_ids(tokens)
     mask = np.zeros(max_seq_length, np.int32)
@@ -259,7 +291,7 @@ def _window(context: _Context, span_index: int, tokenizer, max_seq_length: int) 
     if context.answer is not None:
         tok_start, tok_end = context.answer
         if offset <= tok_start and tok_end < offset + length:
-            shift = len(context.q_pieces) + 2 - offset
+            shift = len(context.q_pieces) + 1 + len(specials.middle) - offset
             window.start, window.end = tok_start + shift, tok_end + shift
     return window
 

@@ -69,9 +69,8 @@ def load_tokenizer(config, meta: dict, checkpoint: str):
     """The tokenizer of `config.vocab_file` (any kind: vocab.txt, a SentencePiece
     .model, vocab.json + merges.txt, or a folder), else the checkpoint folder's
     own; `config.lower_case` None: the checkpoint's setting, else the kind's.
-    SQuAD and NER build WordPiece [CLS]/[SEP] sequences: WordPiece only."""
+    Every task reads every kind."""
     from bert_jax import features
-    from bert_jax.tokenization import WordPieceTokenizer
 
     vocab = config.get("vocab_file") or None
     if not vocab and not meta.get("vocab_file"):
@@ -79,13 +78,7 @@ def load_tokenizer(config, meta: dict, checkpoint: str):
     lower_case = config.get("lower_case")
     if lower_case is None:
         lower_case = meta.get("lower_case")
-    tokenizer = features.load_tokenizer(checkpoint, meta, vocab, lower_case)
-    if tasks.family(config.task) in ("squad", "ner") and not isinstance(tokenizer, WordPieceTokenizer):
-        raise ConfigError(
-            f"config.task={config.task!r} needs a WordPiece vocab.txt; {type(tokenizer).__name__} "
-            "tokenizers serve the GLUE and XNLI tasks"
-        )
-    return tokenizer
+    return features.load_tokenizer(checkpoint, meta, vocab, lower_case)
 
 
 def check_vocab(model_cfg: ModelConfig, tokenizer, checkpoint: str) -> None:
