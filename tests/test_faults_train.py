@@ -24,7 +24,7 @@ from bert_jax import checkpoints, convert, features
 from bert_jax.data import input_pipeline
 from bert_jax.errors import CheckpointError, ConfigError, UserError
 from bert_jax.model import ModelConfig
-from bert_jax.train import evaluate, loop
+from bert_jax.train import evaluate, loop, pretraining
 
 # ---------------------------------------------------------------------------
 # A workdir with two checkpoints (steps 2 and 4); the tests damage step 4.
@@ -33,7 +33,7 @@ from bert_jax.train import evaluate, loop
 @pytest.fixture(scope="module")
 def two_checkpoints(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("two") / "run"
-    loop.train(tiny_config(total_steps=4, eval_steps=1), str(workdir))
+    pretraining.train(tiny_config(total_steps=4, eval_steps=1), str(workdir))
     assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
     return workdir
 
@@ -67,7 +67,7 @@ def damaged(request, two_checkpoints, tmp_path):
 
 def test_resume_falls_back_to_the_newest_intact_checkpoint(damaged, capfd):
     capfd.readouterr()
-    loop.train(tiny_config(total_steps=6, eval_steps=1), str(damaged))
+    pretraining.train(tiny_config(total_steps=6, eval_steps=1), str(damaged))
     out, err = capfd.readouterr()
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1, err
@@ -136,7 +136,7 @@ def test_disk_full_during_a_save_is_one_line(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(async_checkpointer, "_background_wait_for_commit_futures", full_disk)
     capfd.readouterr()
     with pytest.raises(CheckpointError, match=r"saving checkpoint step 4 .*No space left on device.*step 2 is intact"):
-        loop.train(tiny_config(total_steps=4, eval_steps=1), str(tmp_path))
+        pretraining.train(tiny_config(total_steps=4, eval_steps=1), str(tmp_path))
     err = capfd.readouterr().err
     assert "Traceback" not in err and "No space" not in err, err
     assert "No space left on device" in (tmp_path / "checkpoint-errors.log").read_text()
@@ -186,7 +186,7 @@ def test_a_full_disk_leaves_no_write_test_file(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "open", full_disk_open, raising=False)
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match=r"cannot write to workdir .* \(No space left on device\)"):
-        loop.train(tiny_config(), str(tmp_path))
+        pretraining.train(tiny_config(), str(tmp_path))
     assert os.listdir(tmp_path) == ["keep.txt"]
 
 
@@ -250,19 +250,19 @@ def test_pretrain_refuses_shards_of_a_larger_vocab_before_any_step(tmp_path):
     shards = _shards(tmp_path / "big")
     config = tiny_config(**{"data.synthetic": False, "data.train_files": shards})
     with pytest.raises(ConfigError, match=r"2000-token vocab \(vocab.size\) but model.vocab_size=128"):
-        loop.train(config, str(tmp_path / "run"))
+        pretraining.train(config, str(tmp_path / "run"))
 
 
 def test_shards_longer_than_the_position_table_are_refused(tmp_path):
     shards = _shards(tmp_path / "long", vocab_size=2000, seq=64, pred=4)
     config = tiny_config(**{"data.synthetic": False, "data.train_files": shards, "model.vocab_size": 2000})
     with pytest.raises(ConfigError, match=r"settings.max_seq_length=64 exceeds the model's max_position_embeddings=32"):
-        loop.train(config, str(tmp_path / "run"))
+        pretraining.train(config, str(tmp_path / "run"))
 
 
 def test_max_seq_length_beyond_the_position_table_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"data.max_seq_length=64 exceeds model.max_position_embeddings=32"):
-        loop.train(tiny_config(**{"data.max_seq_length": 64}), str(tmp_path / "run"))
+        pretraining.train(tiny_config(**{"data.max_seq_length": 64}), str(tmp_path / "run"))
 
 
 def test_extract_features_refuses_a_larger_vocab():
@@ -301,7 +301,7 @@ def test_resume_with_another_batch_size_is_refused(two_checkpoints, tmp_path):
     with pytest.raises(
         ConfigError, match=r"batch_size=16 but .*checkpoints/4 was saved with batch_size=8; the data position"
     ):
-        loop.train(tiny_config(total_steps=6, batch_size=16), str(workdir))
+        pretraining.train(tiny_config(total_steps=6, batch_size=16), str(workdir))
     assert json.loads((workdir / "config.json").read_text())["batch_size"] == 8  # the saved config stays
 
 
@@ -316,27 +316,27 @@ def test_resume_with_another_batch_size_is_refused(two_checkpoints, tmp_path):
 )
 def test_bad_step_sizes_are_one_line_each(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        loop.train(tiny_config(**overrides), str(tmp_path / "run"))
+        pretraining.train(tiny_config(**overrides), str(tmp_path / "run"))
 
 
 def test_a_failed_start_leaves_no_files_in_a_fresh_workdir(tmp_path):
     """The start fails after checkpoints/ and tb/ were made (a missing init_checkpoint)."""
     workdir = tmp_path / "fresh"
     with pytest.raises(CheckpointError, match="is not a checkpoint"):
-        loop.train(tiny_config(init_checkpoint=str(tmp_path / "missing")), str(workdir))
+        pretraining.train(tiny_config(init_checkpoint=str(tmp_path / "missing")), str(workdir))
     assert not workdir.exists()
 
 
 def test_a_failed_start_keeps_what_was_there(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="there are 8"):
-        loop.train(tiny_config(**{"mesh.data": 3}), str(tmp_path))
+        pretraining.train(tiny_config(**{"mesh.data": 3}), str(tmp_path))
     assert os.listdir(tmp_path) == ["notes.txt"]
 
 
 def test_the_first_eta_leaves_out_compilation(tmp_path, capsys):
     """Step 1 is mostly compilation: no ETA there; the later ones time steps after it."""
-    loop.train(tiny_config(total_steps=3, checkpoint_every_steps=0, eval_steps=1), str(tmp_path))
+    pretraining.train(tiny_config(total_steps=3, checkpoint_every_steps=0, eval_steps=1), str(tmp_path))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
     assert lines[0].startswith("step 1/3") and "ETA" not in lines[0]
     assert all("| ETA " in line for line in lines[1:]), lines

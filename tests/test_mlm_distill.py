@@ -22,7 +22,7 @@ from bert_jax.model import (
     ModelConfig,
     dummy_pretraining_inputs,
 )
-from bert_jax.train import loop, metrics_log, mlm_distill, sharding
+from bert_jax.train import metrics_log, mlm_distill, pretraining, sharding
 from bert_jax.train import state as state_lib
 from bert_jax.train import step as step_lib
 
@@ -147,7 +147,7 @@ def test_tiny_distillation_run_learns_the_teachers_predictions(peaked_teacher, t
     teacher's preference for one token, so the loss falls."""
     config = tiny_config(total_steps=12, **{"optimizer.learning_rate": 1e-2})
     config.distill = _distill_section(peaked_teacher, alpha=1.0)
-    loop.train(config, str(tmp_path / "run"))
+    pretraining.train(config, str(tmp_path / "run"))
     logged = metrics_log.read_metrics(str(tmp_path / "run"))
     first, last = logged[1], logged[12]
     assert first["loss"] == pytest.approx(4 * first["mlm_kl"] + first["nsp_loss"], rel=1e-4)
@@ -208,5 +208,5 @@ def test_pretrain_refuses_a_bad_teacher_before_the_first_step(peaked_teacher, tm
     config = tiny_config(**{"model.vocab_size": 256})
     config.distill = _distill_section(peaked_teacher)
     with pytest.raises(ConfigError, match="must share one vocabulary"):
-        loop.train(config, str(tmp_path / "run"))
+        pretraining.train(config, str(tmp_path / "run"))
     assert metrics_log.read_metrics(str(tmp_path / "run")) == {}

@@ -20,7 +20,7 @@ pytest.importorskip("tensorflow")
 from bert_jax.config import family_config, model_config  # noqa: E402
 from bert_jax.data import create_data  # noqa: E402
 from bert_jax.errors import ConfigError  # noqa: E402
-from bert_jax.train import inputs, loop, metrics_log, optim, phases, preflight  # noqa: E402
+from bert_jax.train import inputs, metrics_log, optim, phases, preflight, pretraining  # noqa: E402
 from bert_jax.train import step as step_lib  # noqa: E402
 
 # ---------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def straight(shards, tmp_path_factory):
     seen = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(step_lib, "make_train_step", _recording_step_builder(seen))
-        loop.train(_tiny_recipe(*shards), str(workdir))
+        pretraining.train(_tiny_recipe(*shards), str(workdir))
     return metrics_log.read_metrics(str(workdir)), seen
 
 
@@ -277,12 +277,12 @@ def test_a_run_stopped_inside_phase_2_resumes_with_the_same_losses(shards, strai
     metrics, _ = straight
     config = _tiny_recipe(*shards)
     workdir = str(tmp_path / "stopped")
-    loop.train(config, workdir, source_factory=_stopping_in_phase_2(config, tmp_path, after=1))
+    pretraining.train(config, workdir, source_factory=_stopping_in_phase_2(config, tmp_path, after=1))
     assert max(_losses(workdir)) == 5  # step 4 is phase 2's first, 5 its second
     seen = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(step_lib, "make_train_step", _recording_step_builder(seen))
-        loop.train(config, workdir)
+        pretraining.train(config, workdir)
     assert seen == [160_000.0]  # the resumed run starts in phase 2, with its base
     resumed = _losses(workdir)
     assert [resumed[s] for s in range(1, 7)] == [metrics[s]["loss"] for s in range(1, 7)]

@@ -223,11 +223,11 @@ def test_the_train_step_on_packed_rows_is_the_same_on_a_sharded_mesh_and_counts_
 def test_the_training_log_reports_real_tokens_per_second():
     import ml_collections
 
-    from bert_jax.train import loop
+    from bert_jax.train import pretraining
 
     config = ml_collections.ConfigDict({"batch_size": 4})
     phase = type("Phase", (), {"seq_len": SEQ, "max_predictions": 6})()
-    rates = loop._throughput(config, FAMILIES["bert"], phase, steps=10, seconds=2.0, real_tokens=63.0)
+    rates = pretraining._throughput(config, FAMILIES["bert"], phase, steps=10, seconds=2.0, real_tokens=63.0)
     assert rates["tokens_per_s"] == 10 * 4 * SEQ / 2.0
     assert rates["real_tokens_per_s"] == 10 * 63.0 / 2.0
 

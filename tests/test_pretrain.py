@@ -14,7 +14,7 @@ import pytest
 from train_utils import CLI_TINY, tiny_config
 
 from bert_jax.errors import CheckpointError, ConfigError, DataError, UserError
-from bert_jax.train import evaluate, inputs, loop, metrics_log
+from bert_jax.train import evaluate, inputs, loop, metrics_log, pretraining
 
 
 def _losses(workdir) -> dict[int, float]:
@@ -55,8 +55,8 @@ def test_sigterm_saves_and_resume_is_bitwise_exact(tmp_path, repo_root):
     assert sorted(os.listdir(stopped / "checkpoints")) == [str(k)]
 
     total = k + 2
-    loop.train(tiny_config(total_steps=total), str(stopped))
-    loop.train(tiny_config(total_steps=total), str(tmp_path / "straight"))
+    pretraining.train(tiny_config(total_steps=total), str(stopped))
+    pretraining.train(tiny_config(total_steps=total), str(tmp_path / "straight"))
     resumed, straight = _losses(stopped), _losses(tmp_path / "straight")
     assert sorted(resumed) == list(range(1, total + 1))
     assert [resumed[s] for s in range(1, total + 1)] == [straight[s] for s in range(1, total + 1)]
@@ -70,15 +70,15 @@ def test_phases_switch_length_and_resume_in_the_second(tmp_path):
         {"fraction": 0.5, "max_seq_length": 32, "max_predictions_per_seq": 6},
     ]
     config = tiny_config(total_steps=4, phases=phases)
-    loop.train(config, str(tmp_path / "straight"))
+    pretraining.train(config, str(tmp_path / "straight"))
     straight = metrics_log.read_metrics(str(tmp_path / "straight"))
     assert [straight[s]["seq_len"] for s in (1, 2, 3, 4)] == [16, 16, 32, 32]
 
     workdir = str(tmp_path / "stopped")
     # Batch 0 of phase 2's source is step 3: stop after it.
-    loop.train(config, workdir, source_factory=_stopping_factory_phase(config, phase_batch=0))
+    pretraining.train(config, workdir, source_factory=_stopping_factory_phase(config, phase_batch=0))
     assert max(_losses(workdir)) == 3
-    loop.train(config, workdir)
+    pretraining.train(config, workdir)
     resumed = _losses(workdir)
     assert [resumed[s] for s in (1, 2, 3, 4)] == [straight[s]["loss"] for s in (1, 2, 3, 4)]
 
@@ -121,12 +121,12 @@ def test_nan_stops_with_the_last_checkpoint_intact(tmp_path):
     with pytest.raises(
         loop.TrainingDiverged, match=r"NaN/Inf by step \d+; the last checkpoint \(1\) is intact"
     ):
-        loop.train(_exploding(total_steps=4, checkpoint_every_steps=1), str(tmp_path))
+        pretraining.train(_exploding(total_steps=4, checkpoint_every_steps=1), str(tmp_path))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]
 
 
 def test_nan_skip_drops_the_updates_and_finishes(tmp_path):
-    final = loop.train(_exploding(total_steps=3, on_nan="skip"), str(tmp_path))
+    final = pretraining.train(_exploding(total_steps=3, on_nan="skip"), str(tmp_path))
     records = metrics_log.read_metrics(str(tmp_path))
     assert records[1]["nonfinite"] == 0.0
     assert records[2]["nonfinite"] == 1.0 and records[3]["nonfinite"] == 1.0
@@ -137,7 +137,7 @@ def test_nan_skip_drops_the_updates_and_finishes(tmp_path):
 def trained(tmp_path_factory):
     """A 2-step run with an evaluation at the end."""
     workdir = tmp_path_factory.mktemp("trained")
-    final = loop.train(tiny_config(total_steps=2), str(workdir))
+    final = pretraining.train(tiny_config(total_steps=2), str(workdir))
     return workdir, final
 
 
@@ -176,7 +176,7 @@ def test_init_checkpoint_extends_the_position_table(trained, tmp_path):
 
     _, old, _ = checkpoints.load_model(str(workdir))
     config = tiny_config(total_steps=1, init_checkpoint=str(workdir), **{"model.max_position_embeddings": 64})
-    loop.train(config, str(tmp_path))
+    pretraining.train(config, str(tmp_path))
     _, new, _ = checkpoints.load_model(str(tmp_path), step=1)
     table = new["bert"]["embeddings"]["position_embeddings"]["embedding"]
     assert table.shape == (64, 32)
@@ -195,7 +195,7 @@ def test_init_checkpoint_of_another_hidden_size_is_a_checkpoint_error(trained, t
         CheckpointError,
         match=r"init_checkpoint=.*LayerNorm/bias has shape \(32,\) but the model needs \(64,\)",
     ):
-        loop.train(config, str(tmp_path))
+        pretraining.train(config, str(tmp_path))
 
 
 # ---------------------------------------------------------------------------
@@ -206,37 +206,37 @@ def test_workdir_holding_another_model_is_a_checkpoint_error(trained):
     workdir, _ = trained
     config = tiny_config(total_steps=4, **{"model.hidden_size": 64, "model.intermediate_size": 128})
     with pytest.raises(CheckpointError, match=r"has shape \(32,\) but the config's model needs \(64,\)"):
-        loop.train(config, str(workdir))
+        pretraining.train(config, str(workdir))
 
 
 def test_mesh_not_dividing_the_devices(tmp_path):
     with pytest.raises(ConfigError, match="there are 8"):
-        loop.train(tiny_config(**{"mesh.data": 3}), str(tmp_path))
+        pretraining.train(tiny_config(**{"mesh.data": 3}), str(tmp_path))
 
 
 def test_batch_not_divisible_by_data_parallel_size(tmp_path):
     with pytest.raises(ConfigError, match=r"batch_size=12 .* 8 data-parallel devices"):
-        loop.train(tiny_config(batch_size=12), str(tmp_path))
+        pretraining.train(tiny_config(batch_size=12), str(tmp_path))
 
 
 def test_unknown_model_size_key(tmp_path):
     config = tiny_config()
     config.model.hiddden_size = 3
     with pytest.raises(ConfigError, match="hiddden_size"):
-        loop.train(config, str(tmp_path))
+        pretraining.train(config, str(tmp_path))
 
 
 def test_unwritable_workdir(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(UserError, match=r"cannot write to workdir .*a-file/run"):
-        loop.train(tiny_config(), str(blocker / "run"))
+        pretraining.train(tiny_config(), str(blocker / "run"))
 
 
 def test_second_run_on_a_live_workdir_is_refused(tmp_path):
     (tmp_path / loop.LOCK_FILE).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
     with pytest.raises(UserError, match=rf"in use by another run \(pid {os.getppid()}"):
-        loop.train(tiny_config(), str(tmp_path))
+        pretraining.train(tiny_config(), str(tmp_path))
 
 
 def test_stale_lock_is_taken_over(tmp_path):

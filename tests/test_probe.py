@@ -15,7 +15,7 @@ from train_utils import CLI_TINY, tiny_config  # noqa: E402
 
 from bert_jax.errors import ConfigError  # noqa: E402
 from bert_jax.finetune import probe  # noqa: E402
-from bert_jax.train import loop  # noqa: E402
+from bert_jax.train import pretraining  # noqa: E402
 
 VOCAB = [
     "[PAD]",
@@ -83,10 +83,10 @@ def runs(glue_dir, tmp_path_factory):
 
     with_probe = str(tmp_path_factory.mktemp("with_probe"))
     config = _config(glue_dir)
-    hooks = [probe.make_probe_hook(config, with_probe), loop.StepHook("spy", 1, spy)]
-    final = loop.train(config, with_probe, step_hooks=hooks)
+    hooks = [probe.make_probe_hook(config, with_probe), pretraining.StepHook("spy", 1, spy)]
+    final = pretraining.train(config, with_probe, step_hooks=hooks)
     without = str(tmp_path_factory.mktemp("without_probe"))
-    loop.train(_config(glue_dir, **{"probe.every_steps": 0}), without)
+    pretraining.train(_config(glue_dir, **{"probe.every_steps": 0}), without)
     return {"with": _records(with_probe), "without": _records(without), "final": final, "seen": seen}
 
 

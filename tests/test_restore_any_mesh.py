@@ -11,7 +11,7 @@ import pytest
 from train_utils import tiny_config
 
 from bert_jax.errors import CheckpointError
-from bert_jax.train import evaluate, loop, metrics_log
+from bert_jax.train import evaluate, metrics_log, pretraining
 
 FSDP = {"mesh.data": 1, "mesh.fsdp": -1, "mesh.tensor": 1}  # fsdp=8
 DP_TP = {"mesh.data": 2, "mesh.fsdp": 1, "mesh.tensor": 4}
@@ -28,9 +28,9 @@ def runs(tmp_path_factory):
     restoring on data=2 x tensor=4."""
     root = tmp_path_factory.mktemp("any_mesh")
     straight, moved = root / "straight", root / "moved"
-    loop.train(tiny_config(total_steps=4, **FSDP), str(straight))
-    loop.train(tiny_config(total_steps=2, **FSDP), str(moved))
-    loop.train(tiny_config(total_steps=4, **DP_TP), str(moved))
+    pretraining.train(tiny_config(total_steps=4, **FSDP), str(straight))
+    pretraining.train(tiny_config(total_steps=2, **FSDP), str(moved))
+    pretraining.train(tiny_config(total_steps=4, **DP_TP), str(moved))
     return straight, moved
 
 

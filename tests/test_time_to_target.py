@@ -12,7 +12,7 @@ from cli_cases import run_cases
 from train_utils import CLI_TINY, tiny_config
 
 from bert_jax.errors import ConfigError
-from bert_jax.train import loop
+from bert_jax.train import pretraining
 
 # Every token 9: after a few steps at a high learning rate the model predicts
 # 9 at every masked position, so the held-out accuracy reaches 1.0 early.
@@ -50,7 +50,7 @@ def test_reaching_the_target_stops_saves_and_writes_the_json(tmp_path, capsys):
         total_steps=40, eval_every_steps=2, checkpoint_every_steps=0, target_mlm_accuracy=0.9
     )
     config.optimizer.learning_rate = 1e-2
-    loop.train(config, str(tmp_path), source_factory=constant_factory)
+    pretraining.train(config, str(tmp_path), source_factory=constant_factory)
 
     result = json.loads((tmp_path / "time_to_target.json").read_text())
     step = result["step"]
@@ -68,7 +68,7 @@ def test_reaching_the_target_stops_saves_and_writes_the_json(tmp_path, capsys):
 
 
 def test_no_target_writes_no_json_but_times_each_evaluation(tmp_path):
-    loop.train(tiny_config(total_steps=2, eval_every_steps=1, checkpoint_every_steps=0), str(tmp_path))
+    pretraining.train(tiny_config(total_steps=2, eval_every_steps=1, checkpoint_every_steps=0), str(tmp_path))
     assert not (tmp_path / "time_to_target.json").exists()
     evals = [r for r in _records(tmp_path) if r.get("split") == "eval"]
     assert [r["step"] for r in evals] == [1, 2]
@@ -108,7 +108,7 @@ def test_unreachable_target_runs_to_the_end_and_says_so(repo_root, tmp_path):
 def _refused(tmp_path, **overrides) -> str:
     """The ConfigError message of a start with these config overrides; the workdir is left as it was."""
     with pytest.raises(ConfigError) as error:
-        loop.train(tiny_config(**overrides), str(tmp_path / "run"))
+        pretraining.train(tiny_config(**overrides), str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
     return str(error.value)
 

@@ -33,7 +33,7 @@ def main(argv):
         raise UserError(
             "--config and --workdir are both required (e.g. --config=configs/demo.py --workdir=/tmp/bert-demo)"
         )
-    from bert_jax.train import loop
+    from bert_jax.train import loop, pretraining
 
     hooks = []
     if FLAGS.config.probe.every_steps > 0:
@@ -42,6 +42,6 @@ def main(argv):
         # Built (and checked) now: bad probe settings fail before training, not at step N.
         hooks.append(probe.make_probe_hook(FLAGS.config, FLAGS.workdir))
     loop.distributed_init(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    final = loop.train(FLAGS.config, FLAGS.workdir, step_hooks=hooks)
+    final = pretraining.train(FLAGS.config, FLAGS.workdir, step_hooks=hooks)
     if final:
         print(json.dumps({"final": final}, sort_keys=True))

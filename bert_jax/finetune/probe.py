@@ -5,7 +5,7 @@ small downstream (GLUE) set and report its dev metric.
 and hands it to the loop, which calls it with a host copy of the parameters:
 
     hook = make_probe_hook(config, workdir)      # ConfigError now, not at step N
-    loop.train(config, workdir, step_hooks=[hook])
+    pretraining.train(config, workdir, step_hooks=[hook])
     # metrics.jsonl: {"step": 200, "split": "probe", "accuracy": 0.81, "task": "sst2", ...}
 
 `run_probe(model_cfg, params, probe_cfg, vocab_file, lower_case)` is one
@@ -28,8 +28,8 @@ from bert_jax.finetune import config as ft_config
 from bert_jax.finetune import glue, tasks, trainer
 from bert_jax.model import ModelConfig
 from bert_jax.train.inputs import vocab_size_of
-from bert_jax.train.loop import StepHook
 from bert_jax.train.phases import resolved_vocab_file
+from bert_jax.train.pretraining import StepHook
 
 PROBE_NAME = "probe"
 

@@ -1,4 +1,4 @@
-"""The loop of fine-tuning, task distillation and pruning's recovery, with
+"""Fine-tuning, task distillation and pruning's recovery in the one loop, with
 pre-training's reliability.
 
 `run_steps` drives an engine step (`bert_jax.train.engine`) over a batch
@@ -10,10 +10,9 @@ SIGTERM/SIGINT (`bert_jax.train.loop.StopFlag`) a checkpoint, then
 `Stopped`. The workdir lock, StopFlag, metrics log and checkpointer are
 pre-training's (`train.loop`, `train.metrics_log`, `train.resume`).
 
-Why not pre-training's `_Trainer.run`: that loop also owns sequence-length
-phases, the streaming input pipeline's position, throughput/MFU and step
-hooks, and has no dev-set selection; merging the two is issue 18's next
-step.
+The loop itself is every job's (`bert_jax.train.loop.run_steps`, which
+pre-training drives too); what is here is what fine-tuning adds to it: dev
+selection of the best parameters, and checkpoints that carry them.
 """
 
 from __future__ import annotations
@@ -99,12 +98,67 @@ class RunFiles:
             self.log.close()
 
 
+@dataclasses.dataclass
+class _FineTuning:
+    """Fine-tuning's job in the one loop (`loop.run_steps`): one segment (the
+    whole run, one batch stream), an absl line and with `files`
+    metrics.jsonl/TensorBoard per log window, the dev evaluation that keeps
+    the best parameters, and checkpoints with the best so far."""
+
+    config: Any
+    train_step: Callable
+    batches: Iterator
+    total: int
+    scores: Callable[[Any], dict] | None
+    primary: str
+    files: RunFiles | None
+    keep: Callable[[Any], Any]
+    best: Best
+    name: str
+    start: float = dataclasses.field(default_factory=time.time)
+
+    def segment(self, step: int) -> loop.Segment:
+        return loop.Segment(self.total, self.train_step, self.batches)
+
+    def record(self, step: int, m: dict[str, float], steps: int, seconds: float, clock: loop.Clock) -> dict:
+        logging.info("%s %d/%d loss %.4f (%.0f s)", self.name, step, self.total, m["loss"], time.time() - self.start)
+        if self.files is not None:
+            self.files.log.write(step, m)
+        return m
+
+    def evaluate(self, step: int, params) -> dict[str, float] | None:
+        if self.scores is None:
+            return None
+        dev = self.scores(params)
+        logging.info("%s %d dev %s", self.name, step, json.dumps(dev))
+        if self.files is not None:
+            self.files.log.write(step, dev, split="eval")
+        self.best.offer(dev, step, self.primary, lambda: checkpoints.numpy_params(self.keep(params)))
+        return dev
+
+    def finished(self, step: int) -> bool:
+        return False
+
+    def hooks(self, step: int, params, last: dict) -> bool:
+        return False
+
+    def save(self, step: int, state: TrainState) -> None:
+        if self.files is not None:
+            self.files.save(step, state, self.best, int(self.config.batch_size))
+
+    def latest_checkpoint(self) -> int | None:
+        if self.files is None:
+            return None
+        self.files.ckpt.wait()
+        return self.files.ckpt.latest_step()
+
+
 def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, scores: Callable[[Any], dict] | None,
               primary: str, total: int, files: RunFiles | None = None, stop=None,
               after_step: Callable[[int], None] | None = None, keep: Callable[[Any], Any] = lambda p: p,
               best: Best | None = None, name: str = "step") -> tuple[TrainState, Best]:
-    """The loop of fine-tuning, distillation and pruning's recovery; returns
-    (the last state, the best evaluation). Steps from `state.step` to
+    """Fine-tuning, distillation or pruning's recovery through the one loop;
+    returns (the last state, the best evaluation). Steps from `state.step` to
     `total`, each on the next of `batches` with base key `rng`; every
     `config.eval_every_steps` (0: at the end only) and at the end
     `scores(params)` (dev metrics; None: no evaluation) decide the best
@@ -113,52 +167,12 @@ def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, sco
     `config.checkpoint_every_steps` and at the end, and after `stop` (a
     `loop.StopFlag`) is set, a checkpoint, then `Stopped`. `after_step(i)`
     runs after step i (tests send their signal from it)."""
-    best = best or Best()
-    first = int(jax.device_get(state.step)) + 1
-    every = config.eval_every_steps or total
-    ckpt_every = int(config.get("checkpoint_every_steps", 0) or 0)
-    window: list[dict] = []
-    start = time.time()
-    for i in range(first, total + 1):
-        state, metrics = train_step(state, next(batches), rng)
-        window.append(metrics)
-        if after_step is not None:
-            after_step(i)
-        stopping = files is not None and bool(stop) and i < total
-        if i % config.log_every_steps == 0 or i == total or stopping:
-            _log_window(config, files, i, total, window, start, name)
-            window = []
-        if scores is not None and (i % every == 0 or i == total):
-            dev = scores(state.params)
-            logging.info("%s %d dev %s", name, i, json.dumps(dev))
-            if files is not None:
-                files.log.write(i, dev, split="eval")
-            best.offer(dev, i, primary, lambda params=state.params: checkpoints.numpy_params(keep(params)))
-        if files is not None and (stopping or i == total or (ckpt_every > 0 and i % ckpt_every == 0)):
-            files.save(i, state, best, int(config.batch_size))
-        if stopping:
-            files.ckpt.wait()
-            raise Stopped(i)
+    job = _FineTuning(config, train_step, batches, total, scores, primary, files, keep, best or Best(), name)
+    schedule = loop.Schedule.of(config, total)
+    outcome = loop.run_steps(job, state, rng, schedule, stop if files is not None else None, after_step,
+                             learning_rate_key="config.learning_rate")
     if files is not None:
         files.ckpt.wait()
-    return state, best
-
-
-def _log_window(config, files: RunFiles | None, step: int, total: int, window: list[dict], start: float,
-                name: str) -> None:
-    """The mean metrics of the steps since the last log: the absl line, and
-    with `files` metrics.jsonl / TensorBoard. A step with a non-finite loss
-    was skipped by the engine; config.on_nan="stop" (the default) stops."""
-    m = loop.mean_metrics(window)
-    logging.info("%s %d/%d loss %.4f (%.0f s)", name, step, total, m["loss"], time.time() - start)
-    if files is not None:
-        files.log.write(step, m)
-    if m["nonfinite"] > 0:
-        if config.get("on_nan", "stop") == "stop":
-            if files is not None:
-                files.ckpt.wait()
-            raise loop.TrainingDiverged(
-                f"loss is NaN/Inf by step {step}; the bad update was not applied; lower config.learning_rate, "
-                "or set config.on_nan=skip to drop such steps"
-            )
-        loop.say(f"step {step}: {int(m['nonfinite'])} step(s) with a non-finite loss skipped (on_nan=skip)")
+    if outcome.stopped_at is not None:
+        raise Stopped(outcome.stopped_at)
+    return outcome.state, job.best
