@@ -367,9 +367,9 @@ def run_steps(job: Job, state, rng, schedule: Schedule, stop: StopFlag | None = 
                 last.update({f"eval_{k}": v for k, v in result.items()})
                 finished = job.finished(step)
             clock.window_start = time.monotonic()
-        if not (stopping or bool(stop)) and job.hooks(step, state.params, last):  # after a signal: the checkpoint first
+        if not stop and job.hooks(step, state.params, last):  # after a signal: the checkpoint first
             clock.window_start = time.monotonic()
-        stopping = stopping or (bool(stop) and step < schedule.total)  # a signal during the log, eval or hooks
+        stopping = bool(stop) and step < schedule.total  # again: a signal may have come during the above
         if saving or stopping or finished:
             job.save(step, state)
         if stopping:
