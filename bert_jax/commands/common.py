@@ -5,6 +5,7 @@ fine-tuned model into another folder (prune, quantize, export)."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from absl import flags
@@ -55,3 +56,21 @@ def check_model_to_folder(argv: list[str]) -> None:
 def print_results(results: dict[str, Any]) -> None:
     """What a model-to-folder command prints: its results.json, keys sorted."""
     print(json.dumps(results, indent=2, sort_keys=True))
+
+
+def quantize_module():
+    """`bert_jax.compress.quantize`, imported now (it needs Qwix, the compress
+    extra); UserError naming the extra when Qwix is missing."""
+    from bert_jax.compress import quantize  # raises extras.qwix_missing(...) without Qwix
+
+    return quantize
+
+
+def restore_quantized_for_predict(path: str | os.PathLike):
+    """`quantize.restore_for_predict(path)` for a quantised folder (Qwix then
+    needed, and named when missing); None for any other folder, Qwix untouched."""
+    from bert_jax.compress import extras
+
+    if not extras.is_quantized(path):
+        return None
+    return quantize_module().restore_for_predict(path)

@@ -14,7 +14,6 @@ from absl import flags
 from ml_collections import config_flags
 
 from bert_jax.commands import common
-from bert_jax.compress import extras
 from bert_jax.finetune import trainer
 
 config_flags.DEFINE_config_file("config", None, "A configs/finetune/*.py file.", lock_config=True)
@@ -28,5 +27,5 @@ def main(argv):
     common.require_flags("workdir")
     # Predict mode also reads `bert-jax quantize`'s output (a layer above the trainer);
     # Qwix (the compress extra) is imported only for such a checkpoint.
-    out = trainer.run(FLAGS.config, FLAGS.workdir, restorers=(extras.restore_quantized_for_predict,))
+    out = trainer.run(FLAGS.config, FLAGS.workdir, restorers=(common.restore_quantized_for_predict,))
     print(json.dumps(out, indent=2, sort_keys=True) if isinstance(out, dict) else f"wrote {out}")

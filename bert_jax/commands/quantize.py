@@ -16,7 +16,6 @@ from absl import flags
 from ml_collections import config_flags
 
 from bert_jax.commands import common
-from bert_jax.compress import extras
 
 config_flags.DEFINE_config_file("config", *common.compress_config_flag("quantize"), lock_config=True)
 common.define_model_to_folder_flags()
@@ -28,5 +27,5 @@ def main(argv):
     common.check_model_to_folder(argv)
     # Imported here, not at the top: `--help` needs no Qwix, and without it this
     # is one line naming the compress extra.
-    quantize = extras.quantize_module()
+    quantize = common.quantize_module()
     common.print_results(quantize.run(FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite))

@@ -1,10 +1,11 @@
-"""The compression jobs that need an optional extra, reachable without it.
+"""What is known of quantised checkpoints without the optional extra.
 
 `bert_jax.compress.quantize` imports Qwix, which only the `compress` extra
 installs (`pip install -e '.[compress]'`). Nothing that does not quantise may
-import it: `bert-jax finetune` reads a quantised checkpoint in predict mode,
-so it asks `restore_quantized_for_predict`, which imports Qwix only for a
-folder that is one (`quantization.json`), and otherwise returns None.
+import it: this module holds what the rest needs without it (the marker file
+of a quantised folder, the one-line error naming the extra), and the
+commands import `quantize` only when a job needs it
+(`bert_jax.commands.common.quantize_module`).
 """
 
 from __future__ import annotations
@@ -27,18 +28,3 @@ def qwix_missing(reason: object) -> UserError:
 def is_quantized(path: str | os.PathLike) -> bool:
     """Whether `path` is a quantised checkpoint folder (`bert-jax quantize`'s output)."""
     return (pathlib.Path(path) / QUANT_CONFIG).is_file()
-
-
-def quantize_module():
-    """`bert_jax.compress.quantize`; UserError naming the compress extra when Qwix is missing."""
-    from bert_jax.compress import quantize  # raises qwix_missing(...) without Qwix
-
-    return quantize
-
-
-def restore_quantized_for_predict(path: str | os.PathLike):
-    """`quantize.restore_for_predict(path)` for a quantised folder (Qwix then
-    needed, and named when missing); None for any other folder, Qwix untouched."""
-    if not is_quantized(path):
-        return None
-    return quantize_module().restore_for_predict(path)
