@@ -5,6 +5,7 @@ ConfigError line (exit 2)."""
 
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from cli_cases import run_cases
 from train_utils import CLI_TINY, tiny_config
 
 from bert_jax.errors import ConfigError
-from bert_jax.train import pretraining
+from bert_jax.train import inputs, pretraining
 
 # Every token 9: after a few steps at a high learning rate the model predicts
 # 9 at every masked position, so the held-out accuracy reaches 1.0 early.
@@ -145,3 +146,72 @@ def test_target_without_eval_data_is_a_config_error(tmp_path):
         "target_mlm_accuracy=0.3 needs held-out data but data.eval_files, data.eval_corpus and data.corpus are "
         "all empty; set data.eval_files (or data.eval_corpus with data.corpus)"
     )
+
+
+# ---------------------------------------------------------------------------
+# Resume: one clock and one best across a restart
+
+
+def test_a_resumed_clock_goes_on_from_the_saved_seconds_and_best(monkeypatch):
+    from bert_jax.train import target
+
+    now = [1000.0]
+    monkeypatch.setattr(target.time, "monotonic", lambda: now[0])
+    first = target.TimeToTarget(0.9, started=now[0])
+    now[0] += 30.0
+    assert not first.observe(2, 0.4, first.seconds())
+    saved = json.loads(json.dumps(first.state()))  # as the checkpoint's JSON item holds it
+    now[0] += 500.0  # stopped, then restarted: not training time
+    second = target.TimeToTarget(0.9, started=now[0])
+    second.resume(saved)
+    assert second.seconds() == 30.0
+    now[0] += 10.0
+    assert not second.observe(4, 0.3, second.seconds())
+    assert (second.best_step, second.best_accuracy, second.best_seconds) == (2, 0.4, 30.0)
+    now[0] += 5.0
+    assert second.observe(6, 0.95, second.seconds())
+    assert second.record()["step"] == 6 and second.record()["train_seconds"] == 45.0
+
+
+class _SignalAt:
+    """Synthetic batches that send this process SIGTERM as batch `index` is read."""
+
+    def __init__(self, source, index):
+        self.source, self.index = source, index
+
+    def __next__(self):
+        if self.source.index == self.index:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return next(self.source)
+
+    def state(self):
+        return self.source.state()
+
+
+def test_a_run_resumed_after_sigterm_counts_from_the_checkpoint_s_clock(tmp_path):
+    """The checkpoint keeps the clock; the resumed run's evaluations go on from it
+    (here set to 1000 s in the saved item), and the best is the best of both legs."""
+    config = tiny_config(total_steps=4, eval_every_steps=1, checkpoint_every_steps=0, target_mlm_accuracy=0.99)
+    synthetic = inputs.synthetic_factory(config.model.vocab_size, int(config.seed))
+
+    def stopping(spec, split, files, state):
+        source = synthetic(spec, split, files, state)
+        return _SignalAt(source, 1) if split == "train" else source
+
+    pretraining.train(config, str(tmp_path), source_factory=stopping)
+    assert os.listdir(tmp_path / "checkpoints") == ["2"] and not (tmp_path / "time_to_target.json").exists()
+    (saved,) = [p for p in (tmp_path / "checkpoints" / "2").rglob("*") if p.is_file() and "time_to_target" in
+                p.read_text(errors="ignore")]
+    item = json.loads(saved.read_text())
+    assert item["time_to_target"]["best_step"] in (1, 2)
+    item["time_to_target"]["train_seconds"] = 1000.0
+    saved.write_text(json.dumps(item))
+
+    pretraining.train(config, str(tmp_path))
+    evals = {r["step"]: r for r in _records(tmp_path) if r.get("split") == "eval"}
+    assert sorted(evals) == [1, 2, 3, 4]
+    assert evals[2]["train_seconds"] < 1000.0 < evals[3]["train_seconds"] < evals[4]["train_seconds"]
+    result = json.loads((tmp_path / "time_to_target.json").read_text())
+    best = max(evals.values(), key=lambda r: r["mlm_accuracy"])
+    assert result["best_mlm_accuracy"] == pytest.approx(best["mlm_accuracy"])
+    assert result["best_train_seconds"] == pytest.approx(best["train_seconds"], abs=1e-3)

@@ -343,7 +343,8 @@ class _Pretraining:
         return bool(due)
 
     def save(self, step: int, state) -> None:
-        data = {"phase": self.phase.index, "pipeline": self.source.state(), "batch_size": int(self.config.batch_size)}
+        data = {"phase": self.phase.index, "pipeline": self.source.state(), "batch_size": int(self.config.batch_size),
+                "time_to_target": self.clock.state()}
         self.ckpt.save(step, state, data)
 
     def latest_checkpoint(self) -> int | None:
@@ -354,6 +355,7 @@ class _Pretraining:
     def run(self, stop: loop.StopFlag) -> dict[str, float]:
         self.clock = target_lib.TimeToTarget(self.target)  # train_seconds count from here, compilation included
         state, self.shardings, self.data_state = self.initial_state()
+        self.clock.resume(self.data_state.get("time_to_target"))
         if self.is_chief:  # after the resume checks: a refused resume leaves the saved config as it was
             loop.write_config(self.config, self.workdir)
         # The base dropout key, a copy: the state's own buffers are donated each step.

@@ -7,9 +7,11 @@ and writes WORKDIR/time_to_target.json:
     {"target": 0.3, "reached": true, "step": 1200, "train_seconds": 642.1,
      "best_mlm_accuracy": 0.301, "best_step": 1200, "best_train_seconds": 642.1}
 
-`train_seconds` is wall time since this process's training loop started
-(state creation and compilation included; a resumed run counts from its own
-start). A run that ends without reaching the target writes the same file with
+`train_seconds` is wall time in the training loop (state creation and
+compilation included). A resumed run goes on from the seconds and the best
+evaluation its checkpoint saved (`state()`, `resume()`), so a run stopped
+by SIGTERM and resumed reports its whole training time, not the last leg's;
+the time between the stop and the restart is not counted. A run that ends without reaching the target writes the same file with
 `reached: false` and `step`/`train_seconds` null, and still exits 0.
 """
 
@@ -81,6 +83,27 @@ class TimeToTarget:
     def seconds(self) -> float:
         """Wall seconds since the loop started."""
         return time.monotonic() - self.started
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the clock: the seconds so far and the best evaluation."""
+        return {
+            "train_seconds": self.seconds(),
+            "best_mlm_accuracy": self.best_accuracy,
+            "best_step": self.best_step,
+            "best_train_seconds": self.best_seconds,
+        }
+
+    def resume(self, saved: dict[str, Any] | None) -> None:
+        """Continues from a checkpoint's `state()` (None: a fresh run, or a
+        checkpoint written before the clock was saved): the seconds go on
+        from the saved ones, the best evaluation is the saved one."""
+        if not saved:
+            return
+        self.started -= float(saved.get("train_seconds") or 0.0)
+        if saved.get("best_mlm_accuracy") is not None:
+            self.best_accuracy = float(saved["best_mlm_accuracy"])
+            self.best_step = int(saved["best_step"])
+            self.best_seconds = float(saved["best_train_seconds"])
 
     def observe(self, step: int, accuracy: float, seconds: float) -> bool:
         """Records one evaluation; True when the run should stop here (the
