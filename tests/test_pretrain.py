@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from train_utils import CLI_TINY, tiny_config
+from train_utils import CLI_TINY, SignalAt, tiny_config
 
 from bert_jax.errors import CheckpointError, ConfigError, DataError, UserError
 from bert_jax.train import evaluate, inputs, loop, metrics_log, pretraining
@@ -89,23 +89,10 @@ def _stopping_factory_phase(config, phase_batch: int):
     def make(spec, split, files, state):
         source = base(spec, split, files, state)
         if split == "train" and spec.seq_len == 32:
-            return _StopAt(source, phase_batch)
+            return SignalAt(source, phase_batch)
         return source
 
     return make
-
-
-class _StopAt:
-    def __init__(self, source, index):
-        self.source, self.index = source, index
-
-    def __next__(self):
-        if self.source.index == self.index:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return next(self.source)
-
-    def state(self):
-        return self.source.state()
 
 
 # ---------------------------------------------------------------------------

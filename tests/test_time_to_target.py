@@ -5,12 +5,11 @@ ConfigError line (exit 2)."""
 
 import json
 import os
-import signal
 
 import numpy as np
 import pytest
 from cli_cases import run_cases
-from train_utils import CLI_TINY, tiny_config
+from train_utils import CLI_TINY, SignalAt, tiny_config
 
 from bert_jax.errors import ConfigError
 from bert_jax.train import inputs, pretraining
@@ -173,21 +172,6 @@ def test_a_resumed_clock_goes_on_from_the_saved_seconds_and_best(monkeypatch):
     assert second.record()["step"] == 6 and second.record()["train_seconds"] == 45.0
 
 
-class _SignalAt:
-    """Synthetic batches that send this process SIGTERM as batch `index` is read."""
-
-    def __init__(self, source, index):
-        self.source, self.index = source, index
-
-    def __next__(self):
-        if self.source.index == self.index:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return next(self.source)
-
-    def state(self):
-        return self.source.state()
-
-
 def test_a_run_resumed_after_sigterm_counts_from_the_checkpoint_s_clock(tmp_path):
     """The checkpoint keeps the clock; the resumed run's evaluations go on from it
     (here set to 1000 s in the saved item), and the best is the best of both legs."""
@@ -196,7 +180,7 @@ def test_a_run_resumed_after_sigterm_counts_from_the_checkpoint_s_clock(tmp_path
 
     def stopping(spec, split, files, state):
         source = synthetic(spec, split, files, state)
-        return _SignalAt(source, 1) if split == "train" else source
+        return SignalAt(source, 1) if split == "train" else source
 
     pretraining.train(config, str(tmp_path), source_factory=stopping)
     assert os.listdir(tmp_path / "checkpoints") == ["2"] and not (tmp_path / "time_to_target.json").exists()

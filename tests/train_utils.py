@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import signal
 
 import jax
 import numpy as np
@@ -138,3 +140,20 @@ def tiny_finetune_config(config, ckpt, data_dir, /, **overrides):
     )
     config.update(overrides)
     return config
+
+
+class SignalAt:
+    """A source (anything with `next`, `index` and `state`) that sends this
+    process SIGTERM as its batch `index` is read: the loop runs that step,
+    saves a checkpoint and stops."""
+
+    def __init__(self, source, index):
+        self.source, self.index = source, index
+
+    def __next__(self):
+        if self.source.index == self.index:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return next(self.source)
+
+    def state(self):
+        return self.source.state()
