@@ -6,10 +6,9 @@ XLA_FLAGS must be set before JAX initialises its backends, hence here.
 import os
 import pathlib
 
-# Level 0 of XLA:CPU's backend optimisation: the tests compile hundreds of tiny
-# programs and run each for a few steps, so LLVM's optimisation of the code
-# costs more than it saves (37% of test_train_step.py's CPU seconds).
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
+from xla_env import xla_flags
+
+os.environ.setdefault("XLA_FLAGS", xla_flags(devices=8))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The reference packages (transformers, sentence-transformers, bert-score) run

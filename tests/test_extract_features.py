@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from xla_env import xla_flags
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -182,9 +183,9 @@ def test_max_seq_length_beyond_position_embeddings(loaded):
 
 
 def _cli(args, stdin):
-    # One device, and conftest's optimisation level: the outputs are compared
+    # One device, at the tests' optimisation level: the outputs are compared
     # exactly with those computed in this process.
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags()}
     return subprocess.run(
         [sys.executable, "-m", "bert_jax.cli", "extract-features", *args],
         input=stdin,

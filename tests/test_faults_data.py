@@ -23,6 +23,7 @@ import sys
 import time
 
 import pytest
+from xla_env import xla_flags
 
 from bert_jax.data import corpus, create_data, records
 from bert_jax.errors import ConfigError, DataError
@@ -376,7 +377,7 @@ def test_readme_finetune_and_compression_commands_run_in_order(tmp_path):
     work = tmp_path / "tmp"
     work.mkdir()
     commands = readme_commands("Fine-tuning") + readme_commands("Compression")
-    one_device = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0"}
+    one_device = {**os.environ, "XLA_FLAGS": xla_flags(devices=1)}  # compiles sooner
     ran = []
     for command in commands:
         if re.search(r"=[A-Z][A-Z_]+(\s|$)", command) or command.split()[1] in ("distill", "pretrain"):

@@ -20,26 +20,6 @@ from bert_jax.train import metrics_log
 TOTAL, STOP_AFTER = 6, 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compiled_once(tmp_path_factory):
-    """JAX's persistent compilation cache for this module: each run builds
-    its steps anew (new closures, so jit's in-memory cache misses), and the
-    runs after the first load the first one's executables instead of
-    compiling them again (~20 s each on 2 cores)."""
-    from jax._src import compilation_cache
-
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    before = {name: getattr(jax.config, name) for name in names}
-    for name, value in zip(names, (str(tmp_path_factory.mktemp("jax_cache")), 0, 0), strict=True):
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
-    yield
-    for name, value in before.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """(checkpoint, GLUE folder) of a random 2-layer BERT and the toy SST-2 task."""

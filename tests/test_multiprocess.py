@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from train_utils import CLI_TINY
+from xla_env import xla_flags
 
 from bert_jax.data import input_pipeline
 from bert_jax.train import metrics_log
@@ -51,7 +52,7 @@ def shards(tmp_path_factory):
 
 def _env(devices: int) -> dict:
     env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0")
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
     return env
 
 

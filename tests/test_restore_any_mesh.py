@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from train_utils import tiny_config
+from xla_env import xla_flags
 
 from bert_jax.errors import CheckpointError
 from bert_jax.train import evaluate, metrics_log, pretraining
@@ -44,7 +45,7 @@ def test_a_checkpoint_of_eight_devices_evaluates_on_one(runs, repo_root):
     straight, _ = runs
     config = evaluate.load_workdir_config(str(straight))
     eight = evaluate.evaluate_workdir(config, str(straight))
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1 --xla_backend_optimization_level=0")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices=1))
     out = subprocess.run(
         [sys.executable, "-m", "bert_jax.cli", "evaluate", f"--workdir={straight}",
          "--config.mesh.data=-1", "--config.mesh.fsdp=1", "--config.mesh.tensor=1"],
