@@ -99,7 +99,7 @@ class RunFiles:
 
 
 @dataclasses.dataclass
-class _FineTuning:
+class _FineTuning(loop.Job):
     """Fine-tuning's job in the one loop (`loop.run_steps`): one segment (the
     whole run, one batch stream), an absl line and with `files`
     metrics.jsonl/TensorBoard per log window, the dev evaluation that keeps
@@ -115,13 +115,13 @@ class _FineTuning:
     keep: Callable[[Any], Any]
     best: Best
     name: str
-    start: float = dataclasses.field(default_factory=time.time)
+    learning_rate_key = "config.learning_rate"  # not a field: a class attribute
 
     def segment(self, step: int) -> loop.Segment:
         return loop.Segment(self.total, self.train_step, self.batches)
 
     def record(self, step: int, m: dict[str, float], steps: int, seconds: float, clock: loop.Clock) -> dict:
-        logging.info("%s %d/%d loss %.4f (%.0f s)", self.name, step, self.total, m["loss"], time.time() - self.start)
+        logging.info("%s %d/%d loss %.4f (%.0f s)", self.name, step, self.total, m["loss"], time.monotonic() - clock.began)
         if self.files is not None:
             self.files.log.write(step, m)
         return m
@@ -136,12 +136,6 @@ class _FineTuning:
         self.best.offer(dev, step, self.primary, lambda: checkpoints.numpy_params(self.keep(params)))
         return dev
 
-    def finished(self, step: int) -> bool:
-        return False
-
-    def hooks(self, step: int, params, last: dict) -> bool:
-        return False
-
     def save(self, step: int, state: TrainState) -> None:
         if self.files is not None:
             self.files.save(step, state, self.best, int(self.config.batch_size))
@@ -149,8 +143,7 @@ class _FineTuning:
     def latest_checkpoint(self) -> int | None:
         if self.files is None:
             return None
-        self.files.ckpt.wait()
-        return self.files.ckpt.latest_step()
+        return self.files.ckpt.newest_saved()
 
 
 def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, scores: Callable[[Any], dict] | None,
@@ -169,8 +162,7 @@ def run_steps(config, state: TrainState, train_step, rng, batches: Iterator, sco
     runs after step i (tests send their signal from it)."""
     job = _FineTuning(config, train_step, batches, total, scores, primary, files, keep, best or Best(), name)
     schedule = loop.Schedule.of(config, total)
-    outcome = loop.run_steps(job, state, rng, schedule, stop if files is not None else None, after_step,
-                             learning_rate_key="config.learning_rate")
+    outcome = loop.run_steps(job, state, rng, schedule, stop if files is not None else None, after_step)
     if files is not None:
         files.ckpt.wait()
     if outcome.stopped_at is not None:

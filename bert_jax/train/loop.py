@@ -278,11 +278,13 @@ class Segment:
 
 @dataclasses.dataclass
 class Clock:
-    """Wall-clock marks of a run (time.monotonic seconds): when the timed
-    part began (`started`, at `start_step`: after the first step, which
-    includes compilation) and when the current log window began (reset after
+    """Wall-clock marks of a run (time.monotonic seconds): when the loop
+    began (`began`, compilation included), when the timed part began
+    (`started`, at `start_step`: after the first step, which includes
+    compilation) and when the current log window began (reset after
     evaluations and hooks, so throughput counts training time only)."""
 
+    began: float
     started: float
     start_step: int
     window_start: float
@@ -292,7 +294,11 @@ class Job(Protocol):
     """What a job (pre-training, fine-tuning, distillation, pruning's
     recovery) gives the loop; the loop gives it the steps, the logging
     cadence, the non-finite guard, evaluation and checkpoint timing and the
-    signal stop."""
+    signal stop. A job that subclasses Job explicitly inherits `finished`
+    and `hooks` that do nothing."""
+
+    # The config key the non-finite guard's message tells the user to lower.
+    learning_rate_key: str = "the learning rate"
 
     def segment(self, step: int) -> Segment:
         """The segment that holds step `step` + 1 (the next to run)."""
@@ -306,9 +312,11 @@ class Job(Protocol):
 
     def finished(self, step: int) -> bool:
         """Whether the run ends early after `step` (a reached target)."""
+        return False
 
     def hooks(self, step: int, params: Any, last: dict) -> bool:
         """Work between steps (pre-training's probes); True when it ran."""
+        return False
 
     def save(self, step: int, state: Any) -> None:
         """A checkpoint of `state` after `step`, with the job's own data."""
@@ -329,7 +337,7 @@ class Outcome:
 
 
 def run_steps(job: Job, state, rng, schedule: Schedule, stop: StopFlag | None = None,
-              after_step: Callable[[int], None] | None = None, learning_rate_key: str = "the learning rate") -> Outcome:
+              after_step: Callable[[int], None] | None = None) -> Outcome:
     """The loop of every job: from `state.step` to `schedule.total`, each
     step on the next batch of its segment with base key `rng` (the step
     folds in the step number). A log every `schedule.log_every` steps, at a
@@ -340,7 +348,7 @@ def run_steps(job: Job, state, rng, schedule: Schedule, stop: StopFlag | None = 
     `after_step(i)` runs after step i (tests send their signal from it)."""
     step = int(jax.device_get(state.step))
     now = time.monotonic()
-    clock = Clock(now, step, now)  # the ETA counts from the end of the first step (which compiles)
+    clock = Clock(now, now, step, now)  # the ETA counts from the end of the first step (which compiles)
     first_step = step + 1
     segment, window, last = None, [], {}
     while step < schedule.total:
@@ -358,7 +366,7 @@ def run_steps(job: Job, state, rng, schedule: Schedule, stop: StopFlag | None = 
         end = step == schedule.total
         saving = stopping or end or (schedule.checkpoint_every > 0 and step % schedule.checkpoint_every == 0)
         if step % schedule.log_every == 0 or saving or step == segment.stop:
-            last = _log_window(job, schedule, step, window, clock, learning_rate_key)
+            last = _log_window(job, schedule, step, window, clock)
             window = []
         finished = False
         if schedule.evaluates_at(step):
@@ -379,8 +387,7 @@ def run_steps(job: Job, state, rng, schedule: Schedule, stop: StopFlag | None = 
     return Outcome(state, last)
 
 
-def _log_window(job: Job, schedule: Schedule, step: int, window: list[dict], clock: Clock,
-                learning_rate_key: str) -> dict:
+def _log_window(job: Job, schedule: Schedule, step: int, window: list[dict], clock: Clock) -> dict:
     """The mean metrics of the steps since the last log, timed after they
     synced (steps run asynchronously), to the job's records. A step with a
     non-finite loss was skipped by the engine; on_nan="stop" stops here."""
@@ -393,7 +400,7 @@ def _log_window(job: Job, schedule: Schedule, step: int, window: list[dict], clo
             intact = f"the last checkpoint ({kept}) is intact and " if kept is not None else ""
             raise TrainingDiverged(
                 f"loss is NaN/Inf by step {step}; {intact}the bad update was not applied; lower "
-                f"{learning_rate_key}, or set on_nan=skip to drop such steps"
+                f"{job.learning_rate_key}, or set on_nan=skip to drop such steps"
             )
         say(f"step {step}: {int(m['nonfinite'])} step(s) with a non-finite loss skipped (on_nan=skip)")
     return job.record(step, m, len(window), seconds, clock)

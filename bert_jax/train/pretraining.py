@@ -25,6 +25,7 @@ per-step losses as one that never stopped.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -169,30 +170,31 @@ def _throughput(
     return out
 
 
-def _global_batches(source, batch_sharding) -> Iterator:
-    """The host batches of `source` (anything with `next`) as global arrays."""
+def _host_batches(source) -> Iterator[dict[str, np.ndarray]]:
+    """The batches of `source` (anything with `next`, not necessarily an
+    iterator) until it ends."""
     while True:
         try:
-            batch = next(source)
+            yield next(source)
         except StopIteration:
             return
-        yield evaluate_lib.to_global(batch, batch_sharding)
+
+
+def _global_batches(source, batch_sharding) -> Iterator:
+    """The host batches of `source` as global arrays."""
+    return (evaluate_lib.to_global(batch, batch_sharding) for batch in _host_batches(source))
 
 
 def _take(source, n: int) -> list[dict[str, np.ndarray]]:
-    """Up to `n` batches of `source` (anything with `next`), fewer if it ends."""
-    batches = []
-    for _ in range(n):
-        try:
-            batches.append(next(source))
-        except StopIteration:
-            break
-    return batches
+    """Up to `n` batches of `source`, fewer if it ends."""
+    return list(itertools.islice(_host_batches(source), n))
 
 
-class _Pretraining:
+class _Pretraining(loop.Job):
     """The pre-training job: built from the config (checked before anything
     runs), then `run(stop)` through the one loop."""
+
+    learning_rate_key = "optimizer.learning_rate"
 
     def __init__(self, config, workdir: str, source_factory, step_hooks: Sequence[StepHook] = ()):
         self.config, self.workdir = config, workdir
@@ -348,8 +350,7 @@ class _Pretraining:
         self.ckpt.save(step, state, data)
 
     def latest_checkpoint(self) -> int | None:
-        self.ckpt.wait()
-        return self.ckpt.latest_step()
+        return self.ckpt.newest_saved()
 
     # -- the run --------------------------------------------------------------
     def run(self, stop: loop.StopFlag) -> dict[str, float]:
@@ -360,7 +361,7 @@ class _Pretraining:
             loop.write_config(self.config, self.workdir)
         # The base dropout key, a copy: the state's own buffers are donated each step.
         rng = jnp.array(state.rng)
-        outcome = loop.run_steps(self, state, rng, self.schedule, stop, learning_rate_key="optimizer.learning_rate")
+        outcome = loop.run_steps(self, state, rng, self.schedule, stop)
         self.ckpt.wait()
         if outcome.stopped_at is not None:
             say(f"stopped by signal at step {outcome.stopped_at}; checkpoint saved; rerun the same command to resume")

@@ -143,6 +143,11 @@ class Checkpointer:
         """Blocks until the last save is on disk (raises if it failed)."""
         self._check_previous()
 
+    def newest_saved(self) -> int | None:
+        """The newest checkpoint's step once the last save is on disk, or None."""
+        self.wait()
+        return self.latest_step()
+
     def restore(self, step: int, abstract_state: TrainState) -> tuple[TrainState, dict[str, Any]]:
         """(state placed with `abstract_state`'s shardings, data position).
         A checkpoint of another model shape raises CheckpointError naming the
