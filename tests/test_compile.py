@@ -179,24 +179,51 @@ def test_fused_attention_flops_count_scores_and_context_of_the_fused_layers():
     assert aot.fused_attention_flops(cfg, 2, 4, 0) == 0
 
 
-def test_a_triton_tiling_failure_is_one_line_naming_the_flag_that_avoids_it():
+def _failing_program(message):
+    """A TrainProgram whose compile raises JaxRuntimeError(message)."""
     import jax
 
     from bert_jax.compile import aot
 
     class _Lowered:
         def compile(self):
-            raise jax.errors.JaxRuntimeError(
-                "INTERNAL: Couldn't find output tile sizes that satisfy hlo: %dot.1 = bf16[2464,768]{1,0} dot(...)"
-            )
+            raise jax.errors.JaxRuntimeError(message)
 
     class _Step:
         def lower(self, *args):
             return _Lowered()
 
-    program = aot.TrainProgram(train_step=_Step(), state=None, batch={}, rng=None, mesh=None)
+    return aot.TrainProgram(train_step=_Step(), state=None, batch={}, rng=None, mesh=None)
+
+
+def test_a_triton_tiling_failure_is_one_line_naming_the_flag_that_avoids_it():
+    from bert_jax.compile import aot
+
+    program = _failing_program(
+        "INTERNAL: Couldn't find output tile sizes that satisfy hlo: %dot.1 = bf16[2464,768]{1,0} dot(...)"
+    )
     with pytest.raises(UserError, match="XLA_FLAGS=--xla_gpu_enable_triton_gemm=false"):
         aot._compile(program)
+
+
+def test_a_vmem_overrun_is_told_apart_from_an_hbm_miss():
+    from bert_jax.compile import aot
+
+    vmem = _failing_program(
+        "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space vmem. "
+        "Used 19.70M of 16.00M vmem. Exceeded vmem capacity by 3.70M."
+    )
+    with pytest.raises(aot.OutOfMemory) as caught:
+        aot._compile(vmem)
+    assert (caught.value.space, caught.value.needed) == ("vmem", None)
+    hbm = _failing_program(
+        "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO temporaries "
+        "(30.89G) exceeds available HBM (30.75G)."
+    )
+    with pytest.raises(aot.OutOfMemory) as caught:
+        aot._compile(hbm)
+    assert caught.value.space == "hbm"
+    assert (caught.value.needed, caught.value.available) == (int(30.89 * GIB), int(30.75 * GIB))
 
 
 def test_fused_attention_calls_are_counted_per_custom_call():
@@ -470,6 +497,28 @@ def test_find_max_batch_halves_the_bracket_when_fits_creep_up(monkeypatch):
     # never three fits in a row that each gain a single unit (4 examples)
     assert all(not (x <= 8 and y <= 8 and z <= 8) for x, y, z in zip(steps, steps[1:], steps[2:], strict=False))
     assert best == max(fits)
+
+
+def test_find_max_batch_goes_on_past_a_batch_that_overran_vmem(monkeypatch):
+    """libtpu refused bert_base seq 512 at batch 192 on a v4-8 for VMEM (a
+    kernel's tiling of that shape) while larger batches compiled: such a
+    batch is no bound on the answer."""
+    from bert_jax.compile import aot
+
+    fake = _fake_compile(_linear)
+
+    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
+        if config.batch_size == 40:  # the line's answer
+            fake.calls.append(40)
+            return {"fits": False, "bytes_per_chip": None, "memory_space": "vmem", "global_batch": 40}
+        return fake(config, topology, devices, cpu_flops)
+
+    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
+    # 40 overran VMEM: the unit below (36) fits, the line aims at 40 again, so the unit above (44), which misses.
+    assert fake.calls == [4, 32, 40, 36, 44]
+    assert best == 36 and report["max_batch_proven"] is True
+    assert [p.get("memory_space") for p in report["batch_search"]] == [None, None, None, "vmem", None]
 
 
 def test_find_max_batch_when_nothing_fits(monkeypatch):

@@ -119,11 +119,18 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class OutOfMemory(Exception):
-    """The compiler refused the program for lack of device memory."""
+    """The compiler refused the program for lack of device memory: HBM, or
+    `space="vmem"`, a TPU core's on-chip scratch (16 MiB on a v4), which a
+    kernel's tiling for one batch shape can overrun while the next batch
+    size up compiles: not a bound on the batch."""
 
-    def __init__(self, needed: int | None, available: int | None, message: str):
+    def __init__(self, needed: int | None, available: int | None, message: str, space: str = "hbm"):
         super().__init__(message)
-        self.needed, self.available = needed, available
+        self.needed, self.available, self.space = needed, available, space
+
+
+# "Ran out of memory in memory space vmem. Used 19.70M of 16.00M vmem."
+_VMEM = re.compile(r"memory space vmem|of [\d.]+[KMGT]? vmem", re.I)
 
 
 # The deviceless GPU compile's Triton GEMM autotuner fails this way on some
@@ -147,6 +154,8 @@ def _compile(program: TrainProgram):
         if "RESOURCE_EXHAUSTED" not in text and "out of memory" not in text.lower():
             raise
         m = next((m for m in (r.search(text) for r in _OOM_RES) if m), None)
+        if not m and _VMEM.search(text):
+            raise OutOfMemory(None, None, text.splitlines()[0], space="vmem") from e
         if not m:
             raise OutOfMemory(None, None, text.splitlines()[0]) from e
         needed = int(float(m.group(1)) * _UNITS[m.group(2)])
@@ -235,6 +244,11 @@ def compile_for_topology(config, topology: Topology, devices=None, cpu_flops: bo
     except OutOfMemory as e:
         # libtpu refused it: its own figures (what it needs, what it can give).
         report.update(fits=False, bytes_per_chip=e.needed, compiler_message=str(e))
+        if e.space == "vmem":
+            report["memory_space"] = "vmem"
+            report["status"] = ("not compiled: the TPU compiler ran out of on-chip vector memory (VMEM) for "
+                                "this batch shape, not of HBM; try a neighbouring --global_batch")
+            return report
         if e.available:
             report["compiler_hbm_bytes"] = e.available
         report["status"] = _status(False, e.needed, e.available or hbm)
@@ -518,9 +532,12 @@ def find_max_batch(
     narrows the bracket (`_fit_next`) until the batch that fits and the next
     one that does not are adjacent, or `max_compiles` is spent (then the
     largest verified to fit). (0, None) if even one example per data-parallel
-    rank does not fit. The returned report carries `batch_search`: every probe
-    as (global batch, bytes per chip, fits), and `max_batch_proven` (the next
-    unit up was compiled and did not fit, or the limit was reached)."""
+    rank does not fit. A batch whose compile overran VMEM (a kernel's tiling
+    for that shape) bounds nothing: the search goes on from the unit below
+    it. The returned report carries `batch_search`: every probe as (global
+    batch, bytes per chip, fits, and `memory_space: "vmem"` for such a
+    probe), and `max_batch_proven` (the next unit up was compiled and did not
+    fit, the units between overran VMEM, or the limit was reached)."""
     devices = compile_only_devices(topology) if devices is None else devices
     unit = batch_unit(config, len(devices))
     max_n = max(limit // unit, 1)
@@ -538,9 +555,18 @@ def find_max_batch(
     lo, hi, order = 1, None, [1]
     nxt = min(8, max_n)
     while len(probes) < max_compiles and lo < max_n and (hi is None or hi - lo > 1):
+        while _vmem(probes.get(nxt)) and nxt < max_n and (hi is None or nxt + 1 < hi):
+            nxt += 1  # the guess's shape overran VMEM before: the unit above
         if nxt in probes:
             break
         r = attempt(nxt)
+        if _vmem(r):
+            # A kernel's tiling for this shape, not the batch's memory: no
+            # bound. The unit below has other shapes; the search goes on from it.
+            nxt -= 1
+            if nxt <= lo:
+                break
+            continue
         if r["fits"]:
             lo = nxt
         else:
@@ -553,11 +579,19 @@ def find_max_batch(
     if report.get("flops_source", "").startswith("analytic") and len(jax.devices("cpu")) >= len(devices):
         report = compile_for_topology(resolve(config, global_batch=lo * unit), topology, devices)
     report["batch_search"] = [
-        {"global_batch": n * unit, "bytes_per_chip": probes[n].get("bytes_per_chip"), "fits": probes[n]["fits"]}
+        {"global_batch": n * unit, "bytes_per_chip": probes[n].get("bytes_per_chip"), "fits": probes[n]["fits"],
+         **({"memory_space": "vmem"} if probes[n].get("memory_space") == "vmem" else {})}
         for n in sorted(probes)
     ]
-    report["max_batch_proven"] = lo >= max_n or (hi is not None and hi - lo == 1)
+    # Proven: every unit between the answer and the smallest miss was
+    # compiled (and overran VMEM).
+    report["max_batch_proven"] = lo >= max_n or (hi is not None and all(n in probes for n in range(lo + 1, hi)))
     return lo * unit, report
+
+
+def _vmem(probe: dict | None) -> bool:
+    """Whether a probe's compile overran VMEM (see OutOfMemory)."""
+    return probe is not None and probe.get("memory_space") == "vmem"
 
 
 def compare_parallelism(config, topology: Topology, devices=None) -> dict[str, dict]:
