@@ -452,6 +452,30 @@ def test_find_max_batch_aims_at_the_compilers_own_limit(monkeypatch):
     assert [p["global_batch"] for p in report["batch_search"]] == [4, 32, 36, 40]
 
 
+def test_find_max_batch_aims_at_the_chip_when_fits_pass_the_compilers_figure(monkeypatch):
+    """libtpu's "available HBM" in a refusal (30 GiB here) counts its
+    temporaries, our bytes per chip the whole program: batches that fit can
+    use more. Aiming under its figure then never gets above the largest fit
+    (bert_large seq 128 on a v4-8 crept 388, 392, 396, 400 and spent its
+    compiles)."""
+    from bert_jax.compile import aot
+
+    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
+        # Flat to 64 examples, then 1 GiB each; fits up to 31.5 GiB (148 examples).
+        used = 10 * GIB + max(0, config.batch_size - 64) * GIB // 4
+        calls.append(config.batch_size)
+        if used <= 31.5 * GIB:
+            return {"fits": True, "bytes_per_chip": used, "global_batch": config.batch_size}
+        return {"fits": False, "bytes_per_chip": used, "compiler_hbm_bytes": 30 * GIB}
+
+    calls = []
+    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4, max_compiles=8)
+    # After 144 (30 GiB, past 98% of the compiler's 30), the line aims at 98% of the chip's 32 GiB.
+    assert calls == [4, 32, 1024, 112, 140, 144, 148, 152]
+    assert best == 148 and report["max_batch_proven"] is True
+
+
 def test_find_max_batch_grows_at_most_32x_where_small_batches_show_no_slope(monkeypatch):
     from bert_jax.compile import aot
 
