@@ -476,6 +476,22 @@ def test_find_max_batch_aims_at_the_chip_when_fits_pass_the_compilers_figure(mon
     assert best == 148 and report["max_batch_proven"] is True
 
 
+def test_find_max_batch_aims_at_the_hbm_itself_near_the_top(monkeypatch):
+    """Memory whose slope falls near the top (bert_base seq 512 DPxTP on a
+    v5p-64 crept 4720, 4728, 4736 at 93.1-93.4 of 95 GiB and spent its
+    compiles): once the largest fit is within 4% of the HBM the line aims at
+    the HBM itself and the next unit up settles it."""
+    from bert_jax.compile import aot
+
+    # 2 GiB per unit of 4 examples up to 16, then 0.4 GiB: 32 GiB hold 56.
+    fake = _fake_compile(lambda b: 20 * GIB + min(b, 16) * GIB // 2 + max(0, b - 16) * GIB // 10)
+    monkeypatch.setattr(aot, "compile_for_topology", fake)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
+    # 48 (31.2 GiB) is within 4%: aim at 32 GiB (56, which fits at 32.0), then 60, which does not.
+    assert fake.calls == [4, 32, 36, 48, 56, 60]
+    assert best == 56 and report["max_batch_proven"] is True
+
+
 def test_find_max_batch_grows_at_most_32x_where_small_batches_show_no_slope(monkeypatch):
     from bert_jax.compile import aot
 

@@ -479,12 +479,14 @@ def _fit_next(probes: dict[int, dict], hbm: int, lo: int, hi: int | None, max_n:
     row, or two fits in a row that each gained at most two units, mean the
     line is misleading here, and the next probe halves the bracket instead
     (before any miss: aims at the HBM itself, at least twice the last gain
-    up); but after a miss, a largest fit already within 2% of the aim is
-    followed by the next unit up, which settles the answer. `order`: the
-    probes in the order they were compiled."""
+    up). Once the largest fit is within 4% of the HBM the line aims at the HBM
+    itself, never halves, and at least one unit up: the answer is a unit or a
+    few away, and 98% would guess at or below that fit (the search crept a
+    unit a compile there). `order`: the probes in the order they were compiled."""
     # Aim 2% below the limit: memory is nearly linear, and aiming at the limit
     # itself misses by megabytes about half the time.
-    target = 0.98 * hbm
+    near = (probes[lo].get("bytes_per_chip") or 0) >= 0.96 * hbm
+    target = hbm if near else 0.98 * hbm
     if hi is None:
         known = sorted(n for n, r in probes.items() if r.get("bytes_per_chip"))
         if len(known) < 2:
@@ -494,16 +496,14 @@ def _fit_next(probes: dict[int, dict], hbm: int, lo: int, hi: int | None, max_n:
         # least twice the last gain above the largest fit.
         guess = _line_guess(probes, known[-2], known[-1], hbm if creeping else target)
         guess = max_n if guess is None else guess
-        if creeping:
+        if creeping and not near:
             guess = max(guess, lo + 2 * (known[-1] - known[-2]))
         # Extrapolating from small batches, where fixed buffers hide the slope
         # (a data x tensor mesh can show none between 1 and 8 units): grow at
         # most 32x a step, so a miss far above the answer does not cost the
         # compiles that would have found it.
         return max(lo + 1, min(guess, MAX_GROWTH * lo, max_n))
-    if (probes[lo].get("bytes_per_chip") or 0) >= 0.96 * hbm:
-        return lo + 1  # the largest fit is within 2% of the aim: the next unit up settles it
-    if _creeping(probes, order or [], hi - lo):
+    if not near and _creeping(probes, order or [], hi - lo):
         return (lo + hi) // 2
     guess = _line_guess(probes, lo, hi, target)
     guess = (lo + hi) // 2 if guess is None else guess
