@@ -561,6 +561,41 @@ def test_find_max_batch_goes_on_past_a_batch_that_overran_vmem(monkeypatch):
     assert [p.get("memory_space") for p in report["batch_search"]] == [None, None, None, "vmem", None]
 
 
+def test_find_max_batch_goes_on_past_a_first_batch_that_overran_vmem(monkeypatch):
+    """One example per chip can hit a kernel tiling the larger batches do not:
+    that first probe is no proof that nothing fits."""
+    from bert_jax.compile import aot
+
+    fake = _fake_compile(_linear)
+
+    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
+        if config.batch_size == 4:  # one unit
+            fake.calls.append(4)
+            return {"fits": False, "bytes_per_chip": None, "memory_space": "vmem", "global_batch": 4}
+        return fake(config, topology, devices, cpu_flops)
+
+    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
+    # 4 overran VMEM: the unit above (8) fits, then 8 units and the line on from there.
+    assert fake.calls[:2] == [4, 8] and best == 40 and report["max_batch_proven"] is True
+    assert report["batch_search"][0] == {"global_batch": 4, "bytes_per_chip": None, "fits": False,
+                                         "memory_space": "vmem"}
+
+
+def test_find_max_batch_finds_nothing_when_every_first_batch_overruns_vmem(monkeypatch):
+    from bert_jax.compile import aot
+
+    calls = []
+
+    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
+        calls.append(config.batch_size)
+        return {"fits": False, "bytes_per_chip": None, "memory_space": "vmem", "global_batch": config.batch_size}
+
+    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4, max_compiles=3)
+    assert (best, report) == (0, None) and calls == [4, 8, 12]  # stops at the compile budget
+
+
 def test_find_max_batch_when_nothing_fits(monkeypatch):
     from bert_jax.compile import aot
 

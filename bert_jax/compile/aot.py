@@ -538,7 +538,7 @@ def find_max_batch(
     largest verified to fit). (0, None) if even one example per data-parallel
     rank does not fit. A batch whose compile overran VMEM (a kernel's tiling
     for that shape) bounds nothing: the search goes on from the unit below
-    it. The returned report carries `batch_search`: every probe as (global
+    it, or, at the first probe, the unit above. The returned report carries `batch_search`: every probe as (global
     batch, bytes per chip, fits, and `memory_space: "vmem"` for such a
     probe), and `max_batch_proven` (the next unit up was compiled and did not
     fit, the units between overran VMEM, or the limit was reached)."""
@@ -554,10 +554,13 @@ def find_max_batch(
         probes[n] = compile_for_topology(batch_config, topology, devices, cpu_flops=False)
         return probes[n]
 
-    if not attempt(1)["fits"]:
+    first = 1
+    while _vmem(attempt(first)) and first < min(max_n, max_compiles):
+        first += 1  # that shape's tiling overran VMEM, which bounds nothing: the unit above
+    if not probes[first]["fits"]:
         return 0, None
-    lo, hi, order = 1, None, [1]
-    nxt = min(8, max_n)
+    lo, hi, order = first, None, [first]
+    nxt = min(max(8, 2 * first), max_n)
     while len(probes) < max_compiles and lo < max_n and (hi is None or hi - lo > 1):
         while _vmem(probes.get(nxt)) and nxt < max_n and (hi is None or nxt + 1 < hi):
             nxt += 1  # the guess's shape overran VMEM before: the unit above
