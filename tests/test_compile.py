@@ -402,6 +402,19 @@ def _linear(batch):
     return 11 * GIB + batch * GIB // 2  # v4's 32 GiB hold 42 examples
 
 
+def _overrunning_vmem(fake, overran):
+    """`fake`, except that a global batch for which `overran(batch)` holds
+    fails as libtpu's VMEM overrun does (recorded in `fake.calls` too)."""
+
+    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
+        if overran(config.batch_size):
+            fake.calls.append(config.batch_size)
+            return {"fits": False, "bytes_per_chip": None, "memory_space": "vmem", "global_batch": config.batch_size}
+        return fake(config, topology, devices, cpu_flops)
+
+    return compile_for_topology
+
+
 def test_find_max_batch_fits_a_line_and_proves_the_next_unit_does_not_fit(monkeypatch):
     from bert_jax.compile import aot
 
@@ -546,14 +559,7 @@ def test_find_max_batch_goes_on_past_a_batch_that_overran_vmem(monkeypatch):
     from bert_jax.compile import aot
 
     fake = _fake_compile(_linear)
-
-    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
-        if config.batch_size == 40:  # the line's answer
-            fake.calls.append(40)
-            return {"fits": False, "bytes_per_chip": None, "memory_space": "vmem", "global_batch": 40}
-        return fake(config, topology, devices, cpu_flops)
-
-    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    monkeypatch.setattr(aot, "compile_for_topology", _overrunning_vmem(fake, lambda b: b == 40))  # the line's answer
     best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
     # 40 overran VMEM: the unit below (36) fits, the line aims at 40 again, so the unit above (44), which misses.
     assert fake.calls == [4, 32, 40, 36, 44]
@@ -567,14 +573,7 @@ def test_find_max_batch_goes_on_past_a_first_batch_that_overran_vmem(monkeypatch
     from bert_jax.compile import aot
 
     fake = _fake_compile(_linear)
-
-    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
-        if config.batch_size == 4:  # one unit
-            fake.calls.append(4)
-            return {"fits": False, "bytes_per_chip": None, "memory_space": "vmem", "global_batch": 4}
-        return fake(config, topology, devices, cpu_flops)
-
-    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    monkeypatch.setattr(aot, "compile_for_topology", _overrunning_vmem(fake, lambda b: b == 4))  # one unit
     best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4)
     # 4 overran VMEM: the unit above (8) fits, then 8 units and the line on from there.
     assert fake.calls[:2] == [4, 8] and best == 40 and report["max_batch_proven"] is True
@@ -585,15 +584,10 @@ def test_find_max_batch_goes_on_past_a_first_batch_that_overran_vmem(monkeypatch
 def test_find_max_batch_finds_nothing_when_every_first_batch_overruns_vmem(monkeypatch):
     from bert_jax.compile import aot
 
-    calls = []
-
-    def compile_for_topology(config, topology, devices=None, cpu_flops=True):
-        calls.append(config.batch_size)
-        return {"fits": False, "bytes_per_chip": None, "memory_space": "vmem", "global_batch": config.batch_size}
-
-    monkeypatch.setattr(aot, "compile_for_topology", compile_for_topology)
+    fake = _fake_compile(_linear)
+    monkeypatch.setattr(aot, "compile_for_topology", _overrunning_vmem(fake, lambda b: True))
     best, report = aot.find_max_batch(_tiny(), parse_topology("v4-8"), devices=[None] * 4, max_compiles=3)
-    assert (best, report) == (0, None) and calls == [4, 8, 12]  # stops at the compile budget
+    assert (best, report) == (0, None) and fake.calls == [4, 8, 12]  # stops at the compile budget
 
 
 def test_find_max_batch_when_nothing_fits(monkeypatch):

@@ -538,9 +538,9 @@ def find_max_batch(
     largest verified to fit). (0, None) if even one example per data-parallel
     rank does not fit. A batch whose compile overran VMEM (a kernel's tiling
     for that shape) bounds nothing: the search goes on from the unit below
-    it, or, at the first probe, the unit above. The returned report carries `batch_search`: every probe as (global
-    batch, bytes per chip, fits, and `memory_space: "vmem"` for such a
-    probe), and `max_batch_proven` (the next unit up was compiled and did not
+    it, or, at the first probe, the unit above. The returned report carries
+    `batch_search`: every probe as (global batch, bytes per chip, fits, and
+    `memory_space: "vmem"` for such a probe), and `max_batch_proven` (the next unit up was compiled and did not
     fit, the units between overran VMEM, or the limit was reached)."""
     devices = compile_only_devices(topology) if devices is None else devices
     unit = batch_unit(config, len(devices))
